@@ -1,0 +1,116 @@
+//! The stored form of an event, shared by every persistent backend.
+//!
+//! Format version 1: one version byte (`1`) followed by a postcard encoding of
+//! [`StoredEvent`]. Unknown versions and undecodable bytes are [`StoreError::Corrupted`], never a
+//! panic.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{Event, StoreError};
+
+/// The current record format version.
+pub const RECORD_VERSION: u8 = 1;
+
+/// An event as persisted, with its place in the batch it was appended in (used to recognise
+/// idempotent retries).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// The event.
+    pub event: Event,
+    /// Index of the event in its append batch.
+    pub batch_index: u32,
+    /// Number of events in that batch.
+    pub batch_len: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RecordV1<'a> {
+    event_type: &'a str,
+    tags: Vec<&'a str>,
+    #[serde(with = "serde_bytes_compat")]
+    data: &'a [u8],
+    metadata: Vec<(&'a str, &'a str)>,
+    id: Option<[u8; 16]>,
+    batch_index: u32,
+    batch_len: u32,
+}
+
+mod serde_bytes_compat {
+    use serde::{Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(v: &&[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<&'de [u8], D::Error> {
+        <&'de [u8] as serde::Deserialize>::deserialize(d)
+    }
+}
+
+/// Encodes an event with its batch placement.
+pub fn encode_event(event: &Event, batch_index: u32, batch_len: u32) -> Vec<u8> {
+    let rec = RecordV1 {
+        event_type: &event.event_type,
+        tags: event.tags.iter().map(String::as_str).collect(),
+        data: &event.data,
+        metadata: event.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+        id: event.id.map(|u| *u.as_bytes()),
+        batch_index,
+        batch_len,
+    };
+    let mut out = Vec::with_capacity(32 + crate::limits::event_size(event));
+    out.push(RECORD_VERSION);
+    // Serialising plain strings, byte slices and integers into a Vec cannot fail.
+    match postcard::to_extend(&rec, out) {
+        Ok(v) => v,
+        Err(_) => vec![0],
+    }
+}
+
+/// Decodes a record written by [`encode_event`].
+pub fn decode_event(bytes: &[u8]) -> Result<StoredEvent, StoreError> {
+    let Some((&version, body)) = bytes.split_first() else {
+        return Err(StoreError::Corrupted("empty event record".into()));
+    };
+    if version != RECORD_VERSION {
+        return Err(StoreError::Corrupted(format!("unknown event record version {version}")));
+    }
+    let rec: RecordV1<'_> =
+        postcard::from_bytes(body).map_err(|e| StoreError::Corrupted(format!("undecodable event record: {e}")))?;
+    Ok(StoredEvent {
+        event: Event {
+            event_type: rec.event_type.to_owned(),
+            tags: rec.tags.into_iter().map(str::to_owned).collect(),
+            data: rec.data.to_vec(),
+            metadata: rec.metadata.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+            id: rec.id.map(Uuid::from_bytes),
+        },
+        batch_index: rec.batch_index,
+        batch_len: rec.batch_len,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let e = Event::new("A", b"{}".to_vec()).tag("x").tag("y").meta("k", "v").with_id(Uuid::from_u128(5));
+        let bytes = encode_event(&e, 2, 3);
+        let back = decode_event(&bytes).ok();
+        assert_eq!(back, Some(StoredEvent { event: e, batch_index: 2, batch_len: 3 }));
+    }
+
+    #[test]
+    fn garbage_is_corruption_not_panic() {
+        assert!(matches!(decode_event(&[]), Err(StoreError::Corrupted(_))));
+        assert!(matches!(decode_event(&[9, 1, 2]), Err(StoreError::Corrupted(_))));
+        let e = Event::new("A", vec![1; 100]).tag("x");
+        let mut bytes = encode_event(&e, 0, 1);
+        bytes.truncate(bytes.len() / 2);
+        assert!(matches!(decode_event(&bytes), Err(StoreError::Corrupted(_))));
+        for i in 0..=255u8 {
+            let _ = decode_event(&[1, i, i, i, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        }
+    }
+}

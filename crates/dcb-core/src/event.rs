@@ -1,0 +1,87 @@
+//! Events as appended and as read back.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::Position;
+
+/// An event to append: a type, a set of tags, opaque data, optional metadata and an optional id.
+///
+/// Tags form a set: a duplicate tag is rejected at append time with
+/// [`InputError::DuplicateTag`](crate::InputError::DuplicateTag). Their order is kept as given.
+/// The `id`, when present, makes retries idempotent (see [`EventStore::append`](crate::EventStore::append)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// The event type, e.g. `"BookBorrowed"`. Non-empty UTF-8.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The tags, e.g. `["book:42", "borrower:7"]`. Non-empty strings, no duplicates.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The payload: opaque bytes (the framework stores JSON).
+    #[serde(default)]
+    pub data: Vec<u8>,
+    /// Free-form string metadata (recorded-at time, correlation ids, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    /// An optional unique id, for idempotent retries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Uuid>,
+}
+
+impl Event {
+    /// An event of `event_type` carrying `data`, with no tags, metadata or id.
+    pub fn new(event_type: impl Into<String>, data: impl Into<Vec<u8>>) -> Event {
+        Event {
+            event_type: event_type.into(),
+            tags: Vec::new(),
+            data: data.into(),
+            metadata: BTreeMap::new(),
+            id: None,
+        }
+    }
+
+    /// Adds one tag.
+    pub fn tag(mut self, tag: impl Into<String>) -> Event {
+        self.tags.push(tag.into());
+        self
+    }
+
+    /// Adds several tags.
+    pub fn tags<I, T>(mut self, tags: I) -> Event
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.tags.extend(tags.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets one metadata entry.
+    pub fn meta(mut self, key: impl Into<String>, value: impl Into<String>) -> Event {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets the id used for idempotent retries.
+    pub fn with_id(mut self, id: Uuid) -> Event {
+        self.id = Some(id);
+        self
+    }
+
+    /// Whether the event carries `tag`.
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.tags.iter().any(|t| t == tag)
+    }
+}
+
+/// An event as stored: the event and the position the store gave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SequencedEvent {
+    /// Where the event sits in the log.
+    pub position: Position,
+    /// The event as appended.
+    pub event: Event,
+}

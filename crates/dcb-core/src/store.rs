@@ -1,0 +1,339 @@
+//! The `EventStore` trait and its request and response types.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use async_trait::async_trait;
+use futures::stream::{BoxStream, Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+
+use crate::{Event, Position, Query, SequencedEvent, StoreError};
+
+/// Where a read starts, where it stops, how many events it returns and in which order.
+///
+/// Bounds apply to positions whatever the direction; `backwards` reverses the order (newest
+/// first) and `limit` then takes the first `n` in that order. So "the last event for this tag" is
+/// `ReadOptions::new().backwards().limit(1)`.
+///
+/// ```
+/// use dcb_core::{Position, ReadOptions};
+/// let page = ReadOptions::new().after(Position::from_u64(10)).limit(100);
+/// assert_eq!(page.limit, Some(100));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadOptions {
+    /// Lower bound (exclusive `after` or inclusive `from`).
+    pub start: Option<Start>,
+    /// Exclusive upper bound: only events strictly before this position.
+    pub before: Option<Position>,
+    /// At most this many events.
+    pub limit: Option<u64>,
+    /// Newest first.
+    pub backwards: bool,
+}
+
+/// A read's lower bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Start {
+    /// Events strictly after this position.
+    After(Position),
+    /// Events at or after this position.
+    From(Position),
+}
+
+impl ReadOptions {
+    /// Every matching event, oldest first.
+    pub fn new() -> ReadOptions {
+        ReadOptions::default()
+    }
+
+    /// Only events strictly after `position` (replaces any earlier lower bound).
+    pub fn after(mut self, position: Position) -> ReadOptions {
+        self.start = Some(Start::After(position));
+        self
+    }
+
+    /// Only events strictly after `position`, when given (`None` leaves the read unbounded).
+    pub fn after_opt(self, position: Option<Position>) -> ReadOptions {
+        match position {
+            Some(p) => self.after(p),
+            None => ReadOptions { start: None, ..self },
+        }
+    }
+
+    /// Only events at or after `position` (replaces any earlier lower bound).
+    pub fn from(mut self, position: Position) -> ReadOptions {
+        self.start = Some(Start::From(position));
+        self
+    }
+
+    /// Only events strictly before `position`.
+    pub fn before(mut self, position: Position) -> ReadOptions {
+        self.before = Some(position);
+        self
+    }
+
+    /// At most `limit` events.
+    pub fn limit(mut self, limit: u64) -> ReadOptions {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// Newest first.
+    pub fn backwards(mut self) -> ReadOptions {
+        self.backwards = true;
+        self
+    }
+
+    /// The smallest position the read may return, `None` when the range is empty.
+    pub fn min_position(&self) -> Option<Position> {
+        match self.start {
+            None => Some(Position::ZERO),
+            Some(Start::From(p)) => Some(p),
+            Some(Start::After(p)) => p.next(),
+        }
+    }
+
+    /// Whether `position` lies inside the bounds (ignoring limit and order).
+    pub fn contains(&self, position: Position) -> bool {
+        let above = match self.start {
+            None => true,
+            Some(Start::After(p)) => position > p,
+            Some(Start::From(p)) => position >= p,
+        };
+        above && self.before.is_none_or(|b| position < b)
+    }
+}
+
+/// "Fail this append if any event matching `fail_if_events_match` exists after `after`."
+///
+/// `after: None` means no matching event may exist at all. The appended batch itself is never
+/// checked against its own conditions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendCondition {
+    /// The query whose matches fail the append.
+    pub fail_if_events_match: Query,
+    /// Only events strictly after this position count (typically the head a decision was read at).
+    #[serde(default)]
+    pub after: Option<Position>,
+}
+
+impl AppendCondition {
+    /// Fail if any event matching `query` exists after `after` (`None`: at all).
+    pub fn new(query: Query, after: Option<Position>) -> AppendCondition {
+        AppendCondition { fail_if_events_match: query, after }
+    }
+
+    /// Fail if any event matching `query` exists at all.
+    pub fn none_match(query: Query) -> AppendCondition {
+        AppendCondition { fail_if_events_match: query, after: None }
+    }
+}
+
+/// Moves a consumer's checkpoint atomically with an append (exactly-once processing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tracking {
+    /// The consumer (a view or automation name).
+    pub consumer: String,
+    /// The new checkpoint: must be strictly greater than the stored one.
+    pub position: Position,
+}
+
+/// A full append request: events, conditions and optional tracking.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AppendRequest {
+    /// The batch: all appended or none.
+    pub events: Vec<Event>,
+    /// All must hold (each is checked independently).
+    pub conditions: Vec<AppendCondition>,
+    /// Checkpoint to advance in the same atomic write.
+    pub tracking: Option<Tracking>,
+}
+
+impl AppendRequest {
+    /// A request appending `events` unconditionally.
+    pub fn new(events: Vec<Event>) -> AppendRequest {
+        AppendRequest { events, conditions: Vec::new(), tracking: None }
+    }
+
+    /// Adds a condition.
+    pub fn condition(mut self, condition: AppendCondition) -> AppendRequest {
+        self.conditions.push(condition);
+        self
+    }
+
+    /// Adds conditions.
+    pub fn conditions(mut self, conditions: impl IntoIterator<Item = AppendCondition>) -> AppendRequest {
+        self.conditions.extend(conditions);
+        self
+    }
+
+    /// Advances `consumer`'s checkpoint to `position` atomically with the append; the append fails
+    /// with [`StoreError::CheckpointConflict`] unless the stored checkpoint is below `position`.
+    pub fn track(mut self, consumer: impl Into<String>, position: Position) -> AppendRequest {
+        self.tracking = Some(Tracking { consumer: consumer.into(), position });
+        self
+    }
+}
+
+/// The outcome of a successful append.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Appended {
+    /// The position of each event, in batch order.
+    pub positions: Vec<Position>,
+    /// `true` when this was an idempotent retry of a batch already stored: nothing new was
+    /// written and `positions` are the original ones.
+    pub replayed: bool,
+}
+
+impl Appended {
+    /// The position of the batch's last event.
+    pub fn last(&self) -> Option<Position> {
+        self.positions.last().copied()
+    }
+}
+
+/// One write in a consumer-state commit: `Some(value)` sets, `None` deletes.
+pub type StateWrite = (Vec<u8>, Option<Vec<u8>>);
+
+/// An atomic update of a consumer's own key-value state and checkpoint (a materialized view's
+/// read model).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StateCommit {
+    /// The consumer whose namespace is written.
+    pub consumer: String,
+    /// Puts and deletes, applied in order.
+    pub writes: Vec<StateWrite>,
+    /// The new checkpoint: must be strictly greater than the stored one.
+    pub checkpoint: Option<Position>,
+}
+
+/// The events of a read, in order, and the head the read was evaluated at.
+///
+/// It is a [`Stream`]; memory use does not grow with the result size.
+pub struct ReadStream {
+    head: Option<Position>,
+    inner: BoxStream<'static, Result<SequencedEvent, StoreError>>,
+}
+
+impl ReadStream {
+    /// A read result from a head and a stream of events.
+    pub fn new(head: Option<Position>, inner: BoxStream<'static, Result<SequencedEvent, StoreError>>) -> ReadStream {
+        ReadStream { head, inner }
+    }
+
+    /// A read result from events already in memory.
+    pub fn from_vec(head: Option<Position>, events: Vec<SequencedEvent>) -> ReadStream {
+        ReadStream::new(head, futures::stream::iter(events.into_iter().map(Ok)).boxed())
+    }
+
+    /// The store's head when the read was evaluated (`None`: the store was empty). Use it as the
+    /// `after` of an append condition: no event below it can appear later.
+    pub fn head(&self) -> Option<Position> {
+        self.head
+    }
+
+    /// Collects every event (for small reads).
+    pub async fn collect_all(mut self) -> Result<Vec<SequencedEvent>, StoreError> {
+        let mut out = Vec::new();
+        while let Some(e) = self.inner.next().await {
+            out.push(e?);
+        }
+        Ok(out)
+    }
+}
+
+impl Stream for ReadStream {
+    type Item = Result<SequencedEvent, StoreError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.inner.as_mut().poll_next(cx)
+    }
+}
+
+impl std::fmt::Debug for ReadStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadStream").field("head", &self.head).finish_non_exhaustive()
+    }
+}
+
+/// What a subscription yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubscriptionItem {
+    /// The next matching event.
+    Event(SequencedEvent),
+    /// Emitted once: every matching event up to `head` has been yielded; what follows is live.
+    CaughtUp {
+        /// The head at the moment of catching up.
+        head: Option<Position>,
+    },
+}
+
+/// A catch-up-then-live stream of matching events (see [`EventStore::subscribe`]).
+pub type Subscription = BoxStream<'static, Result<SubscriptionItem, StoreError>>;
+
+/// A DCB event store. Every backend implements it and passes the conformance suite.
+///
+/// All methods validate their input first; an invalid request is
+/// [`StoreError::InvalidInput`] and writes nothing.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends a batch atomically if every condition holds, optionally advancing a consumer
+    /// checkpoint in the same write.
+    ///
+    /// Idempotent retry: when every event carries an `id` and those ids are stored as exactly this
+    /// batch (same events, same order, nothing more), the original positions are returned with
+    /// `replayed: true` and nothing is written (conditions are not re-checked). Any other reuse of
+    /// a stored id is [`StoreError::IdConflict`].
+    async fn append_request(&self, request: AppendRequest) -> Result<Appended, StoreError>;
+
+    /// Appends `events` atomically if every condition holds (see [`EventStore::append_request`]).
+    async fn append(&self, events: Vec<Event>, conditions: Vec<AppendCondition>) -> Result<Appended, StoreError> {
+        self.append_request(AppendRequest { events, conditions, tracking: None }).await
+    }
+
+    /// Streams the events matching `query` within `options`, in position order, from one
+    /// consistent snapshot, together with the head that snapshot was taken at.
+    async fn read(&self, query: Query, options: ReadOptions) -> Result<ReadStream, StoreError>;
+
+    /// The position of the last committed event (`None` for an empty store).
+    async fn head(&self) -> Result<Option<Position>, StoreError>;
+
+    /// Waits until the head is past `after` and returns it (immediately if it already is).
+    async fn wait_for_head(&self, after: Option<Position>) -> Result<Option<Position>, StoreError>;
+
+    /// Catch-up from `after` (exclusive; `None` = from the start), then live. Emits
+    /// [`SubscriptionItem::CaughtUp`] once when the catch-up is done. Resumable from the last
+    /// position seen; memory stays bounded because the stream is pulled: a slow consumer simply
+    /// reads later.
+    fn subscribe(&self, query: Query, after: Option<Position>) -> Subscription;
+
+    /// The stored checkpoint of `consumer`.
+    async fn checkpoint(&self, consumer: &str) -> Result<Option<Position>, StoreError>;
+
+    /// Applies a consumer-state commit atomically (writes and checkpoint together).
+    async fn commit_state(&self, commit: StateCommit) -> Result<(), StoreError>;
+
+    /// Reads one key of a consumer's state.
+    async fn get_state(&self, consumer: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Reads up to `limit` keys of a consumer's state starting with `prefix`, in key order,
+    /// starting strictly after `after` when given.
+    async fn scan_state(
+        &self,
+        consumer: &str,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+
+    /// Deletes a consumer's whole state and checkpoint (to rebuild a view from scratch).
+    async fn reset_consumer(&self, consumer: &str) -> Result<(), StoreError>;
+}
+
+/// Validates read input, including range sanity.
+pub fn check_read(query: &Query, options: &ReadOptions) -> Result<(), StoreError> {
+    crate::limits::validate_read(query, options)?;
+    Ok(())
+}
