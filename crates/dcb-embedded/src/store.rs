@@ -1,0 +1,418 @@
+//! The embedded store: opening, reads, subscriptions and consumer state.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Sender, channel};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use dcb_core::codec::StoredEvent;
+use dcb_core::limits::{validate_append, validate_consumer, validate_state_write};
+use dcb_core::{
+    AppendRequest, Appended, EventStore, InputError, Position, Query, ReadOptions, ReadStream, SequencedEvent, Start,
+    StateCommit, StoreError, Subscription,
+};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use futures::StreamExt;
+use tokio::sync::{oneshot, watch};
+
+use crate::index::{Index, Span};
+use crate::keys;
+use crate::writer::{self, Job};
+
+/// Events fetched per step of a read (the most a read holds in memory).
+const READ_CHUNK: usize = 256;
+
+pub(crate) struct Shared {
+    pub(crate) db: Database,
+    pub(crate) events: Keyspace,
+    pub(crate) consumers: Keyspace,
+    index: RwLock<Index>,
+    checkpoints: Mutex<HashMap<String, Position>>,
+    head: watch::Sender<u64>,
+    path: PathBuf,
+}
+
+pub(crate) fn fjall_err(e: fjall::Error) -> StoreError {
+    match e {
+        fjall::Error::Locked => StoreError::Locked("the data directory is open in another process".into()),
+        other => StoreError::storage(other),
+    }
+}
+
+impl Shared {
+    pub(crate) fn index_read(&self) -> RwLockReadGuard<'_, Index> {
+        // Index updates cannot panic halfway (pushes onto vectors), so a poisoned lock still
+        // guards consistent data.
+        self.index.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn index_write(&self) -> RwLockWriteGuard<'_, Index> {
+        self.index.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn checkpoints(&self) -> std::sync::MutexGuard<'_, HashMap<String, Position>> {
+        self.checkpoints.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn checkpoint_cached(&self, consumer: &str) -> Option<Position> {
+        self.checkpoints().get(consumer).copied()
+    }
+
+    pub(crate) fn cache_checkpoints(&self, updates: HashMap<String, Position>) {
+        if !updates.is_empty() {
+            self.checkpoints().extend(updates);
+        }
+    }
+
+    pub(crate) fn forget_checkpoint(&self, consumer: &str) {
+        self.checkpoints().remove(consumer);
+    }
+
+    pub(crate) fn publish_head(&self, head: u64) {
+        self.head.send_replace(head);
+    }
+
+    /// Loads and decodes the event at `position`.
+    pub(crate) fn load(&self, position: u64) -> Result<StoredEvent, StoreError> {
+        match self.events.get(keys::event_key(position)).map_err(fjall_err)? {
+            Some(bytes) => writer::decode(position, &bytes),
+            None => Err(StoreError::Corrupted(format!("indexed event at position {position} is missing"))),
+        }
+    }
+}
+
+struct WriterHandle {
+    tx: Mutex<Option<Sender<Job>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for WriterHandle {
+    fn drop(&mut self) {
+        // Closing the queue lets the writer finish its last group and exit; joining it means the
+        // data directory is released when the last handle is gone.
+        drop(self.tx.lock().unwrap_or_else(|p| p.into_inner()).take());
+        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The default event store: durable, embedded, one process.
+///
+/// Cheap to clone; clones share one store. The data directory is locked while any clone lives.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    writer: Arc<WriterHandle>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore").field("path", &self.shared.path).finish_non_exhaustive()
+    }
+}
+
+/// Figures about an open store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Last committed position (`None`: empty).
+    pub head: Option<Position>,
+    /// Number of events.
+    pub events: u64,
+    /// Type and tag postings held in memory.
+    pub postings: usize,
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store in directory `path`.
+    ///
+    /// Rebuilds the in-memory indexes from the events on disk. Fails with
+    /// [`StoreError::Locked`] when another process (or handle) has the directory open, and with
+    /// [`StoreError::Corrupted`] when a stored record cannot be decoded.
+    pub fn open(path: impl AsRef<Path>) -> Result<EmbeddedStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        std::fs::create_dir_all(&path).map_err(StoreError::storage)?;
+        let db = Database::builder(&path).open().map_err(fjall_err)?;
+        let events = db.keyspace(keys::EVENTS, KeyspaceCreateOptions::default).map_err(fjall_err)?;
+        let consumers = db.keyspace(keys::CONSUMERS, KeyspaceCreateOptions::default).map_err(fjall_err)?;
+        let meta = db.keyspace(keys::META, KeyspaceCreateOptions::default).map_err(fjall_err)?;
+        match meta.get(keys::SCHEMA_KEY).map_err(fjall_err)? {
+            Some(v) => {
+                let version = <[u8; 4]>::try_from(v.as_ref()).map(u32::from_be_bytes).map_err(|_| {
+                    StoreError::Corrupted("schema version record is not 4 bytes".into())
+                })?;
+                if version != keys::SCHEMA_VERSION {
+                    return Err(StoreError::Corrupted(format!(
+                        "data directory has schema version {version}, this build reads version {}",
+                        keys::SCHEMA_VERSION
+                    )));
+                }
+            }
+            None => {
+                meta.insert(keys::SCHEMA_KEY, keys::SCHEMA_VERSION.to_be_bytes()).map_err(fjall_err)?;
+                db.persist(PersistMode::SyncData).map_err(fjall_err)?;
+            }
+        }
+        let mut index = Index::default();
+        let mut last = 0u64;
+        for kv in events.iter() {
+            let (k, v) = kv.into_inner().map_err(fjall_err)?;
+            let p = keys::event_position(&k)
+                .ok_or_else(|| StoreError::Corrupted(format!("event key of {} bytes", k.len())))?;
+            if p <= last {
+                return Err(StoreError::Corrupted(format!("event positions out of order at {p}")));
+            }
+            last = p;
+            let stored = writer::decode(p, &v)?;
+            index.add(p, &stored.event);
+        }
+        let mut checkpoints = HashMap::new();
+        for kv in consumers.prefix(b"c") {
+            let (k, v) = kv.into_inner().map_err(fjall_err)?;
+            let name = std::str::from_utf8(&k[1..])
+                .map_err(|_| StoreError::Corrupted("consumer name is not UTF-8".into()))?
+                .to_owned();
+            let p = Position::from_bytes(&v).map_err(|e| StoreError::Corrupted(format!("checkpoint of {name}: {e}")))?;
+            checkpoints.insert(name, p);
+        }
+        tracing::debug!(path = %path.display(), events = index.count, "embedded store opened");
+        let head = index.head;
+        let shared = Arc::new(Shared {
+            db,
+            events,
+            consumers,
+            index: RwLock::new(index),
+            checkpoints: Mutex::new(checkpoints),
+            head: watch::channel(head).0,
+            path,
+        });
+        let (tx, rx) = channel();
+        let for_writer = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("dcb-writer".into())
+            .spawn(move || writer::run(for_writer, rx))
+            .map_err(StoreError::storage)?;
+        Ok(EmbeddedStore {
+            writer: Arc::new(WriterHandle { tx: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)) }),
+            shared,
+        })
+    }
+
+    /// Figures about the store.
+    pub fn stats(&self) -> Stats {
+        let index = self.shared.index_read();
+        Stats { head: to_head(index.head), events: index.count, postings: index.postings() }
+    }
+
+    /// The data directory.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    fn send(&self, job: Job) -> Result<(), StoreError> {
+        let guard = self.writer.tx.lock().unwrap_or_else(|p| p.into_inner());
+        match guard.as_ref() {
+            Some(tx) => tx.send(job).map_err(|_| StoreError::Closed),
+            None => Err(StoreError::Closed),
+        }
+    }
+}
+
+fn to_head(head: u64) -> Option<Position> {
+    (head > 0).then(|| Position::from_u64(head))
+}
+
+/// The inclusive u64 span of a read, `None` when it is empty.
+fn span_of(options: &ReadOptions, head: u64) -> Option<Span> {
+    let lo = match options.start {
+        None => 1,
+        Some(Start::After(p)) => p.as_u64()?.checked_add(1)?,
+        Some(Start::From(p)) => p.as_u64()?.max(1),
+    };
+    let mut hi = head;
+    if let Some(b) = options.before {
+        match b.as_u64() {
+            Some(b) => hi = hi.min(b.checked_sub(1)?),
+            None => {}
+        }
+    }
+    (lo <= hi).then_some(Span { lo, hi, backwards: options.backwards })
+}
+
+struct ReadState {
+    shared: Arc<Shared>,
+    items: Option<Vec<dcb_core::QueryItem>>,
+    span: Option<Span>,
+    remaining: u64,
+    buffer: std::collections::VecDeque<SequencedEvent>,
+}
+
+impl ReadState {
+    /// Fills the buffer with the next chunk; narrows the span past it.
+    fn fill(&mut self) -> Result<(), StoreError> {
+        let Some(span) = self.span else { return Ok(()) };
+        let max = usize::try_from(self.remaining).unwrap_or(usize::MAX).min(READ_CHUNK);
+        if max == 0 {
+            self.span = None;
+            return Ok(());
+        }
+        let positions: Vec<(u64, StoredEvent)> = match &self.items {
+            None => {
+                let range = keys::event_key(span.lo)..=keys::event_key(span.hi);
+                let iter = self.shared.events.range(range);
+                let mut out = Vec::with_capacity(max);
+                let mut push = |kv: fjall::Guard| -> Result<(), StoreError> {
+                    let (k, v) = kv.into_inner().map_err(fjall_err)?;
+                    let p = keys::event_position(&k)
+                        .ok_or_else(|| StoreError::Corrupted(format!("event key of {} bytes", k.len())))?;
+                    out.push((p, writer::decode(p, &v)?));
+                    Ok(())
+                };
+                if span.backwards {
+                    for kv in iter.rev().take(max) {
+                        push(kv)?;
+                    }
+                } else {
+                    for kv in iter.take(max) {
+                        push(kv)?;
+                    }
+                }
+                out
+            }
+            Some(items) => {
+                let ps = self.shared.index_read().matches(items, span, max);
+                ps.into_iter().map(|p| Ok((p, self.shared.load(p)?))).collect::<Result<_, StoreError>>()?
+            }
+        };
+        if positions.len() < max {
+            self.span = None;
+        } else if let Some((last, _)) = positions.last() {
+            self.span = if span.backwards {
+                last.checked_sub(1).filter(|&h| h >= span.lo).map(|hi| Span { hi, ..span })
+            } else {
+                last.checked_add(1).filter(|&l| l <= span.hi).map(|lo| Span { lo, ..span })
+            };
+        }
+        self.remaining -= positions.len() as u64;
+        self.buffer.extend(
+            positions.into_iter().map(|(p, se)| SequencedEvent { position: Position::from_u64(p), event: se.event }),
+        );
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl EventStore for EmbeddedStore {
+    async fn append_request(&self, request: AppendRequest) -> Result<Appended, StoreError> {
+        validate_append(&request)?;
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Append(request, tx))?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read(&self, query: Query, options: ReadOptions) -> Result<ReadStream, StoreError> {
+        dcb_core::check_read(&query, &options)?;
+        let head = self.shared.index_read().head;
+        let items = match query.normalized() {
+            Query::All => None,
+            Query::Items(items) => Some(items),
+        };
+        let state = ReadState {
+            shared: self.shared.clone(),
+            items,
+            span: span_of(&options, head),
+            remaining: options.limit.unwrap_or(u64::MAX),
+            buffer: Default::default(),
+        };
+        let stream = futures::stream::unfold(state, |mut st| async move {
+            if st.buffer.is_empty() {
+                if let Err(e) = st.fill() {
+                    st.span = None;
+                    return Some((Err(e), st));
+                }
+            }
+            st.buffer.pop_front().map(|e| (Ok(e), st))
+        });
+        Ok(ReadStream::new(to_head(head), stream.boxed()))
+    }
+
+    async fn head(&self) -> Result<Option<Position>, StoreError> {
+        Ok(to_head(self.shared.index_read().head))
+    }
+
+    async fn wait_for_head(&self, after: Option<Position>) -> Result<Option<Position>, StoreError> {
+        let after = match after {
+            None => 0,
+            Some(p) => p.as_u64().unwrap_or(u64::MAX),
+        };
+        let mut rx = self.shared.head.subscribe();
+        let h = *rx.wait_for(|&h| h > after).await.map_err(|_| StoreError::Closed)?;
+        Ok(to_head(h))
+    }
+
+    fn subscribe(&self, query: Query, after: Option<Position>) -> Subscription {
+        dcb_core::subscribe::poll_subscription(Arc::new(self.clone()), query, after)
+    }
+
+    async fn checkpoint(&self, consumer: &str) -> Result<Option<Position>, StoreError> {
+        validate_consumer(consumer)?;
+        Ok(self.shared.checkpoint_cached(consumer))
+    }
+
+    async fn commit_state(&self, commit: StateCommit) -> Result<(), StoreError> {
+        validate_consumer(&commit.consumer)?;
+        if commit.writes.len() > dcb_core::limits::MAX_STATE_WRITES {
+            return Err(InputError::TooMany {
+                field: "state writes",
+                count: commit.writes.len(),
+                max: dcb_core::limits::MAX_STATE_WRITES,
+            }
+            .into());
+        }
+        for (k, v) in &commit.writes {
+            validate_state_write(k, v.as_deref())?;
+        }
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::State(commit, tx))?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn get_state(&self, consumer: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        validate_consumer(consumer)?;
+        Ok(self.shared.consumers.get(keys::state_key(consumer, key)).map_err(fjall_err)?.map(|v| v.to_vec()))
+    }
+
+    async fn scan_state(
+        &self,
+        consumer: &str,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        validate_consumer(consumer)?;
+        let base = keys::state_prefix(consumer);
+        let full_prefix = keys::state_key(consumer, prefix);
+        let mut out = Vec::new();
+        for kv in self.shared.consumers.prefix(&full_prefix) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = kv.into_inner().map_err(fjall_err)?;
+            let key = &k[base.len()..];
+            if after.is_some_and(|a| key <= a) {
+                continue;
+            }
+            out.push((key.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    async fn reset_consumer(&self, consumer: &str) -> Result<(), StoreError> {
+        validate_consumer(consumer)?;
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Reset(consumer.to_owned(), tx))?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+}

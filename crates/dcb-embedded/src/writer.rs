@@ -1,0 +1,281 @@
+//! The group-commit writer: one thread applies queued appends in order, commits them in one
+//! durable (fdatasync'd) fjall batch, updates the in-memory indexes, then acknowledges.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, TryRecvError};
+
+use dcb_core::codec::{StoredEvent, decode_event, encode_event};
+use dcb_core::{AppendRequest, Appended, Event, Position, StateCommit, StoreError, Uuid, classify_retry};
+use fjall::PersistMode;
+use tokio::sync::oneshot;
+
+use crate::keys;
+use crate::store::{Shared, fjall_err};
+
+/// Most requests committed together.
+const MAX_GROUP: usize = 512;
+/// Most event bytes committed together (a group is closed once it reaches this).
+const MAX_GROUP_BYTES: usize = 16 * 1024 * 1024;
+
+pub(crate) enum Job {
+    Append(AppendRequest, oneshot::Sender<Result<Appended, StoreError>>),
+    State(StateCommit, oneshot::Sender<Result<(), StoreError>>),
+    Reset(String, oneshot::Sender<Result<(), StoreError>>),
+}
+
+enum Reply {
+    Append(oneshot::Sender<Result<Appended, StoreError>>, Result<Appended, StoreError>),
+    Unit(oneshot::Sender<Result<(), StoreError>>, Result<(), StoreError>),
+}
+
+impl Reply {
+    fn is_pending_write(&self) -> bool {
+        matches!(self, Reply::Append(_, Ok(Appended { replayed: false, .. })) | Reply::Unit(_, Ok(())))
+    }
+    fn fail(self, msg: &str) -> Reply {
+        match self {
+            Reply::Append(tx, Ok(_)) => Reply::Append(tx, Err(StoreError::storage_msg(msg))),
+            Reply::Unit(tx, Ok(())) => Reply::Unit(tx, Err(StoreError::storage_msg(msg))),
+            other => other,
+        }
+    }
+    fn send(self) {
+        // A caller that gave up waiting has dropped its receiver; nothing to do then.
+        match self {
+            Reply::Append(tx, r) => {
+                let _ = tx.send(r);
+            }
+            Reply::Unit(tx, r) => {
+                let _ = tx.send(r);
+            }
+        }
+    }
+}
+
+/// What the group has decided but not yet committed.
+#[derive(Default)]
+struct Group {
+    events: Vec<(u64, Event)>,
+    ids: HashMap<Uuid, (u64, StoredEvent)>,
+    checkpoints: HashMap<String, Position>,
+    /// Consumer-keyspace writes, deduplicated (last write wins inside one batch).
+    consumer_writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    replies: Vec<Reply>,
+    bytes: usize,
+}
+
+pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>) {
+    let mut failed: Option<String> = None;
+    let mut next = shared.index_read().head + 1;
+    while let Ok(first) = rx.recv() {
+        let mut group = Group::default();
+        let mut job = Some(first);
+        let mut taken = 0usize;
+        while let Some(j) = job.take() {
+            taken += 1;
+            if let Some(msg) = &failed {
+                fail_job(j, msg);
+            } else if let Job::Reset(consumer, tx) = j {
+                // A reset deletes keys; commit what came before it, then reset on its own.
+                commit(&shared, &mut group, &mut failed, &mut next);
+                let r = reset(&shared, &consumer);
+                if let Err(e) = &r {
+                    failed = Some(format!("store writer stopped after an I/O failure: {e}; reopen the store"));
+                }
+                let _ = tx.send(r);
+            } else {
+                decide(&shared, &mut group, j, &mut next);
+            }
+            if taken >= MAX_GROUP || group.bytes >= MAX_GROUP_BYTES {
+                break;
+            }
+            job = match rx.try_recv() {
+                Ok(j) => Some(j),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
+            };
+        }
+        commit(&shared, &mut group, &mut failed, &mut next);
+    }
+}
+
+fn fail_job(job: Job, msg: &str) {
+    match job {
+        Job::Append(_, tx) => {
+            let _ = tx.send(Err(StoreError::storage_msg(msg)));
+        }
+        Job::State(_, tx) | Job::Reset(_, tx) => {
+            let _ = tx.send(Err(StoreError::storage_msg(msg)));
+        }
+    }
+}
+
+fn stored_checkpoint(shared: &Shared, group: &Group, consumer: &str) -> Option<Position> {
+    group.checkpoints.get(consumer).copied().or_else(|| shared.checkpoint_cached(consumer))
+}
+
+fn decide(shared: &Shared, group: &mut Group, job: Job, next: &mut u64) {
+    match job {
+        Job::Append(req, tx) => {
+            let r = decide_append(shared, group, req, next);
+            group.replies.push(Reply::Append(tx, r));
+        }
+        Job::State(commit, tx) => {
+            let r = decide_state(shared, group, commit);
+            group.replies.push(Reply::Unit(tx, r));
+        }
+        Job::Reset(..) => {}
+    }
+}
+
+fn decide_append(shared: &Shared, group: &mut Group, req: AppendRequest, next: &mut u64) -> Result<Appended, StoreError> {
+    let index = shared.index_read();
+    let retry = classify_retry(&req.events, |id| {
+        if let Some((p, se)) = group.ids.get(id) {
+            return Ok(Some((Position::from_u64(*p), se.clone())));
+        }
+        match index.ids.get(id) {
+            Some(&p) => Ok(Some((Position::from_u64(p), shared.load(p)?))),
+            None => Ok(None),
+        }
+    })?;
+    if let Some(positions) = retry {
+        return Ok(Appended { positions, replayed: true });
+    }
+    for (i, c) in req.conditions.iter().enumerate() {
+        let q = c.fail_if_events_match.normalized();
+        let after = match c.after {
+            None => 0,
+            // Positions of this store fit in u64; a larger `after` is past every event.
+            Some(p) => p.as_u64().unwrap_or(u64::MAX),
+        };
+        let hit = index.any_after(&q, after) || group.events.iter().any(|(p, e)| *p > after && q.matches(e));
+        if hit {
+            return Err(StoreError::ConditionFailed { condition: i });
+        }
+    }
+    drop(index);
+    if let Some(t) = &req.tracking {
+        let stored = stored_checkpoint(shared, group, &t.consumer);
+        if stored.is_some_and(|s| s >= t.position) {
+            return Err(StoreError::CheckpointConflict { consumer: t.consumer.clone(), stored, requested: t.position });
+        }
+    }
+    let n = req.events.len();
+    if next.checked_add(n as u64).is_none() {
+        return Err(StoreError::PositionsExhausted);
+    }
+    let mut positions = Vec::with_capacity(n);
+    for (i, event) in req.events.into_iter().enumerate() {
+        let p = *next;
+        *next += 1;
+        group.bytes += dcb_core::limits::event_size(&event);
+        if let Some(id) = event.id {
+            group.ids.insert(id, (p, StoredEvent { event: event.clone(), batch_index: i as u32, batch_len: n as u32 }));
+        }
+        group.events.push((p, event));
+        positions.push(Position::from_u64(p));
+    }
+    if let Some(t) = req.tracking {
+        group.consumer_writes.insert(keys::checkpoint_key(&t.consumer), Some(t.position.to_bytes().to_vec()));
+        group.checkpoints.insert(t.consumer, t.position);
+    }
+    Ok(Appended { positions, replayed: false })
+}
+
+fn decide_state(shared: &Shared, group: &mut Group, commit: StateCommit) -> Result<(), StoreError> {
+    if let Some(p) = commit.checkpoint {
+        let stored = stored_checkpoint(shared, group, &commit.consumer);
+        if stored.is_some_and(|s| s >= p) {
+            return Err(StoreError::CheckpointConflict { consumer: commit.consumer, stored, requested: p });
+        }
+    }
+    for (k, v) in commit.writes {
+        group.bytes += k.len() + v.as_ref().map_or(0, Vec::len);
+        group.consumer_writes.insert(keys::state_key(&commit.consumer, &k), v);
+    }
+    if let Some(p) = commit.checkpoint {
+        group.consumer_writes.insert(keys::checkpoint_key(&commit.consumer), Some(p.to_bytes().to_vec()));
+        group.checkpoints.insert(commit.consumer, p);
+    }
+    Ok(())
+}
+
+fn commit(shared: &Shared, group: &mut Group, failed: &mut Option<String>, next: &mut u64) {
+    let g = std::mem::take(group);
+    let has_writes = !g.events.is_empty() || !g.consumer_writes.is_empty();
+    if !has_writes {
+        // Nothing to write (all replays or rejections): no fsync.
+        g.replies.into_iter().for_each(Reply::send);
+        return;
+    }
+    let mut batch = shared.db.batch().durability(Some(PersistMode::SyncData));
+    let mut encoded = Vec::with_capacity(g.events.len());
+    let mut i = 0usize;
+    let mut event_slots: Vec<(usize, usize)> = Vec::new();
+    for reply in &g.replies {
+        if let Reply::Append(_, Ok(Appended { positions, replayed: false })) = reply {
+            event_slots.push((i, positions.len()));
+            i += positions.len();
+        }
+    }
+    for &(start, len) in &event_slots {
+        for (k, (p, e)) in g.events[start..start + len].iter().enumerate() {
+            encoded.push((*p, encode_event(e, k as u32, len as u32)));
+        }
+    }
+    for (p, bytes) in encoded {
+        batch.insert(&shared.events, keys::event_key(p), bytes);
+    }
+    for (k, v) in &g.consumer_writes {
+        match v {
+            Some(v) => batch.insert(&shared.consumers, k.as_slice(), v.as_slice()),
+            None => batch.remove(&shared.consumers, k.as_slice()),
+        }
+    }
+    match batch.commit() {
+        Ok(()) => {
+            {
+                let mut index = shared.index_write();
+                for (p, e) in &g.events {
+                    index.add(*p, e);
+                }
+            }
+            shared.cache_checkpoints(g.checkpoints);
+            if let Some((p, _)) = g.events.last() {
+                shared.publish_head(*p);
+            }
+            g.replies.into_iter().for_each(Reply::send);
+        }
+        Err(e) => {
+            let msg = format!("durable commit failed, the outcome of this write is unknown: {e}");
+            tracing::error!(error = %e, "durable commit failed; the embedded store stops accepting writes until reopened");
+            *failed = Some(format!("store writer stopped after an I/O failure: {e}; reopen the store"));
+            // Positions handed out to this group are not reused: the writer accepts nothing more.
+            *next = u64::MAX;
+            for r in g.replies {
+                if r.is_pending_write() { r.fail(&msg) } else { r }.send();
+            }
+        }
+    }
+}
+
+fn reset(shared: &Shared, consumer: &str) -> Result<(), StoreError> {
+    let mut batch = shared.db.batch().durability(Some(PersistMode::SyncData));
+    batch.remove(&shared.consumers, keys::checkpoint_key(consumer));
+    for kv in shared.consumers.prefix(keys::state_prefix(consumer)) {
+        let (k, _) = kv.into_inner().map_err(fjall_err)?;
+        batch.remove(&shared.consumers, k);
+    }
+    batch.commit().map_err(fjall_err)?;
+    shared.forget_checkpoint(consumer);
+    Ok(())
+}
+
+/// Decodes a stored record (used by open and reads).
+pub(crate) fn decode(position: u64, bytes: &[u8]) -> Result<StoredEvent, StoreError> {
+    decode_event(bytes).map_err(|e| match e {
+        StoreError::Corrupted(m) => StoreError::Corrupted(format!("event at position {position}: {m}")),
+        other => other,
+    })
+}
