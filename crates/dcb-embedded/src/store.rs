@@ -206,6 +206,16 @@ impl EmbeddedStore {
         Stats { head: to_head(index.head), events: index.count, postings: index.postings() }
     }
 
+    /// Writes the in-memory tables to disk segments now (fjall also does this on its own when
+    /// they fill up). Durability does not depend on it: every append is already in the fsync'd
+    /// journal.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        for ks in [&self.shared.events, &self.shared.consumers] {
+            ks.rotate_memtable_and_wait().map_err(fjall_err)?;
+        }
+        Ok(())
+    }
+
     /// The data directory.
     pub fn path(&self) -> &Path {
         &self.shared.path
