@@ -1,0 +1,128 @@
+//! The key-value seam: the operations of FoundationDB the engine needs, and nothing more.
+//!
+//! A [`KvDatabase`] hands out [`KvTransaction`]s. A transaction reads at one read version (MVCC),
+//! sees its own writes, and commits optimistically: when a transaction that committed after its
+//! read version wrote into a range it read *serializably* (not `snapshot`), the commit fails with
+//! a retryable [`KvErrorKind::Conflict`]. Versionstamped writes put the 10-byte commit
+//! versionstamp into a key or value at a given offset.
+//!
+//! [`crate::SimKv`] implements it in memory; `dcb-fdb` maps it onto `foundationdb::Transaction`.
+
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+
+/// The size of a commit versionstamp: 8-byte commit version + 2-byte batch number.
+pub const VERSIONSTAMP_LEN: usize = 10;
+
+/// A 10-byte commit versionstamp.
+pub type Versionstamp = [u8; VERSIONSTAMP_LEN];
+
+/// How a KV failure should be handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvErrorKind {
+    /// The transaction conflicted with a concurrent commit (`not_committed`): nothing was written;
+    /// retry in a fresh transaction.
+    Conflict,
+    /// A transient failure (`transaction_too_old`, `future_version`, a busy cluster): nothing was
+    /// written; retry in a fresh transaction.
+    Retryable,
+    /// The commit may or may not have happened (`commit_unknown_result`).
+    MaybeCommitted,
+    /// The transaction hit its timeout. During a commit, the outcome is unknown.
+    Timeout,
+    /// Anything else: not retried.
+    Fatal,
+}
+
+/// A failure of the key-value store.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind:?}: {message}")]
+pub struct KvError {
+    /// How to handle it.
+    pub kind: KvErrorKind,
+    /// What the store said (with its error code where it has one).
+    pub message: String,
+}
+
+impl KvError {
+    /// An error of `kind`.
+    pub fn new(kind: KvErrorKind, message: impl Into<String>) -> KvError {
+        KvError { kind, message: message.into() }
+    }
+
+    /// A non-retryable error.
+    pub fn fatal(message: impl Into<String>) -> KvError {
+        KvError::new(KvErrorKind::Fatal, message)
+    }
+}
+
+/// One batch of a range read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RangeRead<'a> {
+    /// First key (inclusive).
+    pub begin: &'a [u8],
+    /// End key (exclusive).
+    pub end: &'a [u8],
+    /// At most this many pairs (at least 1).
+    pub limit: usize,
+    /// Newest (largest key) first.
+    pub reverse: bool,
+    /// A snapshot read registers no read conflict.
+    pub snapshot: bool,
+}
+
+/// The result of a [`RangeRead`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RangeBatch {
+    /// Key-value pairs in the requested order.
+    pub pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Whether the range may hold more pairs past the last one returned. A backend may return
+    /// fewer than `limit` pairs with `more` set; the caller continues after the last key.
+    pub more: bool,
+}
+
+/// A source of transactions (a database handle, cheap to share).
+pub trait KvDatabase: Send + Sync + 'static {
+    /// The transaction type.
+    type Tx: KvTransaction;
+
+    /// Starts a transaction. Implementations set their own per-transaction timeout.
+    fn begin(&self) -> Result<Self::Tx, KvError>;
+}
+
+/// One optimistic transaction. Writes are buffered until [`KvTransaction::commit`].
+#[async_trait]
+pub trait KvTransaction: Send + Sync + 'static {
+    /// Reads one key. A non-snapshot read registers a read conflict on the key.
+    async fn get(&self, key: &[u8], snapshot: bool) -> Result<Option<Vec<u8>>, KvError>;
+
+    /// Reads one batch of a key range. A non-snapshot read registers a read conflict on the part
+    /// of the range it covered (up to the last key returned when `more` is set, the whole range
+    /// otherwise).
+    async fn get_range(&self, read: RangeRead<'_>) -> Result<RangeBatch, KvError>;
+
+    /// Sets a key.
+    fn set(&self, key: &[u8], value: &[u8]);
+
+    /// Clears a key.
+    fn clear(&self, key: &[u8]);
+
+    /// Clears `[begin, end)`.
+    fn clear_range(&self, begin: &[u8], end: &[u8]);
+
+    /// Sets a key whose bytes `offset..offset + 10` are replaced by the commit versionstamp.
+    /// The key is unreadable in this transaction. Its write conflict range covers every key the
+    /// versionstamp could produce from this transaction's read version upwards.
+    fn set_versionstamped_key(&self, key: &[u8], offset: usize, value: &[u8]);
+
+    /// Sets a value whose bytes `offset..offset + 10` are replaced by the commit versionstamp.
+    fn set_versionstamped_value(&self, key: &[u8], value: &[u8], offset: usize);
+
+    /// A future that resolves once `key`'s value differs from the one this transaction sees. It
+    /// is armed when the transaction commits (commit a read-only transaction to arm it).
+    fn watch(&self, key: &[u8]) -> BoxFuture<'static, Result<(), KvError>>;
+
+    /// Commits. Returns the commit versionstamp when the transaction used a versionstamped write,
+    /// `None` otherwise (read-only and plain transactions).
+    async fn commit(self) -> Result<Option<Versionstamp>, KvError>;
+}
