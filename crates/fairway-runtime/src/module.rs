@@ -1,0 +1,332 @@
+//! Modules and the host: each module crate exports one `module()` value describing itself; a
+//! host builds one axum router and the background workers from a list of them.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::handler::Handler;
+use axum::routing::{MethodRouter, get};
+use futures::future::BoxFuture;
+use serde::Serialize;
+use tokio::task::JoinHandle;
+
+use crate::automation::{Automation, AutomationSettings, AutomationWorker};
+use crate::command::Command;
+use crate::event::{DomainEvent, EventSet};
+use crate::http::ApiError;
+use crate::runtime::Runtime;
+use crate::shutdown::{Shutdown, shutdown_channel};
+use crate::view::MaterializedView;
+
+/// Default request body limit of a host: 64 KiB.
+pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+
+/// Which pattern a module implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModuleKind {
+    /// Changes state: decides and appends events.
+    Command,
+    /// Answers queries from events (live or materialized).
+    View,
+    /// Reacts to events by running commands.
+    Automation,
+}
+
+/// One HTTP route of a module, for the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RouteInfo {
+    /// `GET`, `POST`, ...
+    pub method: &'static str,
+    /// The path, e.g. `/users/{id}`.
+    pub path: String,
+}
+
+/// What a module says about itself (for a generated catalog).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ModuleInfo {
+    /// The module name.
+    pub name: String,
+    /// Its pattern.
+    pub kind: ModuleKind,
+    /// One line about it.
+    pub description: String,
+    /// Its routes.
+    pub routes: Vec<RouteInfo>,
+    /// Event types it reads.
+    pub reads: Vec<String>,
+    /// Event types it appends.
+    pub appends: Vec<String>,
+    /// Background workers it runs (views, automations).
+    pub workers: Vec<String>,
+    /// Max attempts per trigger, for automations.
+    pub max_attempts: Option<u32>,
+}
+
+type WorkerFn = Arc<dyn Fn(Runtime, Shutdown, String) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// A module: routes, workers and its self-description. Build with [`Module::new`] and the
+/// builder methods; a host lists them as `vec![todo_create::module(), ...]`.
+pub struct Module {
+    info: ModuleInfo,
+    router: Router<Runtime>,
+    workers: Vec<(String, WorkerFn)>,
+}
+
+impl std::fmt::Debug for Module {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Module")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+fn push_unique(list: &mut Vec<String>, items: impl IntoIterator<Item = String>) {
+    for i in items {
+        if !list.contains(&i) {
+            list.push(i);
+        }
+    }
+}
+
+impl Module {
+    /// An empty module of `kind` named `name`.
+    pub fn new(kind: ModuleKind, name: impl Into<String>) -> Module {
+        Module {
+            info: ModuleInfo {
+                name: name.into(),
+                kind,
+                description: String::new(),
+                routes: Vec::new(),
+                reads: Vec::new(),
+                appends: Vec::new(),
+                workers: Vec::new(),
+                max_attempts: None,
+            },
+            router: Router::new(),
+            workers: Vec::new(),
+        }
+    }
+
+    /// One line about the module.
+    pub fn describe(mut self, description: impl Into<String>) -> Module {
+        self.info.description = description.into();
+        self
+    }
+
+    fn route(mut self, method: &'static str, path: &str, route: MethodRouter<Runtime>) -> Module {
+        self.info.routes.push(RouteInfo {
+            method,
+            path: path.to_owned(),
+        });
+        self.router = self.router.route(path, route);
+        self
+    }
+
+    /// A `GET` route (the handler's state is the [`Runtime`]).
+    pub fn get<H: Handler<T, Runtime>, T: 'static>(self, path: &str, handler: H) -> Module {
+        self.route("GET", path, axum::routing::get(handler))
+    }
+
+    /// A `POST` route.
+    pub fn post<H: Handler<T, Runtime>, T: 'static>(self, path: &str, handler: H) -> Module {
+        self.route("POST", path, axum::routing::post(handler))
+    }
+
+    /// A `PUT` route.
+    pub fn put<H: Handler<T, Runtime>, T: 'static>(self, path: &str, handler: H) -> Module {
+        self.route("PUT", path, axum::routing::put(handler))
+    }
+
+    /// A `DELETE` route.
+    pub fn delete<H: Handler<T, Runtime>, T: 'static>(self, path: &str, handler: H) -> Module {
+        self.route("DELETE", path, axum::routing::delete(handler))
+    }
+
+    /// Declares the event types of a set as read.
+    pub fn reads<E: EventSet>(mut self) -> Module {
+        push_unique(
+            &mut self.info.reads,
+            E::TYPES.iter().map(|t| (*t).to_owned()),
+        );
+        self
+    }
+
+    /// Declares the events a command reads as read.
+    pub fn command<C: Command>(self) -> Module {
+        self.reads::<C::Events>()
+    }
+
+    /// Declares one event type as appended.
+    pub fn appends<E: DomainEvent>(mut self) -> Module {
+        push_unique(&mut self.info.appends, [E::TYPE.to_owned()]);
+        self
+    }
+
+    /// Adds a background worker.
+    pub fn worker<F, Fut>(mut self, name: impl Into<String>, run: F) -> Module
+    where
+        F: Fn(Runtime, Shutdown, String) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let name = name.into();
+        self.info.workers.push(name.clone());
+        let f: WorkerFn = Arc::new(move |rt, sd, replica| Box::pin(run(rt, sd, replica)));
+        self.workers.push((name, f));
+        self
+    }
+
+    /// Keeps a materialized view current in the background.
+    pub fn materialized<V: MaterializedView>(self, view: V) -> Module {
+        let view = Arc::new(view);
+        let name = format!("view:{}", view.name());
+        self.reads::<V::Events>()
+            .worker(name, move |rt: Runtime, sd, _replica| {
+                let view = view.clone();
+                async move { rt.run_view(view, sd, Duration::from_secs(1)).await }
+            })
+    }
+
+    /// Runs an automation in the background; its commands get `deps`.
+    pub fn automation<A: Automation>(
+        mut self,
+        automation: A,
+        deps: <A::Command as Command>::Deps,
+    ) -> Module {
+        let automation = Arc::new(automation);
+        let deps = Arc::new(deps);
+        self.info.max_attempts = Some(automation.settings().max_attempts);
+        let name = format!("automation:{}", automation.name());
+        self.reads::<A::Trigger>().command::<A::Command>().worker(
+            name,
+            move |rt: Runtime, sd, replica: String| {
+                let worker = AutomationWorker::new(rt, automation.clone(), deps.clone(), replica);
+                worker.run(sd)
+            },
+        )
+    }
+
+    /// The module's self-description.
+    pub fn info(&self) -> &ModuleInfo {
+        &self.info
+    }
+
+    /// The automation settings of `A` (for a catalog built without a running host).
+    pub fn settings_of<A: Automation>(automation: &A) -> AutomationSettings {
+        automation.settings()
+    }
+}
+
+/// Serves a list of modules: one router, their workers, `/health` and `/metrics`.
+pub struct Host {
+    runtime: Runtime,
+    modules: Vec<Module>,
+    body_limit: usize,
+    replica: String,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("modules", &self.modules)
+            .field("replica", &self.replica)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Host {
+    /// A host running `modules` on `runtime`, as a replica with a random id.
+    pub fn new(runtime: Runtime, modules: Vec<Module>) -> Host {
+        let replica = runtime.env().new_id().to_string();
+        Host {
+            runtime,
+            modules,
+            body_limit: DEFAULT_BODY_LIMIT,
+            replica,
+        }
+    }
+
+    /// The request body limit (bigger bodies get 413).
+    pub fn body_limit(mut self, bytes: usize) -> Host {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// This replica's id (used for automation leases).
+    pub fn replica(mut self, id: impl Into<String>) -> Host {
+        self.replica = id.into();
+        self
+    }
+
+    /// Every module's self-description.
+    pub fn catalog(&self) -> Vec<ModuleInfo> {
+        self.modules.iter().map(|m| m.info.clone()).collect()
+    }
+
+    /// The router: every module's routes, `GET /health`, `GET /metrics` (Prometheus text) and a
+    /// JSON 404 for anything else.
+    pub fn router(&self) -> Router {
+        let mut router: Router<Runtime> = Router::new()
+            .route(
+                "/health",
+                get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
+            )
+            .route(
+                "/metrics",
+                get(|State(rt): State<Runtime>| async move { rt.metrics().render() }),
+            );
+        for m in &self.modules {
+            router = router.merge(m.router.clone());
+        }
+        router
+            .fallback(|| async { ApiError::not_found("no such route") })
+            .layer(DefaultBodyLimit::max(self.body_limit))
+            .with_state(self.runtime.clone())
+    }
+
+    /// Starts every module's workers; they stop when `shutdown` fires.
+    pub fn spawn_workers(&self, shutdown: Shutdown) -> Vec<JoinHandle<()>> {
+        self.modules
+            .iter()
+            .flat_map(|m| m.workers.iter())
+            .map(|(name, run)| {
+                tracing::info!(worker = %name, "starting worker");
+                tokio::spawn(run(
+                    self.runtime.clone(),
+                    shutdown.clone(),
+                    self.replica.clone(),
+                ))
+            })
+            .collect()
+    }
+
+    /// Serves HTTP on `listener` and runs the workers until `signal` resolves, then drains:
+    /// in-flight requests finish, workers stop (automations release their leases).
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (trigger, shutdown) = shutdown_channel();
+        let workers = self.spawn_workers(shutdown.clone());
+        let router = self.router();
+        let stop = shutdown.clone();
+        let signal_task = tokio::spawn(async move {
+            signal.await;
+            trigger.trigger();
+        });
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stop.wait().await })
+            .await;
+        signal_task.abort();
+        for w in workers {
+            if let Err(e) = w.await {
+                tracing::error!(error = %e, "worker panicked");
+            }
+        }
+        served
+    }
+}

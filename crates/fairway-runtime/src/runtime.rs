@@ -1,0 +1,99 @@
+//! The handle modules run against: the store, the environment, metrics and view progress.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use dcb_core::{EventStore, Position};
+use tokio::sync::watch;
+
+use crate::env::{Environment, SystemEnv};
+use crate::metrics::Metrics;
+
+/// The shared handle every command, view, automation and HTTP handler uses (also the axum
+/// state). Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    store: Arc<dyn EventStore>,
+    env: Arc<dyn Environment>,
+    metrics: Metrics,
+    progress: Progress,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// A runtime over `store` with the real clock and random ids.
+    pub fn new(store: Arc<dyn EventStore>) -> Runtime {
+        Runtime::with_env(store, Arc::new(SystemEnv::new()))
+    }
+
+    /// A runtime over `store` with a chosen environment (tests pass a [`TestEnv`](crate::TestEnv)).
+    pub fn with_env(store: Arc<dyn EventStore>, env: Arc<dyn Environment>) -> Runtime {
+        Runtime {
+            store,
+            env,
+            metrics: Metrics::default(),
+            progress: Progress::default(),
+        }
+    }
+
+    /// The event store.
+    pub fn store(&self) -> &dyn EventStore {
+        &*self.store
+    }
+
+    /// The event store, shared.
+    pub fn store_arc(&self) -> Arc<dyn EventStore> {
+        self.store.clone()
+    }
+
+    /// The environment.
+    pub fn env(&self) -> &dyn Environment {
+        &*self.env
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub(crate) fn progress(&self) -> &Progress {
+        &self.progress
+    }
+}
+
+/// How far each materialized view has processed, in memory (read-your-writes waits on it).
+#[derive(Clone, Default)]
+pub(crate) struct Progress {
+    views: Arc<Mutex<HashMap<String, watch::Sender<Option<Position>>>>>,
+}
+
+impl Progress {
+    pub(crate) fn sender(&self, view: &str) -> watch::Sender<Option<Position>> {
+        let mut map = self.views.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(view.to_owned())
+            .or_insert_with(|| watch::channel(None).0)
+            .clone()
+    }
+
+    /// Records that `view` has processed everything up to `position` (never moves back, except
+    /// through [`Progress::reset`]).
+    pub(crate) fn advance(&self, view: &str, position: Option<Position>) {
+        self.sender(view).send_if_modified(|p| {
+            if position > *p {
+                *p = position;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    pub(crate) fn reset(&self, view: &str) {
+        self.sender(view).send_replace(None);
+    }
+}
