@@ -85,12 +85,13 @@ where
         return Ok(None);
     }
     let n = events.len() as u32;
+    // The first id of the batch that is already stored: the one a conflict names.
+    let reused = found.iter().find_map(|(id, hit)| hit.as_ref().map(|_| *id)).unwrap_or_else(Uuid::nil);
     let mut positions = Vec::with_capacity(events.len());
     for (i, (e, (id, hit))) in events.iter().zip(found).enumerate() {
         let Some((pos, stored)) = hit else {
-            // Some ids are stored and this one is not: not the same batch.
-            let first = events.iter().find_map(|e| e.id).unwrap_or(id);
-            return Err(StoreError::IdConflict { id: if e.id.is_some() { first } else { id } });
+            // Some ids are stored and this one (or an event without id) is not: not the same batch.
+            return Err(StoreError::IdConflict { id: reused });
         };
         if stored.batch_index != i as u32 || stored.batch_len != n || stored.event != *e {
             return Err(StoreError::IdConflict { id });
@@ -151,7 +152,14 @@ impl EventStore for MemoryStore {
         }
         let head = positions.last().copied();
         drop(inner);
-        self.head_tx.send_replace(head);
+        // Concurrent appends may publish out of order: the published head only moves forward.
+        self.head_tx.send_if_modified(|h| {
+            let moved = head > *h;
+            if moved {
+                *h = head;
+            }
+            moved
+        });
         Ok(Appended { positions, replayed: false })
     }
 

@@ -82,7 +82,7 @@ impl QueryItem {
 
     /// Whether this item matches `event`.
     pub fn matches(&self, event: &Event) -> bool {
-        (self.types.is_empty() || self.types.iter().any(|t| *t == event.event_type))
+        (self.types.is_empty() || self.types.contains(&event.event_type))
             && self.tags.iter().all(|t| event.has_tag(t))
     }
 
