@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use dcb_core::codec::{StoredEvent, decode_event, encode_event};
 use dcb_core::limits::{validate_append, validate_consumer, validate_state_write};
 use dcb_core::{
-    AppendRequest, Appended, EventStore, InputError, Position, Query, ReadOptions, ReadStream, SequencedEvent,
-    StateCommit, StoreError, Subscription, Uuid, check_read, classify_retry,
+    AppendRequest, Appended, EventStore, InputError, Position, Query, ReadOptions, ReadStream,
+    SequencedEvent, StateCommit, StoreError, Subscription, Uuid, check_read, classify_retry,
 };
 use futures::StreamExt;
 use futures::future::join_all;
@@ -103,13 +103,17 @@ pub struct KvStore<D: KvDatabase> {
 
 impl<D: KvDatabase> Clone for KvStore<D> {
     fn clone(&self) -> Self {
-        KvStore { inner: self.inner.clone() }
+        KvStore {
+            inner: self.inner.clone(),
+        }
     }
 }
 
 impl<D: KvDatabase> std::fmt::Debug for KvStore<D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KvStore").field("options", &self.inner.opts).finish_non_exhaustive()
+        f.debug_struct("KvStore")
+            .field("options", &self.inner.opts)
+            .finish_non_exhaustive()
     }
 }
 
@@ -144,7 +148,10 @@ fn kv_fatal(e: KvError) -> StoreError {
 }
 
 fn timed_out() -> KvError {
-    KvError::new(KvErrorKind::Timeout, "transaction attempt exceeded its timeout")
+    KvError::new(
+        KvErrorKind::Timeout,
+        "transaction attempt exceeded its timeout",
+    )
 }
 
 /// Bounded retries with exponential, jittered backoff.
@@ -166,7 +173,10 @@ impl Backoff {
         }
         self.attempt += 1;
         if self.attempt >= self.max {
-            return Err(StoreError::Unavailable(format!("gave up after {} attempts: {e}", self.attempt)));
+            return Err(StoreError::Unavailable(format!(
+                "gave up after {} attempts: {e}",
+                self.attempt
+            )));
         }
         tracing::debug!(attempt = self.attempt, error = %e, "retrying transaction");
         let cap_ms = 1u64 << self.attempt.min(9);
@@ -182,13 +192,17 @@ fn decode_pos(bytes: &[u8], what: &str) -> Result<Position, StoreError> {
 
 fn stamp_of(pos12: &[u8]) -> Result<[u8; VERSIONSTAMP_LEN], StoreError> {
     let mut s = [0u8; VERSIONSTAMP_LEN];
-    let src = pos12.get(..VERSIONSTAMP_LEN).ok_or_else(|| StoreError::Corrupted("short commit token".into()))?;
+    let src = pos12
+        .get(..VERSIONSTAMP_LEN)
+        .ok_or_else(|| StoreError::Corrupted("short commit token".into()))?;
     s.copy_from_slice(src);
     Ok(s)
 }
 
 fn batch_positions(stamp: [u8; VERSIONSTAMP_LEN], n: usize) -> Vec<Position> {
-    (0..n).map(|i| Position::from_versionstamp(stamp, i as u16)).collect()
+    (0..n)
+        .map(|i| Position::from_versionstamp(stamp, i as u16))
+        .collect()
 }
 
 /// Where the candidates of one query item come from.
@@ -210,7 +224,10 @@ fn plan(query: &Query) -> Vec<Source> {
             let mut out: Vec<Source> = Vec::new();
             for item in items {
                 let sources: Vec<Source> = match item.tags.first() {
-                    Some(tag) => vec![Source::Tag { tag: tag.clone(), types: item.types.clone() }],
+                    Some(tag) => vec![Source::Tag {
+                        tag: tag.clone(),
+                        types: item.types.clone(),
+                    }],
                     None => item.types.iter().map(|t| Source::Type(t.clone())).collect(),
                 };
                 for s in sources {
@@ -236,7 +253,9 @@ impl Source {
     /// Whether an index entry's value passes this source's type filter.
     fn accepts(&self, value: &[u8]) -> bool {
         match self {
-            Source::Tag { types, .. } => types.is_empty() || types.iter().any(|t| t.as_bytes() == value),
+            Source::Tag { types, .. } => {
+                types.is_empty() || types.iter().any(|t| t.as_bytes() == value)
+            }
             _ => true,
         }
     }
@@ -255,7 +274,12 @@ impl Cursor {
     fn new(source: Source, keys: &Keys, lo: Option<Position>, hi: Option<Position>) -> Cursor {
         let range = PosRange::new(source.prefix(keys), lo, hi);
         let done = range.begin >= range.end;
-        Cursor { source, range, buf: VecDeque::new(), done }
+        Cursor {
+            source,
+            range,
+            buf: VecDeque::new(),
+            done,
+        }
     }
 
     /// Fetches the next batch. The cursor only moves when the read succeeds, so a failed fetch
@@ -268,7 +292,13 @@ impl Cursor {
         snapshot: bool,
     ) -> Result<(), AttemptErr> {
         let batch = tx
-            .get_range(RangeRead { begin: &self.range.begin, end: &self.range.end, limit, reverse, snapshot })
+            .get_range(RangeRead {
+                begin: &self.range.begin,
+                end: &self.range.end,
+                limit,
+                reverse,
+                snapshot,
+            })
             .await?;
         let Some((last, _)) = batch.pairs.last() else {
             self.done = true;
@@ -276,10 +306,9 @@ impl Cursor {
         };
         let last = last.clone();
         for (k, v) in batch.pairs {
-            let pos = self
-                .range
-                .position_of(&k)
-                .ok_or_else(|| StoreError::Corrupted(format!("index key of unexpected shape: {k:?}")))?;
+            let pos = self.range.position_of(&k).ok_or_else(|| {
+                StoreError::Corrupted(format!("index key of unexpected shape: {k:?}"))
+            })?;
             if self.source.accepts(&v) {
                 let record = matches!(self.source, Source::Events).then_some(v);
                 self.buf.push_back((pos, record));
@@ -303,7 +332,13 @@ impl<D: KvDatabase> KvStore<D> {
     /// Opens the namespace `namespace` of `db`: checks the schema marker, writing it on first
     /// use. A different schema version is [`StoreError::Corrupted`].
     pub async fn open(db: D, namespace: &str, opts: KvOptions) -> Result<KvStore<D>, StoreError> {
-        let store = KvStore { inner: Arc::new(Inner { db, keys: Keys::new(namespace), opts }) };
+        let store = KvStore {
+            inner: Arc::new(Inner {
+                db,
+                keys: Keys::new(namespace),
+                opts,
+            }),
+        };
         let key = store.inner.keys.schema();
         let mut backoff = Backoff::new(opts.max_retries);
         loop {
@@ -321,7 +356,10 @@ impl<D: KvDatabase> KvStore<D> {
                 tx.commit().await?;
                 Ok(())
             };
-            match tokio::time::timeout(opts.tx_timeout, attempt).await.unwrap_or(Err(AttemptErr::Kv(timed_out()))) {
+            match tokio::time::timeout(opts.tx_timeout, attempt)
+                .await
+                .unwrap_or(Err(AttemptErr::Kv(timed_out())))
+            {
                 Ok(()) => return Ok(store),
                 Err(AttemptErr::Store(e)) => return Err(e),
                 // Writing the marker twice is harmless, so an unknown result is simply retried.
@@ -348,7 +386,10 @@ impl<D: KvDatabase> KvStore<D> {
         loop {
             let tx = self.inner.db.begin().map_err(kv_fatal)?;
             tx.clear_range(&begin, &end);
-            match tokio::time::timeout(self.inner.opts.tx_timeout, tx.commit()).await.unwrap_or(Err(timed_out())) {
+            match tokio::time::timeout(self.inner.opts.tx_timeout, tx.commit())
+                .await
+                .unwrap_or(Err(timed_out()))
+            {
                 Ok(_) => return Ok(()),
                 Err(e) if e.kind == KvErrorKind::MaybeCommitted => {}
                 Err(e) => backoff.retry(e).await?,
@@ -371,6 +412,7 @@ impl<D: KvDatabase> KvStore<D> {
                 total += 3 * (root + 16) + POS_LEN;
             }
         }
+        // Head, commit token, checkpoint.
         total + 512
     }
 
@@ -379,16 +421,17 @@ impl<D: KvDatabase> KvStore<D> {
         tx: &D::Tx,
         request: &AppendRequest,
         conditions: &[(Query, Option<Position>)],
-        token: Option<Uuid>,
+        token: Uuid,
     ) -> Result<Option<Appended>, AttemptErr> {
         let keys = &self.inner.keys;
         let n = request.events.len();
         // 1. Our own earlier attempt, if its commit result was unknown. Read serializably: this
         //    attempt and the earlier one both read and write the token, so at most one commits.
-        if let Some(token) = token
-            && let Some(first) = tx.get(&keys.batch(&token), false).await?
-        {
-            return Ok(Some(Appended { positions: batch_positions(stamp_of(&first)?, n), replayed: false }));
+        if let Some(first) = tx.get(&keys.batch(&token), false).await? {
+            return Ok(Some(Appended {
+                positions: batch_positions(stamp_of(&first)?, n),
+                replayed: false,
+            }));
         }
         // 2. Idempotent retry by event ids.
         let ids: Vec<Uuid> = request.events.iter().filter_map(|e| e.id).collect();
@@ -401,17 +444,19 @@ impl<D: KvDatabase> KvStore<D> {
                     let pos = decode_pos(&pos, "id index")?;
                     let mut ek = keys.events_prefix();
                     ek.extend_from_slice(&pos.to_bytes());
-                    let rec = tx
-                        .get(&ek, true)
-                        .await?
-                        .ok_or_else(|| StoreError::Corrupted(format!("id {id} points at missing event {pos}")))?;
+                    let rec = tx.get(&ek, true).await?.ok_or_else(|| {
+                        StoreError::Corrupted(format!("id {id} points at missing event {pos}"))
+                    })?;
                     found.insert(*id, (pos, decode_event(&rec)?));
                 }
             }
             if !found.is_empty() {
                 let retry = classify_retry(&request.events, |id| Ok(found.get(id).cloned()))?;
                 if let Some(positions) = retry {
-                    return Ok(Some(Appended { positions, replayed: true }));
+                    return Ok(Some(Appended {
+                        positions,
+                        replayed: true,
+                    }));
                 }
             }
         }
@@ -439,7 +484,7 @@ impl<D: KvDatabase> KvStore<D> {
         Ok(None)
     }
 
-    fn write_batch(&self, tx: &D::Tx, request: &AppendRequest, records: &[Vec<u8>], token: Option<Uuid>) {
+    fn write_batch(&self, tx: &D::Tx, request: &AppendRequest, records: &[Vec<u8>], token: Uuid) {
         let keys = &self.inner.keys;
         let events_prefix = keys.events_prefix();
         for (i, (event, record)) in request.events.iter().zip(records).enumerate() {
@@ -456,9 +501,7 @@ impl<D: KvDatabase> KvStore<D> {
                 tx.set_versionstamped_value(&keys.id(&id), &keys::stamped_value(index), 0);
             }
         }
-        if let Some(token) = token {
-            tx.set_versionstamped_value(&keys.batch(&token), &keys::stamped_value(0), 0);
-        }
+        tx.set_versionstamped_value(&keys.batch(&token), &keys::stamped_value(0), 0);
         let last = request.events.len().saturating_sub(1) as u16;
         tx.set_versionstamped_value(&keys.head(), &keys::stamped_value(last), 0);
         if let Some(t) = &request.tracking {
@@ -468,7 +511,12 @@ impl<D: KvDatabase> KvStore<D> {
 
     /// Whether an event matching `query` exists after `after`, read serializably so that a
     /// concurrent commit of a matching event aborts this transaction.
-    async fn condition_hit(&self, tx: &D::Tx, query: &Query, after: Option<Position>) -> Result<bool, AttemptErr> {
+    async fn condition_hit(
+        &self,
+        tx: &D::Tx,
+        query: &Query,
+        after: Option<Position>,
+    ) -> Result<bool, AttemptErr> {
         let lo = match after {
             Some(a) => match a.next() {
                 Some(n) => Some(n),
@@ -487,8 +535,17 @@ impl<D: KvDatabase> KvStore<D> {
         };
         for item in items {
             let (sources, rest): (Vec<Source>, &[String]) = match item.tags.split_first() {
-                Some((tag, rest)) => (vec![Source::Tag { tag: tag.clone(), types: item.types.clone() }], rest),
-                None => (item.types.iter().map(|t| Source::Type(t.clone())).collect(), &[]),
+                Some((tag, rest)) => (
+                    vec![Source::Tag {
+                        tag: tag.clone(),
+                        types: item.types.clone(),
+                    }],
+                    rest,
+                ),
+                None => (
+                    item.types.iter().map(|t| Source::Type(t.clone())).collect(),
+                    &[],
+                ),
             };
             for source in sources {
                 let mut c = Cursor::new(source, keys, lo, None);
@@ -507,7 +564,12 @@ impl<D: KvDatabase> KvStore<D> {
         Ok(false)
     }
 
-    async fn has_tags(&self, tx: &D::Tx, pos: Position, tags: &[String]) -> Result<bool, AttemptErr> {
+    async fn has_tags(
+        &self,
+        tx: &D::Tx,
+        pos: Position,
+        tags: &[String],
+    ) -> Result<bool, AttemptErr> {
         let keys = &self.inner.keys;
         let probes: Vec<Vec<u8>> = tags
             .iter()
@@ -571,7 +633,10 @@ impl<D: KvDatabase> ReadState<D> {
     /// Merges the cursors into up to `max` new candidates, then fetches their events.
     async fn fill(&mut self, tx: &D::Tx) -> Result<(), AttemptErr> {
         if self.candidates.is_empty() {
-            let max = self.batch.min(usize::try_from(self.remaining).unwrap_or(usize::MAX)).max(1);
+            let max = self
+                .batch
+                .min(usize::try_from(self.remaining).unwrap_or(usize::MAX))
+                .max(1);
             let per_cursor = (self.batch / self.cursors.len().max(1)).clamp(16, 1024);
             while self.candidates.len() < max {
                 let backwards = self.backwards;
@@ -587,7 +652,10 @@ impl<D: KvDatabase> ReadState<D> {
                         r?;
                     }
                 }
-                let best = self.cursors.iter().filter_map(|c| c.buf.front().map(|(p, _)| *p));
+                let best = self
+                    .cursors
+                    .iter()
+                    .filter_map(|c| c.buf.front().map(|(p, _)| *p));
                 let best = if backwards { best.max() } else { best.min() };
                 let Some(best) = best else {
                     break;
@@ -618,7 +686,9 @@ impl<D: KvDatabase> ReadState<D> {
                 k
             })
             .collect();
-        let mut fetched = join_all(missing.iter().map(|k| tx.get(k, true))).await.into_iter();
+        let mut fetched = join_all(missing.iter().map(|k| tx.get(k, true)))
+            .await
+            .into_iter();
         let mut out = Vec::with_capacity(self.candidates.len());
         for (pos, record) in &self.candidates {
             let record = match record {
@@ -626,11 +696,16 @@ impl<D: KvDatabase> ReadState<D> {
                 None => fetched
                     .next()
                     .ok_or_else(|| StoreError::Corrupted("event fetch mismatch".into()))??
-                    .ok_or_else(|| StoreError::Corrupted(format!("index points at missing event {pos}")))?,
+                    .ok_or_else(|| {
+                        StoreError::Corrupted(format!("index points at missing event {pos}"))
+                    })?,
             };
             let stored = decode_event(&record)?;
             if self.query.matches(&stored.event) {
-                out.push(SequencedEvent { position: *pos, event: stored.event });
+                out.push(SequencedEvent {
+                    position: *pos,
+                    event: stored.event,
+                });
             }
         }
         self.candidates.clear();
@@ -657,7 +732,11 @@ impl<D: KvDatabase> ReadState<D> {
             if self.finished || self.failed {
                 return None;
             }
-            if self.tx.as_ref().is_none_or(|(_, started)| started.elapsed() > opts.read_tx_span) {
+            if self
+                .tx
+                .as_ref()
+                .is_none_or(|(_, started)| started.elapsed() > opts.read_tx_span)
+            {
                 match self.store.inner.db.begin() {
                     Ok(tx) => self.tx = Some((tx, Instant::now())),
                     Err(e) => {
@@ -666,8 +745,12 @@ impl<D: KvDatabase> ReadState<D> {
                     }
                 }
             }
-            let Some((tx, started)) = self.tx.take() else { continue };
-            let r = tokio::time::timeout(opts.tx_timeout, self.fill(&tx)).await.unwrap_or(Err(AttemptErr::Kv(timed_out())));
+            let Some((tx, started)) = self.tx.take() else {
+                continue;
+            };
+            let r = tokio::time::timeout(opts.tx_timeout, self.fill(&tx))
+                .await
+                .unwrap_or(Err(AttemptErr::Kv(timed_out())));
             match r {
                 Ok(()) => self.tx = Some((tx, started)),
                 Err(AttemptErr::Store(e)) => {
@@ -701,24 +784,40 @@ impl<D: KvDatabase> EventStore for KvStore<D> {
             .into());
         }
         let n32 = n as u32;
-        let records: Vec<Vec<u8>> =
-            request.events.iter().enumerate().map(|(i, e)| encode_event(e, i as u32, n32)).collect();
+        let records: Vec<Vec<u8>> = request
+            .events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| encode_event(e, i as u32, n32))
+            .collect();
         let size = self.estimate_tx_bytes(&request, &records);
         if size > self.inner.opts.max_tx_bytes {
-            return Err(InputError::TooLong { field: "transaction", len: size, max: self.inner.opts.max_tx_bytes }.into());
+            return Err(InputError::TooLong {
+                field: "transaction",
+                len: size,
+                max: self.inner.opts.max_tx_bytes,
+            }
+            .into());
         }
-        let conditions: Vec<(Query, Option<Position>)> =
-            request.conditions.iter().map(|c| (c.fail_if_events_match.normalized(), c.after)).collect();
-        // A batch in which some event has no id gets a commit token, so that an unknown commit
-        // result is resolved exactly (see the crate docs).
-        let token = request.events.iter().any(|e| e.id.is_none()).then(Uuid::new_v4);
+        let conditions: Vec<(Query, Option<Position>)> = request
+            .conditions
+            .iter()
+            .map(|c| (c.fail_if_events_match.normalized(), c.after))
+            .collect();
+        // Every append writes a commit token, so that an unknown commit result is resolved
+        // exactly, and reported as this call's own write (`replayed: false`), with or without
+        // event ids (see the crate docs).
+        let token = Uuid::new_v4();
         let opts = self.inner.opts;
         let mut backoff = Backoff::new(opts.max_retries);
         loop {
             let tx = self.inner.db.begin().map_err(kv_fatal)?;
-            let checked = tokio::time::timeout(opts.tx_timeout, self.append_attempt(&tx, &request, &conditions, token))
-                .await
-                .unwrap_or(Err(AttemptErr::Kv(timed_out())));
+            let checked = tokio::time::timeout(
+                opts.tx_timeout,
+                self.append_attempt(&tx, &request, &conditions, token),
+            )
+            .await
+            .unwrap_or(Err(AttemptErr::Kv(timed_out())));
             match checked {
                 Ok(Some(done)) => return Ok(done),
                 Ok(None) => {}
@@ -729,14 +828,29 @@ impl<D: KvDatabase> EventStore for KvStore<D> {
                 }
             }
             self.write_batch(&tx, &request, &records, token);
-            let committed = tokio::time::timeout(opts.tx_timeout, tx.commit()).await.unwrap_or(Err(timed_out()));
+            let committed = tokio::time::timeout(opts.tx_timeout, tx.commit())
+                .await
+                .unwrap_or(Err(timed_out()));
             match committed {
-                Ok(Some(stamp)) => return Ok(Appended { positions: batch_positions(stamp, n), replayed: false }),
-                Ok(None) => return Err(StoreError::storage_msg("commit of an append returned no versionstamp")),
+                Ok(Some(stamp)) => {
+                    return Ok(Appended {
+                        positions: batch_positions(stamp, n),
+                        replayed: false,
+                    });
+                }
+                Ok(None) => {
+                    return Err(StoreError::storage_msg(
+                        "commit of an append returned no versionstamp",
+                    ));
+                }
                 Err(e) => {
-                    // MaybeCommitted and Timeout: the next attempt first looks for this batch
-                    // (token or ids) and returns it if the commit did happen.
-                    let e = if e.kind == KvErrorKind::Timeout { KvError::new(KvErrorKind::MaybeCommitted, e.message) } else { e };
+                    // MaybeCommitted and Timeout: the next attempt first looks for this call's
+                    // commit token and returns the batch if the commit did happen.
+                    let e = if e.kind == KvErrorKind::Timeout {
+                        KvError::new(KvErrorKind::MaybeCommitted, e.message)
+                    } else {
+                        e
+                    };
                     tracing::debug!(error = %e, "append commit failed");
                     backoff.retry(e).await?;
                 }
@@ -767,11 +881,17 @@ impl<D: KvDatabase> EventStore for KvStore<D> {
             (Some(h), None) => Some(h),
             (None, b) => b,
         };
-        let empty = head.is_none() || lo.is_none() || options.limit == Some(0) || matches!((lo, hi), (Some(l), Some(h)) if l >= h);
+        let empty = head.is_none()
+            || lo.is_none()
+            || options.limit == Some(0)
+            || matches!((lo, hi), (Some(l), Some(h)) if l >= h);
         if empty {
             return Ok(ReadStream::from_vec(head, Vec::new()));
         }
-        let cursors = plan(&query).into_iter().map(|s| Cursor::new(s, &self.inner.keys, lo, hi)).collect();
+        let cursors = plan(&query)
+            .into_iter()
+            .map(|s| Cursor::new(s, &self.inner.keys, lo, hi))
+            .collect();
         let state = ReadState {
             store: self.clone(),
             query,
@@ -785,7 +905,9 @@ impl<D: KvDatabase> EventStore for KvStore<D> {
             finished: false,
             failed: false,
         };
-        let stream = futures::stream::unfold(state, |mut st| async move { st.next().await.map(|item| (item, st)) });
+        let stream = futures::stream::unfold(state, |mut st| async move {
+            st.next().await.map(|item| (item, st))
+        });
         Ok(ReadStream::new(head, stream.boxed()))
     }
 
@@ -799,7 +921,10 @@ impl<D: KvDatabase> EventStore for KvStore<D> {
         let mut backoff = Backoff::new(opts.max_retries);
         loop {
             let tx = self.inner.db.begin().map_err(kv_fatal)?;
-            let head = match tokio::time::timeout(opts.tx_timeout, self.read_head(&tx)).await.unwrap_or(Err(AttemptErr::Kv(timed_out()))) {
+            let head = match tokio::time::timeout(opts.tx_timeout, self.read_head(&tx))
+                .await
+                .unwrap_or(Err(AttemptErr::Kv(timed_out())))
+            {
                 Ok(h) => h,
                 Err(AttemptErr::Store(e)) => return Err(e),
                 Err(AttemptErr::Kv(e)) => {
@@ -811,7 +936,10 @@ impl<D: KvDatabase> EventStore for KvStore<D> {
                 return Ok(head);
             }
             let watch = tx.watch(&key);
-            match tokio::time::timeout(opts.tx_timeout, tx.commit()).await.unwrap_or(Err(timed_out())) {
+            match tokio::time::timeout(opts.tx_timeout, tx.commit())
+                .await
+                .unwrap_or(Err(timed_out()))
+            {
                 Ok(_) => {}
                 Err(e) => {
                     backoff.retry(e).await?;
@@ -859,10 +987,16 @@ impl<D: KvDatabase> EventStore for KvStore<D> {
         let mut size = 512usize;
         for (k, v) in &commit.writes {
             validate_state_write(k, v.as_deref())?;
-            size += 3 * (keys.state_prefix(&commit.consumer).len() + k.len()) + v.as_ref().map_or(0, Vec::len);
+            size += 3 * (keys.state_prefix(&commit.consumer).len() + k.len())
+                + v.as_ref().map_or(0, Vec::len);
         }
         if size > self.inner.opts.max_tx_bytes {
-            return Err(InputError::TooLong { field: "transaction", len: size, max: self.inner.opts.max_tx_bytes }.into());
+            return Err(InputError::TooLong {
+                field: "transaction",
+                len: size,
+                max: self.inner.opts.max_tx_bytes,
+            }
+            .into());
         }
         let cp_key = keys.checkpoint(&commit.consumer);
         let opts = self.inner.opts;
@@ -871,7 +1005,9 @@ impl<D: KvDatabase> EventStore for KvStore<D> {
         loop {
             let tx = self.inner.db.begin().map_err(kv_fatal)?;
             if let Some(p) = commit.checkpoint {
-                let r = tokio::time::timeout(opts.tx_timeout, tx.get(&cp_key, false)).await.unwrap_or(Err(timed_out()));
+                let r = tokio::time::timeout(opts.tx_timeout, tx.get(&cp_key, false))
+                    .await
+                    .unwrap_or(Err(timed_out()));
                 let stored = match r {
                     Ok(Some(v)) => Some(decode_pos(&v, "checkpoint")?),
                     Ok(None) => None,
@@ -886,7 +1022,11 @@ impl<D: KvDatabase> EventStore for KvStore<D> {
                     return Ok(());
                 }
                 if stored.is_some_and(|s| s >= p) {
-                    return Err(StoreError::CheckpointConflict { consumer: commit.consumer, stored, requested: p });
+                    return Err(StoreError::CheckpointConflict {
+                        consumer: commit.consumer,
+                        stored,
+                        requested: p,
+                    });
                 }
                 tx.set(&cp_key, &p.to_bytes());
             }
@@ -897,13 +1037,20 @@ impl<D: KvDatabase> EventStore for KvStore<D> {
                     None => tx.clear(&key),
                 }
             }
-            match tokio::time::timeout(opts.tx_timeout, tx.commit()).await.unwrap_or(Err(timed_out())) {
+            match tokio::time::timeout(opts.tx_timeout, tx.commit())
+                .await
+                .unwrap_or(Err(timed_out()))
+            {
                 Ok(_) => return Ok(()),
                 Err(e) => {
                     if matches!(e.kind, KvErrorKind::MaybeCommitted | KvErrorKind::Timeout) {
                         unknown = true;
                     }
-                    let e = if e.kind == KvErrorKind::Timeout { KvError::new(KvErrorKind::MaybeCommitted, e.message) } else { e };
+                    let e = if e.kind == KvErrorKind::Timeout {
+                        KvError::new(KvErrorKind::MaybeCommitted, e.message)
+                    } else {
+                        e
+                    };
                     backoff.retry(e).await?;
                 }
             }
@@ -949,12 +1096,20 @@ impl<D: KvDatabase> EventStore for KvStore<D> {
                     let (b, e) = (b.clone(), e.clone());
                     Box::pin(async move {
                         Ok(tx
-                            .get_range(RangeRead { begin: &b, end: &e, limit: want, reverse: false, snapshot: true })
+                            .get_range(RangeRead {
+                                begin: &b,
+                                end: &e,
+                                limit: want,
+                                reverse: false,
+                                snapshot: true,
+                            })
                             .await?)
                     })
                 })
                 .await?;
-            let Some((last, _)) = batch.pairs.last() else { break };
+            let Some((last, _)) = batch.pairs.last() else {
+                break;
+            };
             let mut next = last.clone();
             next.push(0);
             for (k, v) in batch.pairs {
@@ -983,11 +1138,18 @@ impl<D: KvDatabase> EventStore for KvStore<D> {
             let tx = self.inner.db.begin().map_err(kv_fatal)?;
             tx.clear(&cp);
             tx.clear_range(&prefix, &end);
-            match tokio::time::timeout(opts.tx_timeout, tx.commit()).await.unwrap_or(Err(timed_out())) {
+            match tokio::time::timeout(opts.tx_timeout, tx.commit())
+                .await
+                .unwrap_or(Err(timed_out()))
+            {
                 Ok(_) => return Ok(()),
                 // Clearing is idempotent: retrying after an unknown result is safe.
                 Err(e) => {
-                    let e = if e.kind == KvErrorKind::Timeout { KvError::new(KvErrorKind::Retryable, e.message) } else { e };
+                    let e = if e.kind == KvErrorKind::Timeout {
+                        KvError::new(KvErrorKind::Retryable, e.message)
+                    } else {
+                        e
+                    };
                     backoff.retry(e).await?
                 }
             }

@@ -15,8 +15,9 @@
 //!                                                                    without a point read)
 //!   root "i" <uuid16>                 -> <pos12>                     event id index (idempotency)
 //!   root "b" <uuid16>                 -> <pos12 of the batch's first event>
-//!                                                                    commit token of an append
-//!                                                                    holding an event without id
+//!                                                                    commit token: a random id per
+//!                                                                    append call, to resolve an
+//!                                                                    unknown commit result
 //!   root "c" <len16 consumer> <consumer>      -> <pos12>             consumer checkpoint
 //!   root "s" <len16 consumer> <consumer> <key> -> value              consumer state
 //! ```

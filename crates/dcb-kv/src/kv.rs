@@ -47,7 +47,10 @@ pub struct KvError {
 impl KvError {
     /// An error of `kind`.
     pub fn new(kind: KvErrorKind, message: impl Into<String>) -> KvError {
-        KvError { kind, message: message.into() }
+        KvError {
+            kind,
+            message: message.into(),
+        }
     }
 
     /// A non-retryable error.

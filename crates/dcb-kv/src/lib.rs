@@ -14,11 +14,12 @@
 //!   conflict; the retry re-reads and the condition then passes or fails on fresh data. A failed
 //!   condition is definitive and never retried.
 //! - **Unknown commit results** (`commit_unknown_result`, or a commit that times out) are retried.
-//!   Every attempt first reads, serializably, the batch's own markers: the event ids when every
-//!   event has one (a hit returns the stored positions with `replayed: true`), otherwise a
-//!   random commit token written with the batch (a hit returns the positions the earlier attempt
-//!   got, `replayed: false`). Because every attempt both reads and writes the same marker key, two
-//!   attempts of one append can never both commit.
+//!   Every append call draws a random commit token, written with the batch (`b/<token>`), and
+//!   every attempt first reads it serializably: a hit means an earlier attempt of this call
+//!   committed, and its positions are returned (`replayed: false`: it is this call's write).
+//!   Because every attempt both reads and writes the token key, two attempts of one call can
+//!   never both commit. Event ids add the cross-call rule: a batch whose ids are stored as
+//!   exactly this batch returns the original positions with `replayed: true`.
 //! - **Reads** merge the index ranges of the query (one cursor per range, fetched in batches,
 //!   memory proportional to the number of ranges), deduplicate by position, and fetch event
 //!   records in pipelined batches. They are bounded by the head read at the start, so a read that
@@ -48,5 +49,7 @@ pub mod kv;
 mod sim;
 
 pub use engine::{KvOptions, KvStore, MAX_EVENTS_PER_VERSIONSTAMP};
-pub use kv::{KvDatabase, KvError, KvErrorKind, KvTransaction, RangeBatch, RangeRead, Versionstamp};
+pub use kv::{
+    KvDatabase, KvError, KvErrorKind, KvTransaction, RangeBatch, RangeRead, Versionstamp,
+};
 pub use sim::{Faults, SimConfig, SimKv, SimStats, SimTx};

@@ -32,7 +32,8 @@ use futures::future::BoxFuture;
 use tokio::sync::{oneshot, watch};
 
 use crate::kv::{
-    KvDatabase, KvError, KvErrorKind, KvTransaction, RangeBatch, RangeRead, VERSIONSTAMP_LEN, Versionstamp,
+    KvDatabase, KvError, KvErrorKind, KvTransaction, RangeBatch, RangeRead, VERSIONSTAMP_LEN,
+    Versionstamp,
 };
 
 /// Probabilities of injected failures (each in `0.0..=1.0`), with the seed of the generator.
@@ -46,7 +47,8 @@ pub struct Faults {
     pub unknown_without_commit: f64,
     /// A commit fails with `not_committed` although nothing conflicted.
     pub conflict: f64,
-    /// A read fails with `transaction_too_old`.
+    /// A transaction is doomed at its start: every read after its first fails with
+    /// `transaction_too_old` (as if it had outlived the MVCC window).
     pub too_old: f64,
 }
 
@@ -58,7 +60,13 @@ impl Faults {
 
     /// A rough mix of every fault, for soak-style tests.
     pub fn chaos(seed: u64) -> Faults {
-        Faults { seed, unknown_after_commit: 0.05, unknown_without_commit: 0.03, conflict: 0.05, too_old: 0.01 }
+        Faults {
+            seed,
+            unknown_after_commit: 0.05,
+            unknown_without_commit: 0.03,
+            conflict: 0.05,
+            too_old: 0.03,
+        }
     }
 }
 
@@ -69,11 +77,18 @@ pub struct SimConfig {
     pub faults: Faults,
     /// Age after which a transaction is too old (FoundationDB: 5 s).
     pub max_tx_age: Duration,
+    /// Every read and commit first yields to the scheduler, as a network round trip would, so
+    /// that concurrent transactions really interleave.
+    pub yield_each_op: bool,
 }
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig { faults: Faults::none(), max_tx_age: Duration::from_secs(5) }
+        SimConfig {
+            faults: Faults::none(),
+            max_tx_age: Duration::from_secs(5),
+            yield_each_op: true,
+        }
     }
 }
 
@@ -109,7 +124,11 @@ struct State {
 impl State {
     fn value_at(&self, key: &[u8], version: u64) -> Option<&Vec<u8>> {
         let history = self.data.get(key)?;
-        history.iter().rev().find(|(v, _)| *v <= version).and_then(|(_, value)| value.as_ref())
+        history
+            .iter()
+            .rev()
+            .find(|(v, _)| *v <= version)
+            .and_then(|(_, value)| value.as_ref())
     }
 
     fn chance(&mut self, p: f64) -> bool {
@@ -157,7 +176,9 @@ pub struct SimKv {
 
 impl std::fmt::Debug for SimKv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimKv").field("config", &self.shared.config).finish_non_exhaustive()
+        f.debug_struct("SimKv")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -183,7 +204,13 @@ impl SimKv {
             rng: config.faults.seed | 1,
             stats: SimStats::default(),
         };
-        SimKv { shared: Arc::new(Shared { state: Mutex::new(state), version_tx, config }) }
+        SimKv {
+            shared: Arc::new(Shared {
+                state: Mutex::new(state),
+                version_tx,
+                config,
+            }),
+        }
     }
 
     /// What happened so far.
@@ -194,7 +221,10 @@ impl SimKv {
     /// Number of live keys (for tests).
     pub fn live_keys(&self) -> usize {
         let st = self.shared.lock();
-        st.data.keys().filter(|k| st.value_at(k, st.version).is_some()).count()
+        st.data
+            .keys()
+            .filter(|k| st.value_at(k, st.version).is_some())
+            .count()
     }
 }
 
@@ -202,12 +232,18 @@ impl KvDatabase for SimKv {
     type Tx = SimTx;
 
     fn begin(&self) -> Result<SimTx, KvError> {
-        let read_version = self.shared.lock().version;
+        let mut st = self.shared.lock();
+        let read_version = st.version;
+        let doomed = st.chance(self.shared.config.faults.too_old);
+        drop(st);
         Ok(SimTx {
             shared: self.shared.clone(),
             read_version,
             started: Instant::now(),
-            inner: Mutex::new(TxInner::default()),
+            inner: Mutex::new(TxInner {
+                doomed,
+                ..TxInner::default()
+            }),
         })
     }
 }
@@ -230,6 +266,10 @@ struct TxInner {
     /// Ranges this transaction cannot read (may hold its own versionstamped keys or values).
     unreadable: Vec<Range>,
     watches: Vec<oneshot::Sender<()>>,
+    /// Injected `transaction_too_old` after the first read.
+    doomed: bool,
+    /// Reads so far.
+    reads: u64,
 }
 
 /// A transaction of a [`SimKv`].
@@ -242,7 +282,9 @@ pub struct SimTx {
 
 impl std::fmt::Debug for SimTx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimTx").field("read_version", &self.read_version).finish_non_exhaustive()
+        f.debug_struct("SimTx")
+            .field("read_version", &self.read_version)
+            .finish_non_exhaustive()
     }
 }
 
@@ -268,7 +310,8 @@ fn stamp_of(version: u64) -> Versionstamp {
 
 fn place(bytes: &[u8], offset: usize, stamp: &Versionstamp) -> Option<Vec<u8>> {
     let mut out = bytes.to_vec();
-    out.get_mut(offset..offset + VERSIONSTAMP_LEN)?.copy_from_slice(stamp);
+    out.get_mut(offset..offset + VERSIONSTAMP_LEN)?
+        .copy_from_slice(stamp);
     Some(out)
 }
 
@@ -277,20 +320,30 @@ impl SimTx {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    async fn round_trip(&self) {
+        if self.shared.config.yield_each_op {
+            tokio::task::yield_now().await;
+        }
+    }
+
     fn check_age(&self, st: &mut State) -> Result<(), KvError> {
         if self.started.elapsed() > self.shared.config.max_tx_age {
             return Err(too_old());
         }
-        if st.chance(self.shared.config.faults.too_old) {
+        let mut inner = self.lock();
+        if inner.doomed && inner.reads > 0 {
             st.stats.injected_too_old += 1;
             return Err(too_old());
         }
+        inner.reads += 1;
         Ok(())
     }
 
     fn check_readable(inner: &TxInner, range: &Range) -> Result<(), KvError> {
         if inner.unreadable.iter().any(|u| overlaps(u, range)) {
-            return Err(KvError::fatal("accessed_unreadable (1036): read of a versionstamped write"));
+            return Err(KvError::fatal(
+                "accessed_unreadable (1036): read of a versionstamped write",
+            ));
         }
         Ok(())
     }
@@ -301,7 +354,9 @@ impl SimTx {
             match m {
                 Mutation::Set(k, v) if k == key => value = Some(v.clone()),
                 Mutation::Clear(k) if k == key => value = None,
-                Mutation::ClearRange(b, e) if b.as_slice() <= key && key < e.as_slice() => value = None,
+                Mutation::ClearRange(b, e) if b.as_slice() <= key && key < e.as_slice() => {
+                    value = None
+                }
                 _ => {}
             }
         }
@@ -312,6 +367,7 @@ impl SimTx {
 #[async_trait]
 impl KvTransaction for SimTx {
     async fn get(&self, key: &[u8], snapshot: bool) -> Result<Option<Vec<u8>>, KvError> {
+        self.round_trip().await;
         let mut st = self.shared.lock();
         self.check_age(&mut st)?;
         let mut inner = self.lock();
@@ -326,6 +382,7 @@ impl KvTransaction for SimTx {
     }
 
     async fn get_range(&self, read: RangeRead<'_>) -> Result<RangeBatch, KvError> {
+        self.round_trip().await;
         let mut st = self.shared.lock();
         self.check_age(&mut st)?;
         let mut inner = self.lock();
@@ -342,8 +399,11 @@ impl KvTransaction for SimTx {
                 .data
                 .range::<[u8], _>(bounds)
                 .filter_map(|(k, _)| st.value_at(k, rv).map(|v| (k.clone(), v.clone())));
-            let mut pairs: Vec<(Vec<u8>, Vec<u8>)> =
-                if read.reverse { iter.rev().take(limit + 1).collect() } else { iter.take(limit + 1).collect() };
+            let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = if read.reverse {
+                iter.rev().take(limit + 1).collect()
+            } else {
+                iter.take(limit + 1).collect()
+            };
             let more = pairs.len() > limit;
             pairs.truncate(limit);
             (pairs, more)
@@ -355,7 +415,9 @@ impl KvTransaction for SimTx {
                 .collect();
             for m in &inner.writes {
                 match m {
-                    Mutation::Set(k, v) if k.as_slice() >= read.begin && k.as_slice() < read.end => {
+                    Mutation::Set(k, v)
+                        if k.as_slice() >= read.begin && k.as_slice() < read.end =>
+                    {
                         view.insert(k.clone(), v.clone());
                     }
                     Mutation::Clear(k) => {
@@ -388,7 +450,9 @@ impl KvTransaction for SimTx {
     fn set(&self, key: &[u8], value: &[u8]) {
         let mut inner = self.lock();
         inner.write_conflicts.push((key.to_vec(), key_after(key)));
-        inner.writes.push(Mutation::Set(key.to_vec(), value.to_vec()));
+        inner
+            .writes
+            .push(Mutation::Set(key.to_vec(), value.to_vec()));
     }
 
     fn clear(&self, key: &[u8]) {
@@ -400,7 +464,9 @@ impl KvTransaction for SimTx {
     fn clear_range(&self, begin: &[u8], end: &[u8]) {
         let mut inner = self.lock();
         inner.write_conflicts.push((begin.to_vec(), end.to_vec()));
-        inner.writes.push(Mutation::ClearRange(begin.to_vec(), end.to_vec()));
+        inner
+            .writes
+            .push(Mutation::ClearRange(begin.to_vec(), end.to_vec()));
     }
 
     fn set_versionstamped_key(&self, key: &[u8], offset: usize, value: &[u8]) {
@@ -410,10 +476,13 @@ impl KvTransaction for SimTx {
         let high = place(key, offset, &[0xff; VERSIONSTAMP_LEN]).unwrap_or_else(|| key.to_vec());
         inner.write_conflicts.push((low.clone(), key_after(&high)));
         let prefix = key.get(..offset).unwrap_or(key).to_vec();
-        let unreadable_end = crate::keys::strinc(&prefix).unwrap_or_else(|| vec![0xff; prefix.len() + 1]);
+        let unreadable_end =
+            crate::keys::strinc(&prefix).unwrap_or_else(|| vec![0xff; prefix.len() + 1]);
         inner.unreadable.push((prefix, unreadable_end));
         inner.stamped = true;
-        inner.writes.push(Mutation::StampKey(key.to_vec(), offset, value.to_vec()));
+        inner
+            .writes
+            .push(Mutation::StampKey(key.to_vec(), offset, value.to_vec()));
     }
 
     fn set_versionstamped_value(&self, key: &[u8], value: &[u8], offset: usize) {
@@ -421,7 +490,9 @@ impl KvTransaction for SimTx {
         inner.write_conflicts.push((key.to_vec(), key_after(key)));
         inner.unreadable.push((key.to_vec(), key_after(key)));
         inner.stamped = true;
-        inner.writes.push(Mutation::StampValue(key.to_vec(), value.to_vec(), offset));
+        inner
+            .writes
+            .push(Mutation::StampValue(key.to_vec(), value.to_vec(), offset));
     }
 
     fn watch(&self, key: &[u8]) -> BoxFuture<'static, Result<(), KvError>> {
@@ -431,7 +502,9 @@ impl KvTransaction for SimTx {
         let shared = self.shared.clone();
         let key = key.to_vec();
         async move {
-            arm_rx.await.map_err(|_| KvError::fatal("watch cancelled: its transaction did not commit"))?;
+            arm_rx
+                .await
+                .map_err(|_| KvError::fatal("watch cancelled: its transaction did not commit"))?;
             let mut versions = shared.version_tx.subscribe();
             loop {
                 {
@@ -440,13 +513,17 @@ impl KvTransaction for SimTx {
                         return Ok(());
                     }
                 }
-                versions.changed().await.map_err(|_| KvError::fatal("database dropped"))?;
+                versions
+                    .changed()
+                    .await
+                    .map_err(|_| KvError::fatal("database dropped"))?;
             }
         }
         .boxed()
     }
 
     async fn commit(self) -> Result<Option<Versionstamp>, KvError> {
+        self.round_trip().await;
         let shared = self.shared.clone();
         let inner = self.inner.into_inner().unwrap_or_else(|p| p.into_inner());
         let mut st = shared.lock();
@@ -463,10 +540,16 @@ impl KvTransaction for SimTx {
         }
         if st.chance(faults.conflict) {
             st.stats.injected_conflicts += 1;
-            return Err(KvError::new(KvErrorKind::Conflict, "not_committed (1020), injected"));
+            return Err(KvError::new(
+                KvErrorKind::Conflict,
+                "not_committed (1020), injected",
+            ));
         }
         let conflict = st.committed.iter().any(|(v, _, writes)| {
-            *v > self.read_version && writes.iter().any(|w| inner.read_conflicts.iter().any(|r| overlaps(r, w)))
+            *v > self.read_version
+                && writes
+                    .iter()
+                    .any(|w| inner.read_conflicts.iter().any(|r| overlaps(r, w)))
         });
         if conflict {
             st.stats.conflicts += 1;
@@ -474,7 +557,10 @@ impl KvTransaction for SimTx {
         }
         if st.chance(faults.unknown_without_commit) {
             st.stats.injected_unknown += 1;
-            return Err(KvError::new(KvErrorKind::MaybeCommitted, "commit_unknown_result (1021), injected, not committed"));
+            return Err(KvError::new(
+                KvErrorKind::MaybeCommitted,
+                "commit_unknown_result (1021), injected, not committed",
+            ));
         }
         let version = st.version + st.next_gap();
         let stamp = stamp_of(version);
@@ -484,7 +570,11 @@ impl KvTransaction for SimTx {
                 Mutation::Clear(k) => (k, None),
                 Mutation::ClearRange(b, e) => {
                     let bounds = (Bound::Included(b.as_slice()), Bound::Excluded(e.as_slice()));
-                    let keys: Vec<Vec<u8>> = st.data.range::<[u8], _>(bounds).map(|(k, _)| k.clone()).collect();
+                    let keys: Vec<Vec<u8>> = st
+                        .data
+                        .range::<[u8], _>(bounds)
+                        .map(|(k, _)| k.clone())
+                        .collect();
                     for k in keys {
                         if let Some(h) = st.data.get_mut(&k) {
                             h.push((version, None));
@@ -505,10 +595,15 @@ impl KvTransaction for SimTx {
         }
         let now = Instant::now();
         let window = shared.config.max_tx_age * 2;
-        while st.committed.front().is_some_and(|(_, at, _)| now.duration_since(*at) > window) {
+        while st
+            .committed
+            .front()
+            .is_some_and(|(_, at, _)| now.duration_since(*at) > window)
+        {
             st.committed.pop_front();
         }
-        st.committed.push_back((version, now, inner.write_conflicts));
+        st.committed
+            .push_back((version, now, inner.write_conflicts));
         st.version = version;
         st.stats.commits += 1;
         let report_unknown = st.chance(faults.unknown_after_commit);
@@ -521,7 +616,10 @@ impl KvTransaction for SimTx {
             let _ = w.send(());
         }
         if report_unknown {
-            return Err(KvError::new(KvErrorKind::MaybeCommitted, "commit_unknown_result (1021), injected, committed"));
+            return Err(KvError::new(
+                KvErrorKind::MaybeCommitted,
+                "commit_unknown_result (1021), injected, committed",
+            ));
         }
         Ok(inner.stamped.then_some(stamp))
     }
@@ -549,11 +647,21 @@ mod tests {
         assert_eq!(t1.get(b"a", false).await.unwrap(), Some(b"1".to_vec()));
         let t2 = db.begin().unwrap();
         t1.commit().await.unwrap();
-        assert_eq!(t2.get(b"a", true).await.unwrap(), None, "t2 reads at its own version");
+        assert_eq!(
+            t2.get(b"a", true).await.unwrap(),
+            None,
+            "t2 reads at its own version"
+        );
         let t3 = db.begin().unwrap();
         assert_eq!(t3.get(b"a", true).await.unwrap(), Some(b"1".to_vec()));
         t3.clear_range(b"a", b"b");
-        assert!(t3.get_range(rr(b"a", b"b", true)).await.unwrap().pairs.is_empty());
+        assert!(
+            t3.get_range(rr(b"a", b"b", true))
+                .await
+                .unwrap()
+                .pairs
+                .is_empty()
+        );
     }
 
     #[tokio::test]
@@ -561,14 +669,30 @@ mod tests {
         let db = SimKv::new();
         let reader = db.begin().unwrap();
         let snap = db.begin().unwrap();
-        assert!(reader.get_range(rr(b"k", b"l", false)).await.unwrap().pairs.is_empty());
-        assert!(snap.get_range(rr(b"k", b"l", true)).await.unwrap().pairs.is_empty());
+        assert!(
+            reader
+                .get_range(rr(b"k", b"l", false))
+                .await
+                .unwrap()
+                .pairs
+                .is_empty()
+        );
+        assert!(
+            snap.get_range(rr(b"k", b"l", true))
+                .await
+                .unwrap()
+                .pairs
+                .is_empty()
+        );
         let writer = db.begin().unwrap();
         writer.set(b"k1", b"x");
         writer.commit().await.unwrap();
         reader.set(b"z", b"1");
         snap.set(b"y", b"1");
-        assert_eq!(reader.commit().await.unwrap_err().kind, KvErrorKind::Conflict);
+        assert_eq!(
+            reader.commit().await.unwrap_err().kind,
+            KvErrorKind::Conflict
+        );
         assert!(snap.commit().await.is_ok());
     }
 
@@ -584,7 +708,10 @@ mod tests {
         assert!(writer.get_range(rr(b"p", b"q", true)).await.is_err());
         let stamp = writer.commit().await.unwrap().unwrap();
         reader.set(b"z", b"1");
-        assert_eq!(reader.commit().await.unwrap_err().kind, KvErrorKind::Conflict);
+        assert_eq!(
+            reader.commit().await.unwrap_err().kind,
+            KvErrorKind::Conflict
+        );
         let t = db.begin().unwrap();
         let got = t.get_range(rr(b"p", b"q", true)).await.unwrap().pairs;
         assert_eq!(got.len(), 1);
@@ -600,14 +727,23 @@ mod tests {
         let t2 = db.begin().unwrap();
         t2.set(b"h", b"1");
         t2.commit().await.unwrap();
-        tokio::time::timeout(Duration::from_secs(5), w).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), w)
+            .await
+            .unwrap()
+            .unwrap();
     }
 
     #[tokio::test]
     async fn old_transactions_are_too_old() {
-        let db = SimKv::with_config(SimConfig { max_tx_age: Duration::from_millis(10), ..SimConfig::default() });
+        let db = SimKv::with_config(SimConfig {
+            max_tx_age: Duration::from_millis(10),
+            ..SimConfig::default()
+        });
         let t = db.begin().unwrap();
         tokio::time::sleep(Duration::from_millis(30)).await;
-        assert_eq!(t.get(b"a", true).await.unwrap_err().kind, KvErrorKind::Retryable);
+        assert_eq!(
+            t.get(b"a", true).await.unwrap_err().kind,
+            KvErrorKind::Retryable
+        );
     }
 }
