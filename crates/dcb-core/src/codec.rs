@@ -66,16 +66,37 @@ pub fn encode_event(event: &Event, batch_index: u32, batch_len: u32) -> Vec<u8> 
     }
 }
 
-/// Decodes a record written by [`encode_event`].
-pub fn decode_event(bytes: &[u8]) -> Result<StoredEvent, StoreError> {
+/// The indexed fields of a stored event, borrowed from the record without copying its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventKeys<'a> {
+    /// The event type.
+    pub event_type: &'a str,
+    /// The tags.
+    pub tags: Vec<&'a str>,
+    /// The id, when the event has one.
+    pub id: Option<Uuid>,
+}
+
+/// Decodes only what indexes need (type, tags, id), borrowing from `bytes`; much cheaper than
+/// [`decode_event`] when rebuilding indexes.
+pub fn decode_keys(bytes: &[u8]) -> Result<EventKeys<'_>, StoreError> {
+    let rec = decode_record(bytes)?;
+    Ok(EventKeys { event_type: rec.event_type, tags: rec.tags, id: rec.id.map(Uuid::from_bytes) })
+}
+
+fn decode_record(bytes: &[u8]) -> Result<RecordV1<'_>, StoreError> {
     let Some((&version, body)) = bytes.split_first() else {
         return Err(StoreError::Corrupted("empty event record".into()));
     };
     if version != RECORD_VERSION {
         return Err(StoreError::Corrupted(format!("unknown event record version {version}")));
     }
-    let rec: RecordV1<'_> =
-        postcard::from_bytes(body).map_err(|e| StoreError::Corrupted(format!("undecodable event record: {e}")))?;
+    postcard::from_bytes(body).map_err(|e| StoreError::Corrupted(format!("undecodable event record: {e}")))
+}
+
+/// Decodes a record written by [`encode_event`].
+pub fn decode_event(bytes: &[u8]) -> Result<StoredEvent, StoreError> {
+    let rec = decode_record(bytes)?;
     Ok(StoredEvent {
         event: Event {
             event_type: rec.event_type.to_owned(),
@@ -98,7 +119,9 @@ mod tests {
         let e = Event::new("A", b"{}".to_vec()).tag("x").tag("y").meta("k", "v").with_id(Uuid::from_u128(5));
         let bytes = encode_event(&e, 2, 3);
         let back = decode_event(&bytes).ok();
-        assert_eq!(back, Some(StoredEvent { event: e, batch_index: 2, batch_len: 3 }));
+        assert_eq!(back, Some(StoredEvent { event: e.clone(), batch_index: 2, batch_len: 3 }));
+        let keys = decode_keys(&bytes).ok();
+        assert_eq!(keys, Some(EventKeys { event_type: "A", tags: vec!["x", "y"], id: e.id }));
     }
 
     #[test]

@@ -37,11 +37,22 @@ fn slice_in(list: &[u64], lo: u64, hi: u64) -> &[u64] {
 impl Index {
     /// Records a committed event. Positions arrive strictly increasing.
     pub(crate) fn add(&mut self, position: u64, event: &Event) {
-        push(&mut self.types, &event.event_type, position);
-        for t in &event.tags {
+        self.add_keys(position, &event.event_type, event.tags.iter().map(String::as_str), event.id);
+    }
+
+    /// Records a committed event from its indexed fields.
+    pub(crate) fn add_keys<'a>(
+        &mut self,
+        position: u64,
+        event_type: &str,
+        tags: impl IntoIterator<Item = &'a str>,
+        id: Option<Uuid>,
+    ) {
+        push(&mut self.types, event_type, position);
+        for t in tags {
             push(&mut self.tags, t, position);
         }
-        if let Some(id) = event.id {
+        if let Some(id) = id {
             self.ids.insert(id, position);
         }
         self.head = position;

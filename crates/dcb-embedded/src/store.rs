@@ -165,8 +165,8 @@ impl EmbeddedStore {
                 return Err(StoreError::Corrupted(format!("event positions out of order at {p}")));
             }
             last = p;
-            let stored = writer::decode(p, &v)?;
-            index.add(p, &stored.event);
+            let k = writer::decode_keys(p, &v)?;
+            index.add_keys(p, k.event_type, k.tags, k.id);
         }
         let mut checkpoints = HashMap::new();
         for kv in consumers.prefix(b"c") {

@@ -272,10 +272,19 @@ fn reset(shared: &Shared, consumer: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Decodes a stored record (used by open and reads).
+/// Decodes a stored record (used by reads).
 pub(crate) fn decode(position: u64, bytes: &[u8]) -> Result<StoredEvent, StoreError> {
-    decode_event(bytes).map_err(|e| match e {
+    decode_event(bytes).map_err(|e| at_position(position, e))
+}
+
+/// Decodes a stored record's indexed fields (used when rebuilding indexes).
+pub(crate) fn decode_keys(position: u64, bytes: &[u8]) -> Result<dcb_core::codec::EventKeys<'_>, StoreError> {
+    dcb_core::codec::decode_keys(bytes).map_err(|e| at_position(position, e))
+}
+
+fn at_position(position: u64, e: StoreError) -> StoreError {
+    match e {
         StoreError::Corrupted(m) => StoreError::Corrupted(format!("event at position {position}: {m}")),
         other => other,
-    })
+    }
 }
