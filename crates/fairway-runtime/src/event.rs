@@ -77,7 +77,7 @@ pub trait EventSet: Sized + Debug + Send + Sync + 'static {
 macro_rules! event_set {
     ($(#[$meta:meta])* $vis:vis enum $name:ident { $($variant:ident($ty:ty)),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone)]
+        #[derive(Debug)]
         $vis enum $name {
             $(
                 #[doc = concat!("A `", stringify!($ty), "` event.")]

@@ -1,0 +1,9 @@
+//! Integration tests of the runtime: an example module exercised through the harness, the
+//! runtime API, HTTP, and the durable embedded backend.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+//mod embedded;
+mod example;
+mod harness;
+mod http;
+mod integration;
