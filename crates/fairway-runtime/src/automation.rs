@@ -4,9 +4,7 @@
 //! Storage (all in the store's consumer state):
 //! - consumer `automation:{name}`: its checkpoint is the cursor over triggers; keys
 //!   `retry/{position as 24 hex digits}` hold [`RetryEntry`]s, `dlq/{...}` hold [`DeadLetter`]s.
-//! - consumer `lease:{name}`: key `holder` holds the [`Lease`]; its checkpoint is the lease's
-//!   version, which turns `commit_state` into a compare-and-set (a checkpoint must strictly grow,
-//!   so of two replicas writing version `v + 1`, exactly one succeeds).
+//! - consumer `lease:automation:{name}`: the lease replicas compete for (see [`crate::Lease`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -21,6 +19,7 @@ use uuid::Uuid;
 use crate::command::{Command, CommandError, Ids};
 use crate::env::{backoff, millis};
 use crate::event::{EventSet, Sequenced, TypeOutsideSet, restrict};
+use crate::lease::{LeaseError, LeaseKeeper};
 use crate::metrics::AutomationMetrics;
 use crate::runtime::Runtime;
 use crate::shutdown::Shutdown;
@@ -108,17 +107,6 @@ pub struct DeadLetter {
     pub failed_at_ms: u64,
 }
 
-/// Who may process an automation until when.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Lease {
-    /// The replica id.
-    pub holder: String,
-    /// Expiry (ms since the Unix epoch).
-    pub expires_at_ms: u64,
-    /// Bumped by every acquisition or renewal; equals the lease consumer's checkpoint.
-    pub version: u64,
-}
-
 /// Why an automation step failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -132,6 +120,15 @@ pub enum AutomationError {
     /// A stored entry could not be decoded.
     #[error("corrupted automation state: {0}")]
     State(String),
+}
+
+impl From<LeaseError> for AutomationError {
+    fn from(e: LeaseError) -> AutomationError {
+        match e {
+            LeaseError::Store(s) => AutomationError::Store(s),
+            LeaseError::Corrupted(m) => AutomationError::State(m),
+        }
+    }
 }
 
 /// What one [`AutomationWorker::step`] did.
@@ -158,11 +155,6 @@ pub fn automation_consumer(name: &str) -> String {
     format!("automation:{name}")
 }
 
-/// The consumer holding an automation's lease.
-pub fn lease_consumer(name: &str) -> String {
-    format!("lease:{name}")
-}
-
 fn entry_key(prefix: &str, position: Position) -> Vec<u8> {
     format!("{prefix}{:024x}", position.get()).into_bytes()
 }
@@ -186,17 +178,16 @@ pub struct AutomationWorker<A: Automation> {
     rt: Runtime,
     automation: Arc<A>,
     deps: Arc<<A::Command as Command>::Deps>,
-    replica: String,
     settings: AutomationSettings,
     metrics: Arc<AutomationMetrics>,
-    lease: Option<Lease>,
+    lease: LeaseKeeper,
 }
 
 impl<A: Automation> std::fmt::Debug for AutomationWorker<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AutomationWorker")
             .field("automation", &self.automation.name())
-            .field("replica", &self.replica)
+            .field("replica", &self.lease.replica())
             .finish_non_exhaustive()
     }
 }
@@ -211,14 +202,19 @@ impl<A: Automation> AutomationWorker<A> {
     ) -> AutomationWorker<A> {
         let settings = automation.settings();
         let metrics = rt.metrics().automation(automation.name());
+        let lease = LeaseKeeper::new(
+            &automation_consumer(automation.name()),
+            replica.into(),
+            settings.lease_ttl,
+            metrics.gauge_lease(),
+        );
         AutomationWorker {
             rt,
             automation,
             deps,
-            replica: replica.into(),
             settings,
             metrics,
-            lease: None,
+            lease,
         }
     }
 
@@ -230,95 +226,24 @@ impl<A: Automation> AutomationWorker<A> {
         millis(self.rt.env().now())
     }
 
-    fn ttl_ms(&self) -> u64 {
-        u64::try_from(self.settings.lease_ttl.as_millis()).unwrap_or(u64::MAX)
-    }
-
     fn lose_lease(&mut self) {
-        if self.lease.take().is_some() {
-            tracing::info!(replica = %self.replica, "lease lost");
-        }
-        self.metrics.lease_held.store(0, Ordering::Relaxed);
+        self.lease.lose();
     }
 
     /// Acquires or renews the lease; `false` when another replica holds it.
     pub async fn ensure_lease(&mut self) -> Result<bool, AutomationError> {
-        let now = self.now_ms();
-        let ttl = self.ttl_ms();
-        if let Some(l) = &self.lease
-            && now.saturating_add(ttl / 2) < l.expires_at_ms
-        {
-            return Ok(true);
-        }
-        self.write_lease(now.saturating_add(ttl)).await
-    }
-
-    /// Writes a lease for this replica expiring at `expires_at_ms` if the stored one is free,
-    /// expired or ours (compare-and-set on the lease consumer's checkpoint).
-    async fn write_lease(&mut self, expires_at_ms: u64) -> Result<bool, AutomationError> {
-        let name = lease_consumer(self.automation.name());
-        let store = self.rt.store();
-        let version = store
-            .checkpoint(&name)
-            .await?
-            .map_or(0, |p| p.as_u64().unwrap_or(u64::MAX));
-        let current = match store.get_state(&name, b"holder").await? {
-            Some(raw) => Some(
-                serde_json::from_slice::<Lease>(&raw)
-                    .map_err(|e| AutomationError::State(e.to_string()))?,
-            ),
-            None => None,
-        };
-        if let Some(l) = &current {
-            if l.version != version {
-                // Read between two writes: try again later.
-                self.lose_lease();
-                return Ok(false);
-            }
-            if l.holder != self.replica && l.expires_at_ms > self.now_ms() {
-                self.lose_lease();
-                return Ok(false);
-            }
-        }
-        let Some(next) = version.checked_add(1) else {
-            return Err(AutomationError::State("lease version exhausted".into()));
-        };
-        let lease = Lease {
-            holder: self.replica.clone(),
-            expires_at_ms,
-            version: next,
-        };
-        let value =
-            serde_json::to_vec(&lease).map_err(|e| AutomationError::State(e.to_string()))?;
-        let commit = StateCommit {
-            consumer: name,
-            writes: vec![(b"holder".to_vec(), Some(value))],
-            checkpoint: Some(Position::from_u64(next)),
-        };
-        match store.commit_state(commit).await {
-            Ok(()) => {
-                if self.lease.is_none() {
-                    tracing::info!(replica = %self.replica, "lease acquired");
-                }
-                self.lease = Some(lease);
-                self.metrics.lease_held.store(1, Ordering::Relaxed);
-                Ok(true)
-            }
-            Err(StoreError::CheckpointConflict { .. }) => {
-                self.lose_lease();
-                Ok(false)
-            }
-            Err(e) => Err(e.into()),
-        }
+        self.lease
+            .ensure(&self.rt)
+            .await
+            .map_err(AutomationError::from)
     }
 
     /// Gives the lease up (on graceful shutdown) so another replica takes over at once.
     pub async fn release(&mut self) -> Result<(), AutomationError> {
-        if self.lease.is_some() {
-            self.write_lease(0).await?;
-            self.lose_lease();
-        }
-        Ok(())
+        self.lease
+            .release(&self.rt)
+            .await
+            .map_err(AutomationError::from)
     }
 
     async fn handle(&self, stored: SequencedEvent, tracking: Option<Tracking>) -> Handled {
@@ -603,7 +528,7 @@ impl<A: Automation> AutomationWorker<A> {
     /// Runs steps until `shutdown`, waiting for new events, due retries or lease renewal in
     /// between; releases the lease on the way out.
     pub async fn run(mut self, shutdown: Shutdown) {
-        let span = tracing::info_span!("automation", name = self.automation.name(), replica = %self.replica);
+        let span = tracing::info_span!("automation", name = self.automation.name(), replica = %self.lease.replica());
         async move {
             if let Err(e) = self.count_queues().await {
                 tracing::warn!(error = %e, "cannot count the retry and dead-letter queues");

@@ -61,6 +61,7 @@ mod command;
 mod env;
 mod event;
 pub mod http;
+mod lease;
 mod metrics;
 mod module;
 mod runtime;
@@ -69,8 +70,8 @@ pub mod testing;
 mod view;
 
 pub use automation::{
-    Automation, AutomationError, AutomationSettings, AutomationWorker, DeadLetter, Lease,
-    RetryEntry, StepReport, automation_consumer, lease_consumer,
+    Automation, AutomationError, AutomationSettings, AutomationWorker, DeadLetter, RetryEntry,
+    StepReport, automation_consumer,
 };
 pub use command::{
     Command, CommandError, Ctx, DomainError, Executed, Read, Rejection, RetryPolicy,
@@ -80,6 +81,7 @@ pub use event::{
     DecodeError, DomainEvent, EncodeError, EventSet, Metadata, NewEvent, RECORDED_AT_KEY,
     Sequenced, TypeOutsideSet, restrict, tag,
 };
+pub use lease::{Lease, lease_consumer};
 pub use metrics::{AutomationMetrics, Metrics, ViewMetrics};
 pub use module::{DEFAULT_BODY_LIMIT, Host, Module, ModuleInfo, ModuleKind, RouteInfo};
 pub use runtime::Runtime;

@@ -24,7 +24,13 @@ pub struct AutomationMetrics {
     /// gaps, so it is an upper bound on the number of unprocessed events).
     pub lag: AtomicU64,
     /// 1 while this replica holds the automation's lease (gauge).
-    pub lease_held: AtomicU64,
+    pub lease_held: Arc<AtomicU64>,
+}
+
+impl AutomationMetrics {
+    pub(crate) fn gauge_lease(&self) -> Arc<AtomicU64> {
+        self.lease_held.clone()
+    }
 }
 
 /// Counters and gauges of one materialized view.
@@ -36,6 +42,8 @@ pub struct ViewMetrics {
     pub lag: AtomicU64,
     /// Times the view was rebuilt from scratch (counter).
     pub rebuilds: AtomicU64,
+    /// 1 while this replica holds the view's lease (gauge).
+    pub lease_held: Arc<AtomicU64>,
 }
 
 /// The registry: cheap to clone, shared by the runtime and the host's `/metrics` route.
@@ -127,7 +135,7 @@ impl Metrics {
             map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
         };
         type ViewField = fn(&ViewMetrics) -> u64;
-        let view_series: [(&str, &str, &str, ViewField); 3] = [
+        let view_series: [(&str, &str, &str, ViewField); 4] = [
             (
                 "fairway_view_processed_total",
                 "counter",
@@ -145,6 +153,12 @@ impl Metrics {
                 "counter",
                 "Rebuilds from scratch",
                 |m| m.rebuilds.load(Ordering::Relaxed),
+            ),
+            (
+                "fairway_view_lease_held",
+                "gauge",
+                "1 while this replica holds the view's lease",
+                |m| m.lease_held.load(Ordering::Relaxed),
             ),
         ];
         for (name, kind, help, get) in view_series {

@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -184,9 +183,9 @@ impl Module {
         let view = Arc::new(view);
         let name = format!("view:{}", view.name());
         self.reads::<V::Events>()
-            .worker(name, move |rt: Runtime, sd, _replica| {
+            .worker(name, move |rt: Runtime, sd, replica: String| {
                 let view = view.clone();
-                async move { rt.run_view(view, sd, Duration::from_secs(1)).await }
+                async move { rt.run_view(view, sd, replica).await }
             })
     }
 

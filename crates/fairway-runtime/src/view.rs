@@ -13,11 +13,19 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::event::{DecodeError, EventSet, Sequenced, TypeOutsideSet, restrict};
+use crate::lease::LeaseKeeper;
 use crate::runtime::Runtime;
 use crate::shutdown::Shutdown;
+use tracing::Instrument;
 
 /// Events applied per commit of a materialized view.
 pub const VIEW_BATCH: u64 = 256;
+
+/// How long a replica's lease on a materialized view lasts without renewal.
+pub const VIEW_LEASE_TTL: Duration = Duration::from_secs(15);
+
+/// Pause after a failed view update before trying again.
+pub const VIEW_RETRY_DELAY: Duration = Duration::from_secs(1);
 
 /// Why a view could not be read or updated.
 #[derive(Debug, thiserror::Error)]
@@ -183,14 +191,26 @@ impl Runtime {
         position: Position,
         timeout: Duration,
     ) -> Result<(), ViewError> {
-        let stored = self.store().checkpoint(&view_consumer(name)).await?;
-        if stored >= Some(position) {
-            return Ok(());
-        }
+        let consumer = view_consumer(name);
         let mut rx = self.progress().sender(name).subscribe();
-        match tokio::time::timeout(timeout, rx.wait_for(|p| *p >= Some(position))).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(_)) | Err(_) => Err(ViewError::Timeout {
+        let wait = async {
+            loop {
+                // The stored checkpoint covers views updated by another replica; the in-memory
+                // progress covers positions the view has seen but does not read.
+                if self.store().checkpoint(&consumer).await? >= Some(position)
+                    || *rx.borrow() >= Some(position)
+                {
+                    return Ok::<(), ViewError>(());
+                }
+                tokio::select! {
+                    _ = rx.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(25)) => {}
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(r) => r,
+            Err(_) => Err(ViewError::Timeout {
                 view: name.to_owned(),
                 position,
                 timeout,
@@ -283,37 +303,70 @@ impl Runtime {
         self.catch_up(view).await
     }
 
-    /// Keeps a materialized view current until `shutdown`: catch up, wait for the head to move,
-    /// repeat. Store errors are logged and retried after `retry_delay`.
+    /// Keeps a materialized view current until `shutdown`: while this replica holds the view's
+    /// lease (`lease:view:{name}`), catch up, wait for the head to move, repeat; otherwise wait
+    /// for the lease. Store errors are logged and retried after [`VIEW_RETRY_DELAY`]. The lease
+    /// is released on the way out.
     pub async fn run_view<V: MaterializedView>(
         &self,
         view: Arc<V>,
         shutdown: Shutdown,
-        retry_delay: Duration,
+        replica: impl Into<String>,
     ) {
-        let span = tracing::info_span!("view", name = view.name());
-        let _enter = span.enter();
-        while !shutdown.is_set() {
-            let wait_from = match self.catch_up(&*view).await {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::warn!(error = %e, "view update failed");
-                    tokio::select! {
-                        _ = tokio::time::sleep(retry_delay) => {}
-                        _ = shutdown.wait() => {}
+        let gauge = self.metrics().view(view.name()).lease_held.clone();
+        let mut lease = LeaseKeeper::new(
+            &view_consumer(view.name()),
+            replica.into(),
+            VIEW_LEASE_TTL,
+            gauge,
+        );
+        let span = tracing::info_span!("view", name = view.name(), replica = %lease.replica());
+        let renew = VIEW_LEASE_TTL / 3;
+        async move {
+            while !shutdown.is_set() {
+                match lease.ensure(self).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        pause(&shutdown, renew).await;
+                        continue;
                     }
-                    continue;
-                }
-            };
-            tokio::select! {
-                r = self.store().wait_for_head(wait_from) => {
-                    if let Err(e) = r {
-                        tracing::warn!(error = %e, "waiting for new events failed");
-                        tokio::time::sleep(retry_delay).await;
+                    Err(e) => {
+                        tracing::warn!(error = %e, "view lease failed");
+                        pause(&shutdown, VIEW_RETRY_DELAY).await;
+                        continue;
                     }
                 }
-                _ = shutdown.wait() => {}
+                let wait_from = match self.catch_up(&*view).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "view update failed");
+                        pause(&shutdown, VIEW_RETRY_DELAY).await;
+                        continue;
+                    }
+                };
+                tokio::select! {
+                    r = self.store().wait_for_head(wait_from) => {
+                        if let Err(e) = r {
+                            tracing::warn!(error = %e, "waiting for new events failed");
+                            pause(&shutdown, VIEW_RETRY_DELAY).await;
+                        }
+                    }
+                    _ = tokio::time::sleep(renew) => {}
+                    _ = shutdown.wait() => {}
+                }
+            }
+            if let Err(e) = lease.release(self).await {
+                tracing::warn!(error = %e, "cannot release the view lease");
             }
         }
+        .instrument(span)
+        .await
+    }
+}
+
+async fn pause(shutdown: &Shutdown, d: Duration) {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = shutdown.wait() => {}
     }
 }

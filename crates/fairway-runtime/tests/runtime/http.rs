@@ -277,7 +277,7 @@ async fn serve_on_an_ephemeral_port_and_shut_down_gracefully() {
         .unwrap()
         .unwrap();
     // Graceful shutdown released the lease.
-    let lease = dcb_core::EventStore::get_state(&store, "lease:welcome", b"holder")
+    let lease = dcb_core::EventStore::get_state(&store, "lease:automation:welcome", b"holder")
         .await
         .unwrap()
         .unwrap();

@@ -218,10 +218,7 @@ async fn materialized_view_read_your_writes() {
     let (trigger, shutdown) = shutdown_channel();
     let worker = tokio::spawn({
         let rt = rt.clone();
-        async move {
-            rt.run_view(Arc::new(Directory), shutdown, Duration::from_millis(10))
-                .await
-        }
+        async move { rt.run_view(Arc::new(Directory), shutdown, "r1").await }
     });
     let done = rt.execute(&reg("1", "ada@example.com"), &()).await.unwrap();
     rt.wait_for_view("directory", done.last().unwrap(), Duration::from_secs(5))
