@@ -1,0 +1,200 @@
+//! The `dcb-kv` seam on `foundationdb::Transaction`: a 1:1 mapping.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dcb_kv::{
+    KvDatabase, KvError, KvErrorKind, KvTransaction, RangeBatch, RangeRead, Versionstamp,
+};
+use foundationdb::options::{MutationType, StreamingMode, TransactionOption};
+use foundationdb::{Database, FdbError, RangeOption, Transaction};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
+/// FoundationDB error codes the mapping names.
+mod code {
+    pub const NOT_COMMITTED: i32 = 1020;
+    pub const TRANSACTION_TIMED_OUT: i32 = 1031;
+}
+
+/// Maps an FDB error onto the seam's error kinds.
+pub(crate) fn map_err(e: FdbError) -> KvError {
+    let kind = if e.code() == code::NOT_COMMITTED {
+        KvErrorKind::Conflict
+    } else if e.code() == code::TRANSACTION_TIMED_OUT {
+        KvErrorKind::Timeout
+    } else if e.is_maybe_committed() {
+        KvErrorKind::MaybeCommitted
+    } else if e.is_retryable() {
+        KvErrorKind::Retryable
+    } else {
+        KvErrorKind::Fatal
+    };
+    KvError::new(kind, format!("{} ({})", e.message(), e.code()))
+}
+
+/// A FoundationDB database handle as a [`KvDatabase`]; every transaction gets a timeout and a
+/// retry limit.
+#[derive(Clone)]
+pub struct FdbDatabase {
+    db: Arc<Database>,
+    timeout_ms: i32,
+    retry_limit: i32,
+}
+
+impl std::fmt::Debug for FdbDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FdbDatabase")
+            .field("timeout_ms", &self.timeout_ms)
+            .field("retry_limit", &self.retry_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FdbDatabase {
+    /// Wraps an open database.
+    pub fn new(db: Database, timeout: Duration, retry_limit: u32) -> FdbDatabase {
+        FdbDatabase {
+            db: Arc::new(db),
+            timeout_ms: i32::try_from(timeout.as_millis())
+                .unwrap_or(i32::MAX)
+                .max(1),
+            retry_limit: i32::try_from(retry_limit).unwrap_or(i32::MAX),
+        }
+    }
+
+    /// The underlying database.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+}
+
+impl KvDatabase for FdbDatabase {
+    type Tx = FdbTx;
+
+    fn begin(&self) -> Result<FdbTx, KvError> {
+        let tx = self.db.create_trx().map_err(map_err)?;
+        tx.set_option(TransactionOption::Timeout(self.timeout_ms))
+            .map_err(map_err)?;
+        tx.set_option(TransactionOption::RetryLimit(self.retry_limit))
+            .map_err(map_err)?;
+        Ok(FdbTx {
+            tx,
+            stamped: AtomicBool::new(false),
+        })
+    }
+}
+
+/// One FoundationDB transaction.
+pub struct FdbTx {
+    tx: Transaction,
+    stamped: AtomicBool,
+}
+
+impl std::fmt::Debug for FdbTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FdbTx").finish_non_exhaustive()
+    }
+}
+
+/// `bytes` followed by `offset` as 4 little-endian bytes: the parameter format of the
+/// versionstamp mutations since API version 520.
+fn with_offset(bytes: &[u8], offset: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + 4);
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(&u32::try_from(offset).unwrap_or(u32::MAX).to_le_bytes());
+    out
+}
+
+#[async_trait]
+impl KvTransaction for FdbTx {
+    async fn get(&self, key: &[u8], snapshot: bool) -> Result<Option<Vec<u8>>, KvError> {
+        let value = self.tx.get(key, snapshot).await.map_err(map_err)?;
+        Ok(value.map(|v| v.to_vec()))
+    }
+
+    async fn get_range(&self, read: RangeRead<'_>) -> Result<RangeBatch, KvError> {
+        let opt = RangeOption {
+            limit: Some(read.limit.max(1)),
+            mode: StreamingMode::Exact,
+            reverse: read.reverse,
+            ..RangeOption::from((read.begin, read.end))
+        };
+        let values = self
+            .tx
+            .get_range(&opt, 1, read.snapshot)
+            .await
+            .map_err(map_err)?;
+        let more = values.more();
+        let pairs = values
+            .iter()
+            .map(|kv| (kv.key().to_vec(), kv.value().to_vec()))
+            .collect();
+        Ok(RangeBatch { pairs, more })
+    }
+
+    fn set(&self, key: &[u8], value: &[u8]) {
+        self.tx.set(key, value);
+    }
+
+    fn clear(&self, key: &[u8]) {
+        self.tx.clear(key);
+    }
+
+    fn clear_range(&self, begin: &[u8], end: &[u8]) {
+        self.tx.clear_range(begin, end);
+    }
+
+    fn set_versionstamped_key(&self, key: &[u8], offset: usize, value: &[u8]) {
+        self.stamped.store(true, Ordering::Relaxed);
+        self.tx.atomic_op(
+            &with_offset(key, offset),
+            value,
+            MutationType::SetVersionstampedKey,
+        );
+    }
+
+    fn set_versionstamped_value(&self, key: &[u8], value: &[u8], offset: usize) {
+        self.stamped.store(true, Ordering::Relaxed);
+        self.tx.atomic_op(
+            key,
+            &with_offset(value, offset),
+            MutationType::SetVersionstampedValue,
+        );
+    }
+
+    fn watch(&self, key: &[u8]) -> BoxFuture<'static, Result<(), KvError>> {
+        self.tx.watch(key).map(|r| r.map_err(map_err)).boxed()
+    }
+
+    async fn commit(self) -> Result<Option<Versionstamp>, KvError> {
+        // The versionstamp future must be requested before the commit; it resolves after it.
+        let stamp = self
+            .stamped
+            .load(Ordering::Relaxed)
+            .then(|| self.tx.get_versionstamp());
+        self.tx.commit().await.map_err(|e| map_err(*e))?;
+        let Some(stamp) = stamp else { return Ok(None) };
+        let bytes = stamp.await.map_err(map_err)?;
+        let stamp: Versionstamp = bytes.as_ref().try_into().map_err(|_| {
+            KvError::fatal(format!(
+                "versionstamp of {} bytes, expected 10",
+                bytes.len()
+            ))
+        })?;
+        Ok(Some(stamp))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versionstamp_parameters_carry_a_little_endian_offset() {
+        assert_eq!(with_offset(b"ab", 1), vec![b'a', b'b', 1, 0, 0, 0]);
+        assert_eq!(with_offset(b"", 300), vec![44, 1, 0, 0]);
+    }
+}

@@ -1,0 +1,128 @@
+//! `FdbStore`: the `dcb-kv` engine on a FoundationDB cluster.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dcb_core::{
+    AppendRequest, Appended, EventStore, Position, Query, ReadOptions, ReadStream, StateCommit,
+    StoreError, Subscription,
+};
+use dcb_kv::{KvOptions, KvStore};
+use foundationdb::Database;
+
+use crate::adapter::FdbDatabase;
+
+/// How an [`FdbStore`] runs its transactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdbOptions {
+    /// The engine's options: its per-attempt deadline (also set as each FDB transaction's
+    /// `timeout` option), retry budget, transaction-size bound and read batching.
+    pub kv: KvOptions,
+    /// FDB's own `retry_limit` option on every transaction (the engine makes fresh transactions
+    /// and counts attempts itself; this bounds any `on_error` loop in the client).
+    pub retry_limit: u32,
+}
+
+impl Default for FdbOptions {
+    fn default() -> Self {
+        FdbOptions {
+            kv: KvOptions::default().tx_timeout(Duration::from_secs(5)),
+            retry_limit: 50,
+        }
+    }
+}
+
+impl FdbOptions {
+    /// Defaults: 5 s per transaction, 50 attempts, 9 MB per transaction.
+    pub fn new() -> FdbOptions {
+        FdbOptions::default()
+    }
+
+    /// Sets the engine options.
+    pub fn kv(mut self, kv: KvOptions) -> FdbOptions {
+        self.kv = kv;
+        self
+    }
+}
+
+/// The DCB event store on FoundationDB. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct FdbStore {
+    inner: KvStore<FdbDatabase>,
+}
+
+impl FdbStore {
+    /// Connects to the cluster described by `cluster_file` (`None`: the default cluster file,
+    /// e.g. `/etc/foundationdb/fdb.cluster` or `$FDB_CLUSTER_FILE`) and opens `namespace` in it,
+    /// booting the client network thread on first use (see [`crate::network`]).
+    pub async fn open(
+        cluster_file: Option<&str>,
+        namespace: &str,
+        options: FdbOptions,
+    ) -> Result<FdbStore, StoreError> {
+        crate::network::boot()?;
+        let db = Database::new(cluster_file).map_err(StoreError::storage)?;
+        let db = FdbDatabase::new(db, options.kv.tx_timeout, options.retry_limit);
+        let inner = KvStore::open(db, namespace, options.kv).await?;
+        Ok(FdbStore { inner })
+    }
+
+    /// The engine underneath.
+    pub fn kv(&self) -> &KvStore<FdbDatabase> {
+        &self.inner
+    }
+
+    /// Deletes every key of this store's namespace.
+    pub async fn destroy(&self) -> Result<(), StoreError> {
+        self.inner.destroy().await
+    }
+}
+
+#[async_trait]
+impl EventStore for FdbStore {
+    async fn append_request(&self, request: AppendRequest) -> Result<Appended, StoreError> {
+        self.inner.append_request(request).await
+    }
+
+    async fn read(&self, query: Query, options: ReadOptions) -> Result<ReadStream, StoreError> {
+        self.inner.read(query, options).await
+    }
+
+    async fn head(&self) -> Result<Option<Position>, StoreError> {
+        self.inner.head().await
+    }
+
+    async fn wait_for_head(&self, after: Option<Position>) -> Result<Option<Position>, StoreError> {
+        self.inner.wait_for_head(after).await
+    }
+
+    fn subscribe(&self, query: Query, after: Option<Position>) -> Subscription {
+        self.inner.subscribe(query, after)
+    }
+
+    async fn checkpoint(&self, consumer: &str) -> Result<Option<Position>, StoreError> {
+        self.inner.checkpoint(consumer).await
+    }
+
+    async fn commit_state(&self, commit: StateCommit) -> Result<(), StoreError> {
+        self.inner.commit_state(commit).await
+    }
+
+    async fn get_state(&self, consumer: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get_state(consumer, key).await
+    }
+
+    async fn scan_state(
+        &self,
+        consumer: &str,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        self.inner.scan_state(consumer, prefix, after, limit).await
+    }
+
+    async fn reset_consumer(&self, consumer: &str) -> Result<(), StoreError> {
+        self.inner.reset_consumer(consumer).await
+    }
+}
