@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
-use crate::automation::{Automation, AutomationSettings, AutomationWorker};
+use crate::automation::{Automation, AutomationWorker};
 use crate::command::Command;
 use crate::event::{DomainEvent, EventSet};
 use crate::http::ApiError;
@@ -212,11 +212,7 @@ impl Module {
     pub fn info(&self) -> &ModuleInfo {
         &self.info
     }
-
-    /// The automation settings of `A` (for a catalog built without a running host).
-    pub fn settings_of<A: Automation>(automation: &A) -> AutomationSettings {
-        automation.settings()
-    }
+}
 }
 
 /// Serves a list of modules: one router, their workers, `/health` and `/metrics`.

@@ -591,3 +591,59 @@ impl Command for Record {
         Ok(vec![self.0.clone().into()])
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_maintains_a_view_and_others_still_read_their_writes() {
+    let store = MemoryStore::new();
+    let a = Runtime::new(Arc::new(store.clone()));
+    let b = Runtime::new(Arc::new(store.clone()));
+    let (trigger, shutdown) = shutdown_channel();
+    let wa = tokio::spawn({
+        let (a, sd) = (a.clone(), shutdown.clone());
+        async move { a.run_view(Arc::new(Directory), sd, "a").await }
+    });
+    let wb = tokio::spawn({
+        let (b, sd) = (b.clone(), shutdown.clone());
+        async move { b.run_view(Arc::new(Directory), sd, "b").await }
+    });
+    let mut last = None;
+    for i in 0..5 {
+        let rt = if i % 2 == 0 { &a } else { &b };
+        last = rt
+            .execute(&reg(&i.to_string(), &format!("u{i}@example.com")), &())
+            .await
+            .unwrap()
+            .last();
+    }
+    // Whichever replica holds the lease, both can wait for the last write.
+    for rt in [&a, &b] {
+        rt.wait_for_view("directory", last.unwrap(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(
+            rt.view_scan(&Directory, "", None, 10).await.unwrap().len(),
+            5
+        );
+    }
+    let held = |rt: &Runtime| {
+        rt.metrics()
+            .view("directory")
+            .lease_held
+            .load(Ordering::Relaxed)
+    };
+    assert_eq!(
+        held(&a) + held(&b),
+        1,
+        "exactly one replica maintains the view"
+    );
+    let processed = |rt: &Runtime| {
+        rt.metrics()
+            .view("directory")
+            .processed
+            .load(Ordering::Relaxed)
+    };
+    assert_eq!(processed(&a) + processed(&b), 5, "each event applied once");
+    trigger.trigger();
+    wa.await.unwrap();
+    wb.await.unwrap();
+}
