@@ -213,7 +213,6 @@ impl Module {
         &self.info
     }
 }
-}
 
 /// Serves a list of modules: one router, their workers, `/health` and `/metrics`.
 pub struct Host {
