@@ -1,0 +1,95 @@
+//! Adapter for Fairway's embedded store (`dcb-embedded`).
+
+use std::path::Path;
+
+use dcb_core::{AppendCondition, Event, EventStore, Position, Query, ReadOptions, StoreError};
+use dcb_embedded::EmbeddedStore;
+use futures::StreamExt;
+use futures::executor::block_on;
+
+use crate::{BenchError, BenchEvent, BenchStore, Guard, Outcome, ReadSummary};
+
+pub(super) const SETTINGS: &str = "EmbeddedStore::open defaults: each group commit is one fjall batch \
+with PersistMode::SyncData (fdatasync) before any acknowledgement; one writer thread groups up to \
+512 queued appends / 16 MiB; indexes in memory. Driven with futures::executor::block_on per call \
+(no async runtime needed).";
+
+const NAME: &str = "fairway";
+
+fn err(e: StoreError) -> BenchError {
+    BenchError::store(NAME, e)
+}
+
+/// `dcb-embedded` behind the bench trait.
+pub(super) struct Fairway {
+    store: EmbeddedStore,
+}
+
+impl Fairway {
+    pub(super) fn open(dir: &Path) -> Result<Fairway, BenchError> {
+        Ok(Fairway {
+            store: EmbeddedStore::open(dir).map_err(err)?,
+        })
+    }
+
+    fn read(&self, query: Query) -> Result<ReadSummary, BenchError> {
+        block_on(async {
+            let mut stream = self
+                .store
+                .read(query, ReadOptions::new())
+                .await
+                .map_err(err)?;
+            let mut s = ReadSummary {
+                head: stream.head().and_then(Position::as_u64),
+                ..ReadSummary::default()
+            };
+            while let Some(e) = stream.next().await {
+                let e = e.map_err(err)?;
+                s.add(e.position.as_u64().unwrap_or(u64::MAX), &e.event.data);
+            }
+            Ok(s)
+        })
+    }
+}
+
+impl BenchStore for Fairway {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn append(&self, events: Vec<BenchEvent>, guard: Option<Guard>) -> Result<Outcome, BenchError> {
+        let events = events
+            .into_iter()
+            .map(|e| Event {
+                event_type: e.event_type,
+                tags: e.tags,
+                data: e.data,
+                metadata: Default::default(),
+                id: None,
+            })
+            .collect();
+        let conditions = guard
+            .map(|g| AppendCondition::new(Query::tagged(g.tag), g.after.map(Position::from_u64)))
+            .into_iter()
+            .collect();
+        match block_on(self.store.append(events, conditions)) {
+            Ok(a) => Ok(Outcome::Written(
+                a.last().and_then(Position::as_u64).unwrap_or(0),
+            )),
+            Err(StoreError::ConditionFailed { .. }) => Ok(Outcome::Conflict),
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    fn read_tag(&self, tag: &str) -> Result<ReadSummary, BenchError> {
+        self.read(Query::tagged(tag))
+    }
+
+    fn scan(&self) -> Result<ReadSummary, BenchError> {
+        self.read(Query::All)
+    }
+
+    fn index_entries(&self) -> Option<u64> {
+        Some(self.store.stats().postings as u64)
+    }
+}

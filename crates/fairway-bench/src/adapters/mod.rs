@@ -1,0 +1,77 @@
+//! One small blocking trait and one adapter per store.
+
+use std::path::Path;
+
+use crate::{BenchError, BenchEvent, Guard, Outcome, ReadSummary};
+
+mod fairway;
+mod tephra;
+mod umadb;
+
+/// The operations the workloads need, blocking, callable from many threads at once.
+pub trait BenchStore: Send + Sync {
+    /// The store's short name.
+    fn name(&self) -> &'static str;
+
+    /// Appends `events` atomically, guarded by `guard` when given.
+    fn append(&self, events: Vec<BenchEvent>, guard: Option<Guard>) -> Result<Outcome, BenchError>;
+
+    /// Reads every event carrying `tag`, in order, with the head the read was evaluated at.
+    fn read_tag(&self, tag: &str) -> Result<ReadSummary, BenchError>;
+
+    /// Streams every event of the store, in order.
+    fn scan(&self) -> Result<ReadSummary, BenchError>;
+
+    /// Index entries this store keeps (in memory) when it can report them.
+    fn index_entries(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// The stores under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Fairway's `dcb-embedded`.
+    Fairway,
+    /// `tephra` from crates.io.
+    Tephra,
+    /// `umadb-core` from crates.io.
+    UmaDb,
+}
+
+impl Kind {
+    /// Every store, ours first.
+    pub const ALL: [Kind; 3] = [Kind::Fairway, Kind::Tephra, Kind::UmaDb];
+
+    /// The short name used in tables and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Fairway => "fairway",
+            Kind::Tephra => "tephra",
+            Kind::UmaDb => "umadb",
+        }
+    }
+
+    /// The store with this name.
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The durability and group-commit settings this bench opens the store with.
+    pub fn settings(self) -> &'static str {
+        match self {
+            Kind::Fairway => fairway::SETTINGS,
+            Kind::Tephra => tephra::SETTINGS,
+            Kind::UmaDb => umadb::SETTINGS,
+        }
+    }
+}
+
+/// Opens (creating) a store of `kind` in the empty directory `dir`, with durable settings.
+pub fn open(kind: Kind, dir: &Path) -> Result<Box<dyn BenchStore>, BenchError> {
+    Ok(match kind {
+        Kind::Fairway => Box::new(fairway::Fairway::open(dir)?),
+        Kind::Tephra => Box::new(tephra::Tephra::open(dir)?),
+        Kind::UmaDb => Box::new(umadb::UmaDb::open(dir)?),
+    })
+}

@@ -1,0 +1,281 @@
+//! `fairway-bench`: runs every workload against Fairway, Tephra and UmaDB, alternating the
+//! stores round by round, and prints a table plus one JSON line per result.
+//!
+//! ```text
+//! cargo run --release -p fairway-bench -- --quick     # < 3 minutes
+//! cargo run --release -p fairway-bench                # full run
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use fairway_bench::measure::{load_average, reset_peak_rss, status_kib};
+use fairway_bench::stats::median;
+use fairway_bench::workloads::{self, Better, Metric, Sizes, WORKLOADS};
+use fairway_bench::{Kind, open};
+use serde_json::json;
+
+/// Side-by-side DCB store benchmarks.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Small sizes, one round less: finishes in under three minutes.
+    #[arg(long)]
+    quick: bool,
+    /// Rounds (each store runs each workload once per round); default 3, quick 2.
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Only these workloads (comma-separated; also "rss").
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Parent directory for the temporary data directories (default: the system temp dir).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Internal: run the peak-RSS read for one store in this process and print one JSON line.
+    #[arg(long, hide = true)]
+    rss_child: Option<String>,
+    /// Internal: events for `--rss-child`.
+    #[arg(long, hide = true, default_value_t = 0)]
+    rss_events: usize,
+}
+
+fn tempdir(parent: &Option<PathBuf>) -> anyhow::Result<tempfile::TempDir> {
+    let b = tempfile::Builder::new().prefix("fairway-bench-").to_owned();
+    Ok(match parent {
+        Some(p) => b.tempdir_in(p)?,
+        None => b.tempdir()?,
+    })
+}
+
+/// Child mode: load `events`, then stream them all and report the peak RSS of the read.
+fn rss_child(kind: Kind, events: usize, parent: &Option<PathBuf>) -> anyhow::Result<()> {
+    let dir = tempdir(parent)?;
+    let store = open(kind, dir.path())?;
+    let t = Instant::now();
+    workloads::populate(store.as_ref(), events, 10_000)?;
+    let load_s = t.elapsed().as_secs_f64();
+    let rss_before = status_kib("VmRSS")?;
+    reset_peak_rss().context("resetting VmHWM via /proc/self/clear_refs")?;
+    let t = Instant::now();
+    let scan = store.scan()?;
+    let scan_s = t.elapsed().as_secs_f64();
+    let peak = status_kib("VmHWM")?;
+    if scan.events != events as u64 {
+        bail!(
+            "{}: scan returned {} events, expected {events}",
+            kind.name(),
+            scan.events
+        );
+    }
+    println!(
+        "{}",
+        json!({"rss_child": kind.name(), "events": events, "rss_before_kib": rss_before, "peak_kib": peak,
+               "read_growth_kib": peak.saturating_sub(rss_before), "scan_events_per_s": events as f64 / scan_s.max(1e-9),
+               "load_s": load_s})
+    );
+    Ok(())
+}
+
+fn run_rss(
+    events: usize,
+    parent: &Option<PathBuf>,
+    mode: &str,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let exe = std::env::current_exe()?;
+    let mut out = Vec::new();
+    for kind in Kind::ALL {
+        let mut cmd = Command::new(&exe);
+        cmd.args([
+            "--rss-child",
+            kind.name(),
+            "--rss-events",
+            &events.to_string(),
+        ]);
+        if let Some(p) = parent {
+            cmd.arg("--dir").arg(p);
+        }
+        let o = cmd.output()?;
+        if !o.status.success() {
+            bail!(
+                "rss child for {} failed: {}",
+                kind.name(),
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        let text = String::from_utf8_lossy(&o.stdout);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("{\""))
+            .context("rss child printed no JSON")?;
+        let mut v: serde_json::Value = serde_json::from_str(line)?;
+        v["bench"] = json!("fairway-bench");
+        v["mode"] = json!(mode);
+        out.push(v);
+    }
+    Ok(out)
+}
+
+type Key = (&'static str, String);
+
+struct Row {
+    unit: &'static str,
+    better: Better,
+    /// Per store, per round.
+    values: BTreeMap<&'static str, Vec<f64>>,
+}
+
+fn oriented_ratio(ours: f64, peer: f64, better: Better) -> f64 {
+    match better {
+        Better::Higher => ours / peer,
+        Better::Lower => peer / ours,
+    }
+}
+
+/// Median over rounds of the per-round ratio (>1: we are better).
+fn ratio(row: &Row, peer: &str) -> Option<f64> {
+    let ours = row.values.get("fairway")?;
+    let theirs = row.values.get(peer)?;
+    let per_round: Vec<f64> = ours
+        .iter()
+        .zip(theirs)
+        .map(|(&a, &b)| oriented_ratio(a, b, row.better))
+        .collect();
+    median(&per_round)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if let Some(name) = &args.rss_child {
+        let kind = Kind::from_name(name).context("unknown store")?;
+        return rss_child(kind, args.rss_events, &args.dir);
+    }
+    let sizes = if args.quick {
+        Sizes::QUICK
+    } else {
+        Sizes::FULL
+    };
+    let mode = if args.quick { "quick" } else { "full" };
+    let rounds = args.rounds.unwrap_or(if args.quick { 2 } else { 3 });
+    let selected = |w: &str| args.only.is_empty() || args.only.iter().any(|o| o == w);
+    let started = Instant::now();
+    let nproc = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let load_before = load_average();
+    eprintln!(
+        "fairway-bench {mode}: {rounds} rounds, nproc {nproc}, load average before {load_before}"
+    );
+    for k in Kind::ALL {
+        eprintln!("  {}: {}", k.name(), k.settings());
+    }
+
+    let mut rows: BTreeMap<Key, Row> = BTreeMap::new();
+    let mut order: Vec<Key> = Vec::new();
+    for round in 0..rounds {
+        for w in WORKLOADS.into_iter().filter(|w| selected(w)) {
+            // Rotate the starting store each round: A B C, B C A, C A B.
+            let mut kinds = Kind::ALL;
+            kinds.rotate_left(round % Kind::ALL.len());
+            for kind in kinds {
+                let dir = tempdir(&args.dir)?;
+                let t = Instant::now();
+                let metrics: Vec<Metric> = {
+                    let store = open(kind, dir.path())?;
+                    workloads::run(w, store.as_ref(), dir.path(), &sizes)
+                        .with_context(|| format!("{} on {}", w, kind.name()))?
+                };
+                eprintln!(
+                    "  round {} {:<13} {:<8} {:>6.1}s",
+                    round + 1,
+                    w,
+                    kind.name(),
+                    t.elapsed().as_secs_f64()
+                );
+                for m in metrics {
+                    let key = (m.workload, m.name.clone());
+                    let row = rows.entry(key.clone()).or_insert_with(|| {
+                        order.push(key.clone());
+                        Row {
+                            unit: m.unit,
+                            better: m.better,
+                            values: BTreeMap::new(),
+                        }
+                    });
+                    row.values.entry(kind.name()).or_default().push(m.value);
+                }
+            }
+        }
+    }
+
+    let rss = if selected("rss") {
+        run_rss(sizes.rss_events, &args.dir, mode)?
+    } else {
+        Vec::new()
+    };
+    let load_after = load_average();
+
+    println!();
+    println!(
+        "{:<13} {:<48} {:>12} {:>12} {:>12} {:>9} {:>9}  unit",
+        "workload", "metric", "fairway", "tephra", "umadb", "vs tephra", "vs umadb"
+    );
+    for key in &order {
+        let Some(row) = rows.get(key) else { continue };
+        let med = |s: &str| row.values.get(s).and_then(|v| median(v));
+        let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+        let fmt_r = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}x"));
+        println!(
+            "{:<13} {:<48} {:>12} {:>12} {:>12} {:>9} {:>9}  {}",
+            key.0,
+            key.1,
+            fmt(med("fairway")),
+            fmt(med("tephra")),
+            fmt(med("umadb")),
+            fmt_r(ratio(row, "tephra")),
+            fmt_r(ratio(row, "umadb")),
+            row.unit
+        );
+    }
+    for v in &rss {
+        println!(
+            "rss           {:<8} {} events: RSS before read {} KiB, peak during read {} KiB, growth {} KiB, scan {:.0} events/s",
+            v["rss_child"].as_str().unwrap_or("?"),
+            v["events"],
+            v["rss_before_kib"],
+            v["peak_kib"],
+            v["read_growth_kib"],
+            v["scan_events_per_s"].as_f64().unwrap_or(0.0)
+        );
+    }
+    println!();
+    for key in &order {
+        let Some(row) = rows.get(key) else { continue };
+        for (store, values) in &row.values {
+            println!(
+                "{}",
+                json!({"bench": "fairway-bench", "mode": mode, "workload": key.0, "metric": key.1, "store": store,
+                       "unit": row.unit, "higher_is_better": row.better == Better::Higher,
+                       "median": median(values), "rounds": values,
+                       "ratio_vs_tephra": if *store == "fairway" { ratio(row, "tephra") } else { None },
+                       "ratio_vs_umadb": if *store == "fairway" { ratio(row, "umadb") } else { None }})
+            );
+        }
+    }
+    for v in &rss {
+        println!("{v}");
+    }
+    println!(
+        "{}",
+        json!({"bench": "fairway-bench", "mode": mode, "rounds": rounds, "nproc": nproc,
+               "load_before": load_before, "load_after": load_after, "seconds": started.elapsed().as_secs_f64()})
+    );
+    eprintln!(
+        "done in {:.0}s; load average after {load_after}",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
