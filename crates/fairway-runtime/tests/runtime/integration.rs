@@ -647,3 +647,51 @@ async fn one_replica_maintains_a_view_and_others_still_read_their_writes() {
     wa.await.unwrap();
     wb.await.unwrap();
 }
+
+/// A mailer that, while "sending", lets another replica finish the same trigger first.
+struct RacingMailer {
+    store: MemoryStore,
+}
+
+impl Mailer for RacingMailer {
+    fn send(&self, _to: &str) -> Result<(), String> {
+        let commit = dcb_core::StateCommit {
+            consumer: "automation:welcome".into(),
+            writes: vec![],
+            checkpoint: Some(dcb_core::Position::from_u64(1)),
+        };
+        futures::executor::block_on(self.store.commit_state(commit)).map_err(|e| e.to_string())
+    }
+}
+
+#[tokio::test]
+async fn a_replica_overtaken_on_a_trigger_is_fenced_and_appends_nothing() {
+    let (rt, store, _) = runtime();
+    rt.execute(&reg("1", "a@example.com"), &()).await.unwrap();
+    let mailer: Arc<dyn Mailer> = Arc::new(RacingMailer {
+        store: store.clone(),
+    });
+    let mut w = AutomationWorker::new(
+        rt.clone(),
+        Arc::new(Welcome::default()),
+        Arc::new(mailer),
+        "a",
+    );
+    let report = w.step().await.unwrap();
+    assert!(report.leased);
+    assert_eq!(report.processed, 0);
+    assert_eq!(
+        count(&store, "WelcomeEmailSent").await,
+        0,
+        "the tracked append was rejected"
+    );
+    assert_eq!(
+        rt.metrics()
+            .automation("welcome")
+            .lease_held
+            .load(Ordering::Relaxed),
+        0,
+        "lease dropped"
+    );
+    assert!(rt.retry_queue("welcome", 10).await.unwrap().is_empty());
+}
