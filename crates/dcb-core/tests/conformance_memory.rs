@@ -138,6 +138,41 @@ mod broken {
         std::panic::catch_unwind(|| model_test(factory, 64)).is_err()
     }
 
+    /// Whether `rule` fails against a store with `bug`.
+    fn rule_fails<R, Fut>(bug: Bug, rule: R) -> bool
+    where
+        R: FnOnce(Arc<dyn EventStore>) -> Fut + std::panic::UnwindSafe,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let factory = move || async move {
+            Fixture::new(Arc::new(Broken {
+                inner: MemoryStore::new(),
+                bug,
+            }))
+        };
+        std::panic::catch_unwind(|| dcb_core::conformance::run_store_rule("probe", factory, rule))
+            .is_err()
+    }
+
+    #[test]
+    fn rules_catch_broken_stores() {
+        use dcb_core::conformance::{conditions, idempotency, reads};
+        assert!(rule_fails(
+            Bug::ConditionIgnoresAfter,
+            conditions::condition_event_at_after_does_not_fail
+        ));
+        assert!(rule_fails(Bug::ReadIgnoresLimit, reads::reads_limit));
+        assert!(rule_fails(
+            Bug::NoIdempotency,
+            idempotency::retry_same_batch_replays_positions
+        ));
+        assert!(rule_fails(
+            Bug::BeforeInclusive,
+            reads::reads_before_is_exclusive
+        ));
+        // The same rules pass on the reference store: the suite above runs them.
+    }
+
     #[test]
     fn model_test_catches_conditions_ignoring_after() {
         assert!(caught(Bug::ConditionIgnoresAfter));
