@@ -391,7 +391,7 @@ impl<D: KvDatabase> KvStore<D> {
                 .unwrap_or(Err(timed_out()))
             {
                 Ok(_) => return Ok(()),
-                Err(e) if e.kind == KvErrorKind::MaybeCommitted => {}
+                // Clearing is idempotent: an unknown result is simply retried.
                 Err(e) => backoff.retry(e).await?,
             }
         }

@@ -543,5 +543,9 @@ async fn randomised_operations_agree_with_the_reference_store() {
             assert_eq!(ik, im, "step {step}: query {q:?}");
         }
     }
-    assert!(kv.database().stats().injected_unknown > 0);
+    let stats = kv.database().stats();
+    assert!(
+        stats.injected_unknown > 0 && stats.injected_conflicts > 0 && stats.injected_too_old > 0,
+        "{stats:?}"
+    );
 }
