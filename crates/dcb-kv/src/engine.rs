@@ -949,7 +949,12 @@ impl<D: KvDatabase> EventStore for KvStore<D> {
             match tokio::time::timeout(opts.watch_refresh, watch).await {
                 // Fired, or refresh time: re-read the head.
                 Ok(Ok(())) | Err(_) => backoff = Backoff::new(opts.max_retries),
-                Ok(Err(e)) => backoff.retry(e).await?,
+                // A watch that cannot be set (e.g. FDB's `too_many_watches`) degrades to polling
+                // the head at a modest rate instead of failing the waiter.
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "watch on the head key failed; polling instead");
+                    tokio::time::sleep(opts.watch_refresh.min(Duration::from_millis(250))).await;
+                }
             }
         }
     }
