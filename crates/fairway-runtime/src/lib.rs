@@ -15,6 +15,8 @@
 //! - [`Module`] and [`Host`]: routes, workers, `/health`, `/metrics`, graceful shutdown.
 //! - [`http`]: the JSON error shape and the body extractor.
 //! - [`testing`]: `given(..).when(..).then(..)` and friends.
+//! - [`services`]: what a host provides to modules by type ([`Runtime::service`]): a [`Mailer`],
+//!   named [`Secrets`], or anything else.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -65,6 +67,7 @@ mod lease;
 mod metrics;
 mod module;
 mod runtime;
+pub mod services;
 mod shutdown;
 pub mod testing;
 mod view;
@@ -85,6 +88,7 @@ pub use lease::{Lease, lease_consumer};
 pub use metrics::{AutomationMetrics, Metrics, ViewMetrics};
 pub use module::{DEFAULT_BODY_LIMIT, Host, Module, ModuleInfo, ModuleKind, RouteInfo};
 pub use runtime::Runtime;
+pub use services::{Email, MailError, Mailer, MemoryMailer, OutboxMailer, Secrets, Services};
 pub use shutdown::{Shutdown, ShutdownTrigger, shutdown_channel};
 pub use view::{LiveState, LiveView, MaterializedView, VIEW_BATCH, ViewError, view_consumer};
 

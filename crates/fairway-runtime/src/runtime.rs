@@ -8,6 +8,7 @@ use tokio::sync::watch;
 
 use crate::env::{Environment, SystemEnv};
 use crate::metrics::Metrics;
+use crate::services::Services;
 
 /// The shared handle every command, view, automation and HTTP handler uses (also the axum
 /// state). Cheap to clone.
@@ -17,6 +18,7 @@ pub struct Runtime {
     env: Arc<dyn Environment>,
     metrics: Metrics,
     progress: Progress,
+    services: Services,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -38,7 +40,33 @@ impl Runtime {
             env,
             metrics: Metrics::default(),
             progress: Progress::default(),
+            services: Services::new(),
         }
+    }
+
+    /// Registers a service (a mailer, secrets, a client) that handlers and automations can ask
+    /// for by type with [`Runtime::service`].
+    pub fn with_service<T: Clone + Send + Sync + 'static>(mut self, service: T) -> Runtime {
+        self.services.insert(service);
+        self
+    }
+
+    /// The service of type `T`, when the host registered one.
+    pub fn service<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
+        self.services.get::<T>()
+    }
+
+    /// The service of type `T`, or a 503 `service_missing` error naming it (for handlers).
+    pub fn require_service<T: Clone + Send + Sync + 'static>(
+        &self,
+    ) -> Result<T, crate::http::ApiError> {
+        self.service::<T>().ok_or_else(|| {
+            crate::http::ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "service_missing",
+                format!("the host provides no {}", std::any::type_name::<T>()),
+            )
+        })
     }
 
     /// The event store.
