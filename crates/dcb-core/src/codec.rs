@@ -52,7 +52,11 @@ pub fn encode_event(event: &Event, batch_index: u32, batch_len: u32) -> Vec<u8> 
         event_type: &event.event_type,
         tags: event.tags.iter().map(String::as_str).collect(),
         data: &event.data,
-        metadata: event.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+        metadata: event
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect(),
         id: event.id.map(|u| *u.as_bytes()),
         batch_index,
         batch_len,
@@ -81,7 +85,11 @@ pub struct EventKeys<'a> {
 /// [`decode_event`] when rebuilding indexes.
 pub fn decode_keys(bytes: &[u8]) -> Result<EventKeys<'_>, StoreError> {
     let rec = decode_record(bytes)?;
-    Ok(EventKeys { event_type: rec.event_type, tags: rec.tags, id: rec.id.map(Uuid::from_bytes) })
+    Ok(EventKeys {
+        event_type: rec.event_type,
+        tags: rec.tags,
+        id: rec.id.map(Uuid::from_bytes),
+    })
 }
 
 fn decode_record(bytes: &[u8]) -> Result<RecordV1<'_>, StoreError> {
@@ -89,9 +97,12 @@ fn decode_record(bytes: &[u8]) -> Result<RecordV1<'_>, StoreError> {
         return Err(StoreError::Corrupted("empty event record".into()));
     };
     if version != RECORD_VERSION {
-        return Err(StoreError::Corrupted(format!("unknown event record version {version}")));
+        return Err(StoreError::Corrupted(format!(
+            "unknown event record version {version}"
+        )));
     }
-    postcard::from_bytes(body).map_err(|e| StoreError::Corrupted(format!("undecodable event record: {e}")))
+    postcard::from_bytes(body)
+        .map_err(|e| StoreError::Corrupted(format!("undecodable event record: {e}")))
 }
 
 /// Decodes a record written by [`encode_event`].
@@ -102,7 +113,11 @@ pub fn decode_event(bytes: &[u8]) -> Result<StoredEvent, StoreError> {
             event_type: rec.event_type.to_owned(),
             tags: rec.tags.into_iter().map(str::to_owned).collect(),
             data: rec.data.to_vec(),
-            metadata: rec.metadata.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+            metadata: rec
+                .metadata
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
             id: rec.id.map(Uuid::from_bytes),
         },
         batch_index: rec.batch_index,
@@ -116,22 +131,46 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let e = Event::new("A", b"{}".to_vec()).tag("x").tag("y").meta("k", "v").with_id(Uuid::from_u128(5));
+        let e = Event::new("A", b"{}".to_vec())
+            .tag("x")
+            .tag("y")
+            .meta("k", "v")
+            .with_id(Uuid::from_u128(5));
         let bytes = encode_event(&e, 2, 3);
         let back = decode_event(&bytes).ok();
-        assert_eq!(back, Some(StoredEvent { event: e.clone(), batch_index: 2, batch_len: 3 }));
+        assert_eq!(
+            back,
+            Some(StoredEvent {
+                event: e.clone(),
+                batch_index: 2,
+                batch_len: 3
+            })
+        );
         let keys = decode_keys(&bytes).ok();
-        assert_eq!(keys, Some(EventKeys { event_type: "A", tags: vec!["x", "y"], id: e.id }));
+        assert_eq!(
+            keys,
+            Some(EventKeys {
+                event_type: "A",
+                tags: vec!["x", "y"],
+                id: e.id
+            })
+        );
     }
 
     #[test]
     fn garbage_is_corruption_not_panic() {
         assert!(matches!(decode_event(&[]), Err(StoreError::Corrupted(_))));
-        assert!(matches!(decode_event(&[9, 1, 2]), Err(StoreError::Corrupted(_))));
+        assert!(matches!(
+            decode_event(&[9, 1, 2]),
+            Err(StoreError::Corrupted(_))
+        ));
         let e = Event::new("A", vec![1; 100]).tag("x");
         let mut bytes = encode_event(&e, 0, 1);
         bytes.truncate(bytes.len() / 2);
-        assert!(matches!(decode_event(&bytes), Err(StoreError::Corrupted(_))));
+        assert!(matches!(
+            decode_event(&bytes),
+            Err(StoreError::Corrupted(_))
+        ));
         for i in 0..=255u8 {
             let _ = decode_event(&[1, i, i, i, 0xff, 0xff, 0xff, 0xff, 0xff]);
         }

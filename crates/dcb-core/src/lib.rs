@@ -43,7 +43,7 @@ pub use memory::{MemoryStore, classify_retry};
 pub use position::{Position, PositionError};
 pub use query::{Query, QueryItem};
 pub use store::{
-    AppendCondition, AppendRequest, Appended, EventStore, ReadOptions, ReadStream, Start, StateCommit, StateWrite,
-    Subscription, SubscriptionItem, Tracking, check_read,
+    AppendCondition, AppendRequest, Appended, EventStore, ReadOptions, ReadStream, Start,
+    StateCommit, StateWrite, Subscription, SubscriptionItem, Tracking, check_read,
 };
 pub use uuid::Uuid;

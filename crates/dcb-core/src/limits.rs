@@ -43,7 +43,11 @@ fn check_name(field: &'static str, s: &str, max: usize) -> Result<(), InputError
         return Err(InputError::Empty { field });
     }
     if s.len() > max {
-        return Err(InputError::TooLong { field, len: s.len(), max });
+        return Err(InputError::TooLong {
+            field,
+            len: s.len(),
+            max,
+        });
     }
     if s.chars().any(char::is_control) {
         return Err(InputError::ControlCharacter { field });
@@ -56,14 +60,22 @@ pub fn event_size(event: &Event) -> usize {
     event.event_type.len()
         + event.tags.iter().map(String::len).sum::<usize>()
         + event.data.len()
-        + event.metadata.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+        + event
+            .metadata
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
 }
 
 /// Checks one event against the limits.
 pub fn validate_event(event: &Event) -> Result<(), InputError> {
     check_name("type", &event.event_type, MAX_TYPE_LEN)?;
     if event.tags.len() > MAX_TAGS_PER_EVENT {
-        return Err(InputError::TooMany { field: "tags", count: event.tags.len(), max: MAX_TAGS_PER_EVENT });
+        return Err(InputError::TooMany {
+            field: "tags",
+            count: event.tags.len(),
+            max: MAX_TAGS_PER_EVENT,
+        });
     }
     let mut seen = HashSet::with_capacity(event.tags.len());
     for tag in &event.tags {
@@ -73,30 +85,52 @@ pub fn validate_event(event: &Event) -> Result<(), InputError> {
         }
     }
     if event.data.len() > MAX_DATA_LEN {
-        return Err(InputError::TooLong { field: "data", len: event.data.len(), max: MAX_DATA_LEN });
+        return Err(InputError::TooLong {
+            field: "data",
+            len: event.data.len(),
+            max: MAX_DATA_LEN,
+        });
     }
     let meta: usize = event.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
     if meta > MAX_METADATA_LEN {
-        return Err(InputError::TooLong { field: "metadata", len: meta, max: MAX_METADATA_LEN });
+        return Err(InputError::TooLong {
+            field: "metadata",
+            len: meta,
+            max: MAX_METADATA_LEN,
+        });
     }
     Ok(())
 }
 
 /// Checks a query against the limits (an empty item list is an error).
 pub fn validate_query(query: &Query) -> Result<(), InputError> {
-    let Query::Items(items) = query else { return Ok(()) };
+    let Query::Items(items) = query else {
+        return Ok(());
+    };
     if items.is_empty() {
         return Err(InputError::EmptyQuery);
     }
     if items.len() > MAX_QUERY_ITEMS {
-        return Err(InputError::TooMany { field: "query items", count: items.len(), max: MAX_QUERY_ITEMS });
+        return Err(InputError::TooMany {
+            field: "query items",
+            count: items.len(),
+            max: MAX_QUERY_ITEMS,
+        });
     }
     for item in items {
         if item.types.len() > MAX_ITEM_TERMS {
-            return Err(InputError::TooMany { field: "query types", count: item.types.len(), max: MAX_ITEM_TERMS });
+            return Err(InputError::TooMany {
+                field: "query types",
+                count: item.types.len(),
+                max: MAX_ITEM_TERMS,
+            });
         }
         if item.tags.len() > MAX_ITEM_TERMS {
-            return Err(InputError::TooMany { field: "query tags", count: item.tags.len(), max: MAX_ITEM_TERMS });
+            return Err(InputError::TooMany {
+                field: "query tags",
+                count: item.tags.len(),
+                max: MAX_ITEM_TERMS,
+            });
         }
         for t in &item.types {
             check_name("query type", t, MAX_TYPE_LEN)?;
@@ -125,7 +159,11 @@ pub fn validate_append(request: &AppendRequest) -> Result<(), InputError> {
         return Err(InputError::EmptyAppend);
     }
     if events.len() > MAX_EVENTS_PER_APPEND {
-        return Err(InputError::TooMany { field: "events", count: events.len(), max: MAX_EVENTS_PER_APPEND });
+        return Err(InputError::TooMany {
+            field: "events",
+            count: events.len(),
+            max: MAX_EVENTS_PER_APPEND,
+        });
     }
     let mut total = 0usize;
     let mut ids = HashSet::new();
@@ -139,12 +177,24 @@ pub fn validate_append(request: &AppendRequest) -> Result<(), InputError> {
         }
     }
     if total > MAX_APPEND_BYTES {
-        return Err(InputError::TooLong { field: "append", len: total, max: MAX_APPEND_BYTES });
+        return Err(InputError::TooLong {
+            field: "append",
+            len: total,
+            max: MAX_APPEND_BYTES,
+        });
     }
     if request.conditions.len() > MAX_CONDITIONS {
-        return Err(InputError::TooMany { field: "conditions", count: request.conditions.len(), max: MAX_CONDITIONS });
+        return Err(InputError::TooMany {
+            field: "conditions",
+            count: request.conditions.len(),
+            max: MAX_CONDITIONS,
+        });
     }
-    for AppendCondition { fail_if_events_match, .. } in &request.conditions {
+    for AppendCondition {
+        fail_if_events_match,
+        ..
+    } in &request.conditions
+    {
         validate_query(fail_if_events_match)?;
     }
     if let Some(t) = &request.tracking {
@@ -159,12 +209,20 @@ pub fn validate_state_write(key: &[u8], value: Option<&[u8]>) -> Result<(), Inpu
         return Err(InputError::Empty { field: "state key" });
     }
     if key.len() > MAX_STATE_KEY_LEN {
-        return Err(InputError::TooLong { field: "state key", len: key.len(), max: MAX_STATE_KEY_LEN });
+        return Err(InputError::TooLong {
+            field: "state key",
+            len: key.len(),
+            max: MAX_STATE_KEY_LEN,
+        });
     }
     if let Some(v) = value
         && v.len() > MAX_STATE_VALUE_LEN
     {
-        return Err(InputError::TooLong { field: "state value", len: v.len(), max: MAX_STATE_VALUE_LEN });
+        return Err(InputError::TooLong {
+            field: "state value",
+            len: v.len(),
+            max: MAX_STATE_VALUE_LEN,
+        });
     }
     Ok(())
 }

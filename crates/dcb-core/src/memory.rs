@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use crate::limits::{validate_append, validate_consumer, validate_state_write};
 use crate::{
-    AppendRequest, Appended, Event, EventStore, Position, Query, ReadOptions, ReadStream, SequencedEvent, StateCommit,
-    StoreError, Subscription,
+    AppendRequest, Appended, Event, EventStore, Position, Query, ReadOptions, ReadStream,
+    SequencedEvent, StateCommit, StoreError, Subscription,
 };
 
 #[derive(Default)]
@@ -48,7 +48,13 @@ impl MemoryStore {
     /// An empty store. Positions start at 1 and have no gaps.
     pub fn new() -> MemoryStore {
         let (tx, _rx) = watch::channel(None);
-        MemoryStore { inner: Arc::new(Mutex::new(Inner { next: 1, ..Inner::default() })), head_tx: Arc::new(tx) }
+        MemoryStore {
+            inner: Arc::new(Mutex::new(Inner {
+                next: 1,
+                ..Inner::default()
+            })),
+            head_tx: Arc::new(tx),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -59,13 +65,20 @@ impl MemoryStore {
 
     /// A copy of every stored event, oldest first.
     pub fn snapshot(&self) -> Vec<SequencedEvent> {
-        self.lock().events.iter().map(|(e, _, _)| e.clone()).collect()
+        self.lock()
+            .events
+            .iter()
+            .map(|(e, _, _)| e.clone())
+            .collect()
     }
 }
 
 /// Decides whether `events` (all with ids) are an idempotent retry, given a lookup of stored
 /// events by id. Shared by backends whose id index gives `(position, stored)`.
-pub fn classify_retry<F>(events: &[Event], mut lookup: F) -> Result<Option<Vec<Position>>, StoreError>
+pub fn classify_retry<F>(
+    events: &[Event],
+    mut lookup: F,
+) -> Result<Option<Vec<Position>>, StoreError>
 where
     F: FnMut(&Uuid) -> Result<Option<(Position, crate::codec::StoredEvent)>, StoreError>,
 {
@@ -86,7 +99,10 @@ where
     }
     let n = events.len() as u32;
     // The first id of the batch that is already stored: the one a conflict names.
-    let reused = found.iter().find_map(|(id, hit)| hit.as_ref().map(|_| *id)).unwrap_or_else(Uuid::nil);
+    let reused = found
+        .iter()
+        .find_map(|(id, hit)| hit.as_ref().map(|_| *id))
+        .unwrap_or_else(Uuid::nil);
     let mut positions = Vec::with_capacity(events.len());
     for (i, (e, (id, hit))) in events.iter().zip(found).enumerate() {
         let Some((pos, stored)) = hit else {
@@ -109,11 +125,21 @@ impl EventStore for MemoryStore {
         let retry = classify_retry(&request.events, |id| {
             Ok(inner.ids.get(id).map(|&i| {
                 let (se, idx, len) = &inner.events[i];
-                (se.position, crate::codec::StoredEvent { event: se.event.clone(), batch_index: *idx, batch_len: *len })
+                (
+                    se.position,
+                    crate::codec::StoredEvent {
+                        event: se.event.clone(),
+                        batch_index: *idx,
+                        batch_len: *len,
+                    },
+                )
             }))
         })?;
         if let Some(positions) = retry {
-            return Ok(Appended { positions, replayed: true });
+            return Ok(Appended {
+                positions,
+                replayed: true,
+            });
         }
         for (i, c) in request.conditions.iter().enumerate() {
             let q = c.fail_if_events_match.normalized();
@@ -144,7 +170,9 @@ impl EventStore for MemoryStore {
                 let idx = inner.events.len();
                 inner.ids.insert(id, idx);
             }
-            inner.events.push((SequencedEvent { position, event }, i as u32, n as u32));
+            inner
+                .events
+                .push((SequencedEvent { position, event }, i as u32, n as u32));
             positions.push(position);
         }
         if let Some(t) = request.tracking {
@@ -160,7 +188,10 @@ impl EventStore for MemoryStore {
             }
             moved
         });
-        Ok(Appended { positions, replayed: false })
+        Ok(Appended {
+            positions,
+            replayed: false,
+        })
     }
 
     async fn read(&self, query: Query, options: ReadOptions) -> Result<ReadStream, StoreError> {
@@ -190,7 +221,10 @@ impl EventStore for MemoryStore {
 
     async fn wait_for_head(&self, after: Option<Position>) -> Result<Option<Position>, StoreError> {
         let mut rx = self.head_tx.subscribe();
-        let head = rx.wait_for(|h| *h > after).await.map_err(|_| StoreError::Closed)?;
+        let head = rx
+            .wait_for(|h| *h > after)
+            .await
+            .map_err(|_| StoreError::Closed)?;
         Ok(*head)
     }
 
@@ -220,7 +254,11 @@ impl EventStore for MemoryStore {
         if let Some(p) = commit.checkpoint {
             let stored = inner.checkpoints.get(&commit.consumer).copied();
             if stored.is_some_and(|s| s >= p) {
-                return Err(StoreError::CheckpointConflict { consumer: commit.consumer, stored, requested: p });
+                return Err(StoreError::CheckpointConflict {
+                    consumer: commit.consumer,
+                    stored,
+                    requested: p,
+                });
             }
         }
         for (k, v) in commit.writes {
@@ -242,7 +280,11 @@ impl EventStore for MemoryStore {
 
     async fn get_state(&self, consumer: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         validate_consumer(consumer)?;
-        Ok(self.lock().state.get(&(consumer.to_owned(), key.to_vec())).cloned())
+        Ok(self
+            .lock()
+            .state
+            .get(&(consumer.to_owned(), key.to_vec()))
+            .cloned())
     }
 
     async fn scan_state(

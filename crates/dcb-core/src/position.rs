@@ -37,7 +37,11 @@ impl Position {
 
     /// A position from a number; `None` when it needs more than 96 bits.
     pub const fn new(value: u128) -> Option<Position> {
-        if value <= Self::MAX.0 { Some(Position(value)) } else { None }
+        if value <= Self::MAX.0 {
+            Some(Position(value))
+        } else {
+            None
+        }
     }
 
     /// A position from a 64-bit counter (always in range).
@@ -113,7 +117,9 @@ impl FromStr for Position {
         if s.is_empty() || s.len() > 29 || !s.bytes().all(|b| b.is_ascii_digit()) {
             return Err(PositionError::NotDecimal(truncate(s)));
         }
-        let value: u128 = s.parse().map_err(|_| PositionError::NotDecimal(truncate(s)))?;
+        let value: u128 = s
+            .parse()
+            .map_err(|_| PositionError::NotDecimal(truncate(s)))?;
         Position::new(value).ok_or_else(|| PositionError::OutOfRange(truncate(s)))
     }
 }
@@ -154,20 +160,44 @@ mod tests {
         let b = Position::from_u64(256);
         assert!(a.to_bytes() < b.to_bytes());
         assert_eq!(Position::from_bytes(&b.to_bytes()), Ok(b));
-        assert_eq!(Position::from_bytes(&Position::MAX.to_bytes()), Ok(Position::MAX));
-        assert_eq!(Position::from_bytes(&[1, 2]), Err(PositionError::BadLength(2)));
+        assert_eq!(
+            Position::from_bytes(&Position::MAX.to_bytes()),
+            Ok(Position::MAX)
+        );
+        assert_eq!(
+            Position::from_bytes(&[1, 2]),
+            Err(PositionError::BadLength(2))
+        );
     }
 
     #[test]
     fn decimal_parsing_rejects_garbage() {
         assert_eq!("42".parse::<Position>(), Ok(Position::from_u64(42)));
-        assert!(matches!("-1".parse::<Position>(), Err(PositionError::NotDecimal(_))));
-        assert!(matches!("".parse::<Position>(), Err(PositionError::NotDecimal(_))));
-        assert!(matches!(" 1".parse::<Position>(), Err(PositionError::NotDecimal(_))));
-        assert!(matches!("1e3".parse::<Position>(), Err(PositionError::NotDecimal(_))));
+        assert!(matches!(
+            "-1".parse::<Position>(),
+            Err(PositionError::NotDecimal(_))
+        ));
+        assert!(matches!(
+            "".parse::<Position>(),
+            Err(PositionError::NotDecimal(_))
+        ));
+        assert!(matches!(
+            " 1".parse::<Position>(),
+            Err(PositionError::NotDecimal(_))
+        ));
+        assert!(matches!(
+            "1e3".parse::<Position>(),
+            Err(PositionError::NotDecimal(_))
+        ));
         let too_big = (1u128 << 96).to_string();
-        assert!(matches!(too_big.parse::<Position>(), Err(PositionError::OutOfRange(_))));
-        assert_eq!(Position::MAX.to_string().parse::<Position>(), Ok(Position::MAX));
+        assert!(matches!(
+            too_big.parse::<Position>(),
+            Err(PositionError::OutOfRange(_))
+        ));
+        assert_eq!(
+            Position::MAX.to_string().parse::<Position>(),
+            Ok(Position::MAX)
+        );
     }
 
     #[test]

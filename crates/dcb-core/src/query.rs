@@ -197,6 +197,9 @@ mod tests {
         let q = Query::item(QueryItem::new().r#type("A").tag("x"));
         let s = serde_json::to_string(&q).unwrap_or_default();
         assert_eq!(s, r#"{"items":[{"types":["A"],"tags":["x"]}]}"#);
-        assert_eq!(serde_json::to_string(&Query::All).unwrap_or_default(), r#""all""#);
+        assert_eq!(
+            serde_json::to_string(&Query::All).unwrap_or_default(),
+            r#""all""#
+        );
     }
 }

@@ -58,7 +58,10 @@ impl ReadOptions {
     pub fn after_opt(self, position: Option<Position>) -> ReadOptions {
         match position {
             Some(p) => self.after(p),
-            None => ReadOptions { start: None, ..self },
+            None => ReadOptions {
+                start: None,
+                ..self
+            },
         }
     }
 
@@ -122,12 +125,18 @@ pub struct AppendCondition {
 impl AppendCondition {
     /// Fail if any event matching `query` exists after `after` (`None`: at all).
     pub fn new(query: Query, after: Option<Position>) -> AppendCondition {
-        AppendCondition { fail_if_events_match: query, after }
+        AppendCondition {
+            fail_if_events_match: query,
+            after,
+        }
     }
 
     /// Fail if any event matching `query` exists at all.
     pub fn none_match(query: Query) -> AppendCondition {
-        AppendCondition { fail_if_events_match: query, after: None }
+        AppendCondition {
+            fail_if_events_match: query,
+            after: None,
+        }
     }
 }
 
@@ -154,7 +163,11 @@ pub struct AppendRequest {
 impl AppendRequest {
     /// A request appending `events` unconditionally.
     pub fn new(events: Vec<Event>) -> AppendRequest {
-        AppendRequest { events, conditions: Vec::new(), tracking: None }
+        AppendRequest {
+            events,
+            conditions: Vec::new(),
+            tracking: None,
+        }
     }
 
     /// Adds a condition.
@@ -164,7 +177,10 @@ impl AppendRequest {
     }
 
     /// Adds conditions.
-    pub fn conditions(mut self, conditions: impl IntoIterator<Item = AppendCondition>) -> AppendRequest {
+    pub fn conditions(
+        mut self,
+        conditions: impl IntoIterator<Item = AppendCondition>,
+    ) -> AppendRequest {
         self.conditions.extend(conditions);
         self
     }
@@ -172,7 +188,10 @@ impl AppendRequest {
     /// Advances `consumer`'s checkpoint to `position` atomically with the append; the append fails
     /// with [`StoreError::CheckpointConflict`] unless the stored checkpoint is below `position`.
     pub fn track(mut self, consumer: impl Into<String>, position: Position) -> AppendRequest {
-        self.tracking = Some(Tracking { consumer: consumer.into(), position });
+        self.tracking = Some(Tracking {
+            consumer: consumer.into(),
+            position,
+        });
         self
     }
 }
@@ -219,13 +238,19 @@ pub struct ReadStream {
 
 impl ReadStream {
     /// A read result from a head and a stream of events.
-    pub fn new(head: Option<Position>, inner: BoxStream<'static, Result<SequencedEvent, StoreError>>) -> ReadStream {
+    pub fn new(
+        head: Option<Position>,
+        inner: BoxStream<'static, Result<SequencedEvent, StoreError>>,
+    ) -> ReadStream {
         ReadStream { head, inner }
     }
 
     /// A read result from events already in memory.
     pub fn from_vec(head: Option<Position>, events: Vec<SequencedEvent>) -> ReadStream {
-        ReadStream::new(head, futures::stream::iter(events.into_iter().map(Ok)).boxed())
+        ReadStream::new(
+            head,
+            futures::stream::iter(events.into_iter().map(Ok)).boxed(),
+        )
     }
 
     /// The store's head when the read was evaluated (`None`: the store was empty). Use it as the
@@ -254,7 +279,9 @@ impl Stream for ReadStream {
 
 impl std::fmt::Debug for ReadStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReadStream").field("head", &self.head).finish_non_exhaustive()
+        f.debug_struct("ReadStream")
+            .field("head", &self.head)
+            .finish_non_exhaustive()
     }
 }
 
@@ -289,8 +316,17 @@ pub trait EventStore: Send + Sync + 'static {
     async fn append_request(&self, request: AppendRequest) -> Result<Appended, StoreError>;
 
     /// Appends `events` atomically if every condition holds (see [`EventStore::append_request`]).
-    async fn append(&self, events: Vec<Event>, conditions: Vec<AppendCondition>) -> Result<Appended, StoreError> {
-        self.append_request(AppendRequest { events, conditions, tracking: None }).await
+    async fn append(
+        &self,
+        events: Vec<Event>,
+        conditions: Vec<AppendCondition>,
+    ) -> Result<Appended, StoreError> {
+        self.append_request(AppendRequest {
+            events,
+            conditions,
+            tracking: None,
+        })
+        .await
     }
 
     /// Streams the events matching `query` within `options`, in position order, from one

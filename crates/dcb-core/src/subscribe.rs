@@ -61,7 +61,9 @@ where
                     }
                 }
             }
-            let options = ReadOptions::new().after_opt(st.cursor).limit(SUBSCRIPTION_PAGE);
+            let options = ReadOptions::new()
+                .after_opt(st.cursor)
+                .limit(SUBSCRIPTION_PAGE);
             let read = match st.store.read(st.query.clone(), options).await {
                 Ok(r) => r,
                 Err(e) => {
@@ -86,7 +88,9 @@ where
             }
             if n < SUBSCRIPTION_PAGE {
                 // Everything up to `head` has been read.
-                st.seen_head = head.max(st.cursor).max(st.buffer.back().map(|e| e.position));
+                st.seen_head = head
+                    .max(st.cursor)
+                    .max(st.buffer.back().map(|e| e.position));
                 if !st.caught_up_sent {
                     st.pending_caught_up = Some(head);
                 }

@@ -37,7 +37,12 @@ fn slice_in(list: &[u64], lo: u64, hi: u64) -> &[u64] {
 impl Index {
     /// Records a committed event. Positions arrive strictly increasing.
     pub(crate) fn add(&mut self, position: u64, event: &Event) {
-        self.add_keys(position, &event.event_type, event.tags.iter().map(String::as_str), event.id);
+        self.add_keys(
+            position,
+            &event.event_type,
+            event.tags.iter().map(String::as_str),
+            event.id,
+        );
     }
 
     /// Records a committed event from its indexed fields.
@@ -61,7 +66,8 @@ impl Index {
 
     /// Number of index entries (type + tag postings) held in memory.
     pub(crate) fn postings(&self) -> usize {
-        self.types.values().map(Vec::len).sum::<usize>() + self.tags.values().map(Vec::len).sum::<usize>()
+        self.types.values().map(Vec::len).sum::<usize>()
+            + self.tags.values().map(Vec::len).sum::<usize>()
     }
 
     /// Up to `max` positions in `span` matching `item`, in the span's direction.
@@ -115,7 +121,9 @@ impl Index {
         }
         let accept = |p: &u64| {
             tag_lists.iter().all(|l| l.binary_search(p).is_ok())
-                && (item.types.is_empty() || driver_is_type || type_lists.iter().any(|l| l.binary_search(p).is_ok()))
+                && (item.types.is_empty()
+                    || driver_is_type
+                    || type_lists.iter().any(|l| l.binary_search(p).is_ok()))
         };
         let start = out.len();
         if span.backwards {
@@ -145,7 +153,11 @@ impl Index {
         if after >= self.head {
             return false;
         }
-        let span = Span { lo: after + 1, hi: self.head, backwards: true };
+        let span = Span {
+            lo: after + 1,
+            hi: self.head,
+            backwards: true,
+        };
         match query {
             Query::All => true,
             Query::Items(items) => !self.matches(items, span, 1).is_empty(),
@@ -184,12 +196,19 @@ mod tests {
             ("C", vec![]),
         ];
         for (i, (t, tags)) in evs.iter().enumerate() {
-            ix.add(i as u64 + 1, &Event::new(*t, vec![]).tags(tags.iter().copied()));
+            ix.add(
+                i as u64 + 1,
+                &Event::new(*t, vec![]).tags(tags.iter().copied()),
+            );
         }
         ix
     }
 
-    const ALL: Span = Span { lo: 1, hi: 5, backwards: false };
+    const ALL: Span = Span {
+        lo: 1,
+        hi: 5,
+        backwards: false,
+    };
 
     #[test]
     fn items_and_merge() {
@@ -201,12 +220,34 @@ mod tests {
         assert_eq!(q(QueryItem::new().r#type("A").tags(["x", "y"])), vec![4]);
         assert_eq!(q(QueryItem::new().types(["B", "C"])), vec![2, 5]);
         assert_eq!(q(QueryItem::new().tag("nope")), Vec::<u64>::new());
-        assert_eq!(q(QueryItem::new().r#type("nope").tag("x")), Vec::<u64>::new());
-        let both = ix.matches(&[QueryItem::new().r#type("C"), QueryItem::new().tag("y")], ALL, 100);
+        assert_eq!(
+            q(QueryItem::new().r#type("nope").tag("x")),
+            Vec::<u64>::new()
+        );
+        let both = ix.matches(
+            &[QueryItem::new().r#type("C"), QueryItem::new().tag("y")],
+            ALL,
+            100,
+        );
         assert_eq!(both, vec![2, 3, 4, 5]);
-        let back = ix.matches(&[QueryItem::new().r#type("C"), QueryItem::new().tag("y")], Span { backwards: true, ..ALL }, 2);
+        let back = ix.matches(
+            &[QueryItem::new().r#type("C"), QueryItem::new().tag("y")],
+            Span {
+                backwards: true,
+                ..ALL
+            },
+            2,
+        );
         assert_eq!(back, vec![5, 4]);
-        let mid = ix.matches(&[QueryItem::new().tag("x")], Span { lo: 2, hi: 3, backwards: false }, 10);
+        let mid = ix.matches(
+            &[QueryItem::new().tag("x")],
+            Span {
+                lo: 2,
+                hi: 3,
+                backwards: false,
+            },
+            10,
+        );
         assert_eq!(mid, vec![2]);
     }
 

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use dcb_core::codec::StoredEvent;
 use dcb_core::limits::{validate_append, validate_consumer, validate_state_write};
 use dcb_core::{
-    AppendRequest, Appended, EventStore, InputError, Position, Query, ReadOptions, ReadStream, SequencedEvent, Start,
-    StateCommit, StoreError, Subscription,
+    AppendRequest, Appended, EventStore, InputError, Position, Query, ReadOptions, ReadStream,
+    SequencedEvent, Start, StateCommit, StoreError, Subscription,
 };
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use futures::StreamExt;
@@ -36,7 +36,9 @@ pub(crate) struct Shared {
 
 pub(crate) fn fjall_err(e: fjall::Error) -> StoreError {
     match e {
-        fjall::Error::Locked => StoreError::Locked("the data directory is open in another process".into()),
+        fjall::Error::Locked => {
+            StoreError::Locked("the data directory is open in another process".into())
+        }
         other => StoreError::storage(other),
     }
 }
@@ -76,9 +78,15 @@ impl Shared {
 
     /// Loads and decodes the event at `position`.
     pub(crate) fn load(&self, position: u64) -> Result<StoredEvent, StoreError> {
-        match self.events.get(keys::event_key(position)).map_err(fjall_err)? {
+        match self
+            .events
+            .get(keys::event_key(position))
+            .map_err(fjall_err)?
+        {
             Some(bytes) => writer::decode(position, &bytes),
-            None => Err(StoreError::Corrupted(format!("indexed event at position {position} is missing"))),
+            None => Err(StoreError::Corrupted(format!(
+                "indexed event at position {position} is missing"
+            ))),
         }
     }
 }
@@ -110,7 +118,9 @@ pub struct EmbeddedStore {
 
 impl std::fmt::Debug for EmbeddedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedStore").field("path", &self.shared.path).finish_non_exhaustive()
+        f.debug_struct("EmbeddedStore")
+            .field("path", &self.shared.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -135,14 +145,22 @@ impl EmbeddedStore {
         let path = path.as_ref().to_path_buf();
         std::fs::create_dir_all(&path).map_err(StoreError::storage)?;
         let db = Database::builder(&path).open().map_err(fjall_err)?;
-        let events = db.keyspace(keys::EVENTS, KeyspaceCreateOptions::default).map_err(fjall_err)?;
-        let consumers = db.keyspace(keys::CONSUMERS, KeyspaceCreateOptions::default).map_err(fjall_err)?;
-        let meta = db.keyspace(keys::META, KeyspaceCreateOptions::default).map_err(fjall_err)?;
+        let events = db
+            .keyspace(keys::EVENTS, KeyspaceCreateOptions::default)
+            .map_err(fjall_err)?;
+        let consumers = db
+            .keyspace(keys::CONSUMERS, KeyspaceCreateOptions::default)
+            .map_err(fjall_err)?;
+        let meta = db
+            .keyspace(keys::META, KeyspaceCreateOptions::default)
+            .map_err(fjall_err)?;
         match meta.get(keys::SCHEMA_KEY).map_err(fjall_err)? {
             Some(v) => {
-                let version = <[u8; 4]>::try_from(v.as_ref()).map(u32::from_be_bytes).map_err(|_| {
-                    StoreError::Corrupted("schema version record is not 4 bytes".into())
-                })?;
+                let version = <[u8; 4]>::try_from(v.as_ref())
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| {
+                        StoreError::Corrupted("schema version record is not 4 bytes".into())
+                    })?;
                 if version != keys::SCHEMA_VERSION {
                     return Err(StoreError::Corrupted(format!(
                         "data directory has schema version {version}, this build reads version {}",
@@ -151,7 +169,8 @@ impl EmbeddedStore {
                 }
             }
             None => {
-                meta.insert(keys::SCHEMA_KEY, keys::SCHEMA_VERSION.to_be_bytes()).map_err(fjall_err)?;
+                meta.insert(keys::SCHEMA_KEY, keys::SCHEMA_VERSION.to_be_bytes())
+                    .map_err(fjall_err)?;
                 db.persist(PersistMode::SyncData).map_err(fjall_err)?;
             }
         }
@@ -162,7 +181,9 @@ impl EmbeddedStore {
             let p = keys::event_position(&k)
                 .ok_or_else(|| StoreError::Corrupted(format!("event key of {} bytes", k.len())))?;
             if p <= last {
-                return Err(StoreError::Corrupted(format!("event positions out of order at {p}")));
+                return Err(StoreError::Corrupted(format!(
+                    "event positions out of order at {p}"
+                )));
             }
             last = p;
             let k = writer::decode_keys(p, &v)?;
@@ -174,7 +195,8 @@ impl EmbeddedStore {
             let name = std::str::from_utf8(&k[1..])
                 .map_err(|_| StoreError::Corrupted("consumer name is not UTF-8".into()))?
                 .to_owned();
-            let p = Position::from_bytes(&v).map_err(|e| StoreError::Corrupted(format!("checkpoint of {name}: {e}")))?;
+            let p = Position::from_bytes(&v)
+                .map_err(|e| StoreError::Corrupted(format!("checkpoint of {name}: {e}")))?;
             checkpoints.insert(name, p);
         }
         tracing::debug!(path = %path.display(), events = index.count, "embedded store opened");
@@ -195,7 +217,10 @@ impl EmbeddedStore {
             .spawn(move || writer::run(for_writer, rx))
             .map_err(StoreError::storage)?;
         Ok(EmbeddedStore {
-            writer: Arc::new(WriterHandle { tx: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)) }),
+            writer: Arc::new(WriterHandle {
+                tx: Mutex::new(Some(tx)),
+                thread: Mutex::new(Some(thread)),
+            }),
             shared,
         })
     }
@@ -203,7 +228,11 @@ impl EmbeddedStore {
     /// Figures about the store.
     pub fn stats(&self) -> Stats {
         let index = self.shared.index_read();
-        Stats { head: to_head(index.head), events: index.count, postings: index.postings() }
+        Stats {
+            head: to_head(index.head),
+            events: index.count,
+            postings: index.postings(),
+        }
     }
 
     /// Writes the in-memory tables to disk segments now (fjall also does this on its own when
@@ -242,13 +271,14 @@ fn span_of(options: &ReadOptions, head: u64) -> Option<Span> {
         Some(Start::From(p)) => p.as_u64()?.max(1),
     };
     let mut hi = head;
-    if let Some(b) = options.before {
-        match b.as_u64() {
-            Some(b) => hi = hi.min(b.checked_sub(1)?),
-            None => {}
-        }
+    if let Some(b) = options.before.and_then(Position::as_u64) {
+        hi = hi.min(b.checked_sub(1)?);
     }
-    (lo <= hi).then_some(Span { lo, hi, backwards: options.backwards })
+    (lo <= hi).then_some(Span {
+        lo,
+        hi,
+        backwards: options.backwards,
+    })
 }
 
 struct ReadState {
@@ -263,7 +293,9 @@ impl ReadState {
     /// Fills the buffer with the next chunk; narrows the span past it.
     fn fill(&mut self) -> Result<(), StoreError> {
         let Some(span) = self.span else { return Ok(()) };
-        let max = usize::try_from(self.remaining).unwrap_or(usize::MAX).min(READ_CHUNK);
+        let max = usize::try_from(self.remaining)
+            .unwrap_or(usize::MAX)
+            .min(READ_CHUNK);
         if max == 0 {
             self.span = None;
             return Ok(());
@@ -275,8 +307,9 @@ impl ReadState {
                 let mut out = Vec::with_capacity(max);
                 let mut push = |kv: fjall::Guard| -> Result<(), StoreError> {
                     let (k, v) = kv.into_inner().map_err(fjall_err)?;
-                    let p = keys::event_position(&k)
-                        .ok_or_else(|| StoreError::Corrupted(format!("event key of {} bytes", k.len())))?;
+                    let p = keys::event_position(&k).ok_or_else(|| {
+                        StoreError::Corrupted(format!("event key of {} bytes", k.len()))
+                    })?;
                     out.push((p, writer::decode(p, &v)?));
                     Ok(())
                 };
@@ -293,22 +326,30 @@ impl ReadState {
             }
             Some(items) => {
                 let ps = self.shared.index_read().matches(items, span, max);
-                ps.into_iter().map(|p| Ok((p, self.shared.load(p)?))).collect::<Result<_, StoreError>>()?
+                ps.into_iter()
+                    .map(|p| Ok((p, self.shared.load(p)?)))
+                    .collect::<Result<_, StoreError>>()?
             }
         };
         if positions.len() < max {
             self.span = None;
         } else if let Some((last, _)) = positions.last() {
             self.span = if span.backwards {
-                last.checked_sub(1).filter(|&h| h >= span.lo).map(|hi| Span { hi, ..span })
+                last.checked_sub(1)
+                    .filter(|&h| h >= span.lo)
+                    .map(|hi| Span { hi, ..span })
             } else {
-                last.checked_add(1).filter(|&l| l <= span.hi).map(|lo| Span { lo, ..span })
+                last.checked_add(1)
+                    .filter(|&l| l <= span.hi)
+                    .map(|lo| Span { lo, ..span })
             };
         }
         self.remaining -= positions.len() as u64;
-        self.buffer.extend(
-            positions.into_iter().map(|(p, se)| SequencedEvent { position: Position::from_u64(p), event: se.event }),
-        );
+        self.buffer
+            .extend(positions.into_iter().map(|(p, se)| SequencedEvent {
+                position: Position::from_u64(p),
+                event: se.event,
+            }));
         Ok(())
     }
 }
@@ -337,11 +378,11 @@ impl EventStore for EmbeddedStore {
             buffer: Default::default(),
         };
         let stream = futures::stream::unfold(state, |mut st| async move {
-            if st.buffer.is_empty() {
-                if let Err(e) = st.fill() {
-                    st.span = None;
-                    return Some((Err(e), st));
-                }
+            if st.buffer.is_empty()
+                && let Err(e) = st.fill()
+            {
+                st.span = None;
+                return Some((Err(e), st));
             }
             st.buffer.pop_front().map(|e| (Ok(e), st))
         });
@@ -358,7 +399,10 @@ impl EventStore for EmbeddedStore {
             Some(p) => p.as_u64().unwrap_or(u64::MAX),
         };
         let mut rx = self.shared.head.subscribe();
-        let h = *rx.wait_for(|&h| h > after).await.map_err(|_| StoreError::Closed)?;
+        let h = *rx
+            .wait_for(|&h| h > after)
+            .await
+            .map_err(|_| StoreError::Closed)?;
         Ok(to_head(h))
     }
 
@@ -391,7 +435,12 @@ impl EventStore for EmbeddedStore {
 
     async fn get_state(&self, consumer: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         validate_consumer(consumer)?;
-        Ok(self.shared.consumers.get(keys::state_key(consumer, key)).map_err(fjall_err)?.map(|v| v.to_vec()))
+        Ok(self
+            .shared
+            .consumers
+            .get(keys::state_key(consumer, key))
+            .map_err(fjall_err)?
+            .map(|v| v.to_vec()))
     }
 
     async fn scan_state(

@@ -3,10 +3,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::Receiver;
 
 use dcb_core::codec::{StoredEvent, decode_event, encode_event};
-use dcb_core::{AppendRequest, Appended, Event, Position, StateCommit, StoreError, Uuid, classify_retry};
+use dcb_core::{
+    AppendRequest, Appended, Event, Position, StateCommit, StoreError, Uuid, classify_retry,
+};
 use fjall::PersistMode;
 use tokio::sync::oneshot;
 
@@ -25,13 +27,28 @@ pub(crate) enum Job {
 }
 
 enum Reply {
-    Append(oneshot::Sender<Result<Appended, StoreError>>, Result<Appended, StoreError>),
-    Unit(oneshot::Sender<Result<(), StoreError>>, Result<(), StoreError>),
+    Append(
+        oneshot::Sender<Result<Appended, StoreError>>,
+        Result<Appended, StoreError>,
+    ),
+    Unit(
+        oneshot::Sender<Result<(), StoreError>>,
+        Result<(), StoreError>,
+    ),
 }
 
 impl Reply {
     fn is_pending_write(&self) -> bool {
-        matches!(self, Reply::Append(_, Ok(Appended { replayed: false, .. })) | Reply::Unit(_, Ok(())))
+        matches!(
+            self,
+            Reply::Append(
+                _,
+                Ok(Appended {
+                    replayed: false,
+                    ..
+                })
+            ) | Reply::Unit(_, Ok(()))
+        )
     }
     fn fail(self, msg: &str) -> Reply {
         match self {
@@ -81,7 +98,9 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>) {
                 commit(&shared, &mut group, &mut failed, &mut next);
                 let r = reset(&shared, &consumer);
                 if let Err(e) = &r {
-                    failed = Some(format!("store writer stopped after an I/O failure: {e}; reopen the store"));
+                    failed = Some(format!(
+                        "store writer stopped after an I/O failure: {e}; reopen the store"
+                    ));
                 }
                 let _ = tx.send(r);
             } else {
@@ -90,10 +109,7 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>) {
             if taken >= MAX_GROUP || group.bytes >= MAX_GROUP_BYTES {
                 break;
             }
-            job = match rx.try_recv() {
-                Ok(j) => Some(j),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-            };
+            job = rx.try_recv().ok();
         }
         commit(&shared, &mut group, &mut failed, &mut next);
     }
@@ -111,7 +127,11 @@ fn fail_job(job: Job, msg: &str) {
 }
 
 fn stored_checkpoint(shared: &Shared, group: &Group, consumer: &str) -> Option<Position> {
-    group.checkpoints.get(consumer).copied().or_else(|| shared.checkpoint_cached(consumer))
+    group
+        .checkpoints
+        .get(consumer)
+        .copied()
+        .or_else(|| shared.checkpoint_cached(consumer))
 }
 
 fn decide(shared: &Shared, group: &mut Group, job: Job, next: &mut u64) {
@@ -128,7 +148,12 @@ fn decide(shared: &Shared, group: &mut Group, job: Job, next: &mut u64) {
     }
 }
 
-fn decide_append(shared: &Shared, group: &mut Group, req: AppendRequest, next: &mut u64) -> Result<Appended, StoreError> {
+fn decide_append(
+    shared: &Shared,
+    group: &mut Group,
+    req: AppendRequest,
+    next: &mut u64,
+) -> Result<Appended, StoreError> {
     let index = shared.index_read();
     let retry = classify_retry(&req.events, |id| {
         if let Some((p, se)) = group.ids.get(id) {
@@ -140,7 +165,10 @@ fn decide_append(shared: &Shared, group: &mut Group, req: AppendRequest, next: &
         }
     })?;
     if let Some(positions) = retry {
-        return Ok(Appended { positions, replayed: true });
+        return Ok(Appended {
+            positions,
+            replayed: true,
+        });
     }
     for (i, c) in req.conditions.iter().enumerate() {
         let q = c.fail_if_events_match.normalized();
@@ -149,7 +177,8 @@ fn decide_append(shared: &Shared, group: &mut Group, req: AppendRequest, next: &
             // Positions of this store fit in u64; a larger `after` is past every event.
             Some(p) => p.as_u64().unwrap_or(u64::MAX),
         };
-        let hit = index.any_after(&q, after) || group.events.iter().any(|(p, e)| *p > after && q.matches(e));
+        let hit = index.any_after(&q, after)
+            || group.events.iter().any(|(p, e)| *p > after && q.matches(e));
         if hit {
             return Err(StoreError::ConditionFailed { condition: i });
         }
@@ -158,7 +187,11 @@ fn decide_append(shared: &Shared, group: &mut Group, req: AppendRequest, next: &
     if let Some(t) = &req.tracking {
         let stored = stored_checkpoint(shared, group, &t.consumer);
         if stored.is_some_and(|s| s >= t.position) {
-            return Err(StoreError::CheckpointConflict { consumer: t.consumer.clone(), stored, requested: t.position });
+            return Err(StoreError::CheckpointConflict {
+                consumer: t.consumer.clone(),
+                stored,
+                requested: t.position,
+            });
         }
     }
     let n = req.events.len();
@@ -171,31 +204,56 @@ fn decide_append(shared: &Shared, group: &mut Group, req: AppendRequest, next: &
         *next += 1;
         group.bytes += dcb_core::limits::event_size(&event);
         if let Some(id) = event.id {
-            group.ids.insert(id, (p, StoredEvent { event: event.clone(), batch_index: i as u32, batch_len: n as u32 }));
+            group.ids.insert(
+                id,
+                (
+                    p,
+                    StoredEvent {
+                        event: event.clone(),
+                        batch_index: i as u32,
+                        batch_len: n as u32,
+                    },
+                ),
+            );
         }
         group.events.push((p, event));
         positions.push(Position::from_u64(p));
     }
     if let Some(t) = req.tracking {
-        group.consumer_writes.insert(keys::checkpoint_key(&t.consumer), Some(t.position.to_bytes().to_vec()));
+        group.consumer_writes.insert(
+            keys::checkpoint_key(&t.consumer),
+            Some(t.position.to_bytes().to_vec()),
+        );
         group.checkpoints.insert(t.consumer, t.position);
     }
-    Ok(Appended { positions, replayed: false })
+    Ok(Appended {
+        positions,
+        replayed: false,
+    })
 }
 
 fn decide_state(shared: &Shared, group: &mut Group, commit: StateCommit) -> Result<(), StoreError> {
     if let Some(p) = commit.checkpoint {
         let stored = stored_checkpoint(shared, group, &commit.consumer);
         if stored.is_some_and(|s| s >= p) {
-            return Err(StoreError::CheckpointConflict { consumer: commit.consumer, stored, requested: p });
+            return Err(StoreError::CheckpointConflict {
+                consumer: commit.consumer,
+                stored,
+                requested: p,
+            });
         }
     }
     for (k, v) in commit.writes {
         group.bytes += k.len() + v.as_ref().map_or(0, Vec::len);
-        group.consumer_writes.insert(keys::state_key(&commit.consumer, &k), v);
+        group
+            .consumer_writes
+            .insert(keys::state_key(&commit.consumer, &k), v);
     }
     if let Some(p) = commit.checkpoint {
-        group.consumer_writes.insert(keys::checkpoint_key(&commit.consumer), Some(p.to_bytes().to_vec()));
+        group.consumer_writes.insert(
+            keys::checkpoint_key(&commit.consumer),
+            Some(p.to_bytes().to_vec()),
+        );
         group.checkpoints.insert(commit.consumer, p);
     }
     Ok(())
@@ -214,7 +272,14 @@ fn commit(shared: &Shared, group: &mut Group, failed: &mut Option<String>, next:
     let mut i = 0usize;
     let mut event_slots: Vec<(usize, usize)> = Vec::new();
     for reply in &g.replies {
-        if let Reply::Append(_, Ok(Appended { positions, replayed: false })) = reply {
+        if let Reply::Append(
+            _,
+            Ok(Appended {
+                positions,
+                replayed: false,
+            }),
+        ) = reply
+        {
             event_slots.push((i, positions.len()));
             i += positions.len();
         }
@@ -250,11 +315,18 @@ fn commit(shared: &Shared, group: &mut Group, failed: &mut Option<String>, next:
         Err(e) => {
             let msg = format!("durable commit failed, the outcome of this write is unknown: {e}");
             tracing::error!(error = %e, "durable commit failed; the embedded store stops accepting writes until reopened");
-            *failed = Some(format!("store writer stopped after an I/O failure: {e}; reopen the store"));
+            *failed = Some(format!(
+                "store writer stopped after an I/O failure: {e}; reopen the store"
+            ));
             // Positions handed out to this group are not reused: the writer accepts nothing more.
             *next = u64::MAX;
             for r in g.replies {
-                if r.is_pending_write() { r.fail(&msg) } else { r }.send();
+                if r.is_pending_write() {
+                    r.fail(&msg)
+                } else {
+                    r
+                }
+                .send();
             }
         }
     }
@@ -278,13 +350,18 @@ pub(crate) fn decode(position: u64, bytes: &[u8]) -> Result<StoredEvent, StoreEr
 }
 
 /// Decodes a stored record's indexed fields (used when rebuilding indexes).
-pub(crate) fn decode_keys(position: u64, bytes: &[u8]) -> Result<dcb_core::codec::EventKeys<'_>, StoreError> {
+pub(crate) fn decode_keys(
+    position: u64,
+    bytes: &[u8],
+) -> Result<dcb_core::codec::EventKeys<'_>, StoreError> {
     dcb_core::codec::decode_keys(bytes).map_err(|e| at_position(position, e))
 }
 
 fn at_position(position: u64, e: StoreError) -> StoreError {
     match e {
-        StoreError::Corrupted(m) => StoreError::Corrupted(format!("event at position {position}: {m}")),
+        StoreError::Corrupted(m) => {
+            StoreError::Corrupted(format!("event at position {position}: {m}"))
+        }
         other => other,
     }
 }

@@ -1,5 +1,6 @@
 //! Flipped bytes in any data file are reported as an error at open or read, never a panic and
 //! never silently different data.
+#![allow(clippy::unwrap_used)]
 
 use dcb_core::{Event, EventStore, Query, ReadOptions, SequencedEvent};
 use dcb_embedded::EmbeddedStore;
@@ -23,7 +24,10 @@ fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 async fn read_all(dir: &std::path::Path) -> Result<Vec<SequencedEvent>, String> {
     let s = EmbeddedStore::open(dir).map_err(|e| e.to_string())?;
-    let r = s.read(Query::All, ReadOptions::new()).await.map_err(|e| e.to_string())?;
+    let r = s
+        .read(Query::All, ReadOptions::new())
+        .await
+        .map_err(|e| e.to_string())?;
     r.collect_all().await.map_err(|e| e.to_string())
 }
 
@@ -33,8 +37,11 @@ async fn flipped_bytes_are_an_error_or_harmless_never_a_panic() {
     {
         let s = EmbeddedStore::open(original.path()).unwrap();
         for i in 0..200 {
-            let e = Event::new("Written", format!("{{\"i\":{i},\"pad\":\"{}\"}}", "x".repeat(100)).into_bytes())
-                .tag(format!("n:{i}"));
+            let e = Event::new(
+                "Written",
+                format!("{{\"i\":{i},\"pad\":\"{}\"}}", "x".repeat(100)).into_bytes(),
+            )
+            .tag(format!("n:{i}"));
             s.append(vec![e], vec![]).await.unwrap();
             if i == 99 {
                 // Half the events in a disk segment, half only in the journal.
@@ -64,7 +71,9 @@ async fn flipped_bytes_are_an_error_or_harmless_never_a_panic() {
             }
             // Small files (configs, manifests) too.
             copy_small(original.path(), copy.path());
-            let target = copy.path().join(file.strip_prefix(original.path()).unwrap());
+            let target = copy
+                .path()
+                .join(file.strip_prefix(original.path()).unwrap());
             let mut bytes = std::fs::read(&target).unwrap();
             bytes[at] ^= 0xA5;
             std::fs::write(&target, &bytes).unwrap();
@@ -79,8 +88,13 @@ async fn flipped_bytes_are_an_error_or_harmless_never_a_panic() {
                 Ok(events) => {
                     // A flip in the journal's last batch may drop that (torn) batch, as after a
                     // crash mid-write; anything else must read back exactly.
-                    let ok = events == expected || (events.len() == expected.len() - 1 && expected.starts_with(&events));
-                    assert!(ok, "file #{fi} {} byte {at}: data changed silently", file.display());
+                    let ok = events == expected
+                        || (events.len() == expected.len() - 1 && expected.starts_with(&events));
+                    assert!(
+                        ok,
+                        "file #{fi} {} byte {at}: data changed silently",
+                        file.display()
+                    );
                     harmless += 1;
                 }
             }

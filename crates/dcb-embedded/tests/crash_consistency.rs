@@ -5,6 +5,7 @@
 //!
 //! The child is this same test binary, re-run with `DCB_CRASH_CHILD` set (the file has its own
 //! `main`: `harness = false` in Cargo.toml).
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -22,10 +23,13 @@ const WRITERS: u64 = 4;
 fn batch_events(batch: u64, len: u64) -> Vec<Event> {
     (0..len)
         .map(|i| {
-            Event::new("Crashed", format!("{{\"batch\":{batch},\"i\":{i}}}").into_bytes())
-                .tag(format!("batch:{batch}"))
-                .tag(format!("writer:{}", batch % WRITERS))
-                .with_id(Uuid::from_u64_pair(batch, i))
+            Event::new(
+                "Crashed",
+                format!("{{\"batch\":{batch},\"i\":{i}}}").into_bytes(),
+            )
+            .tag(format!("batch:{batch}"))
+            .tag(format!("writer:{}", batch % WRITERS))
+            .with_id(Uuid::from_u64_pair(batch, i))
         })
         .collect()
 }
@@ -46,8 +50,15 @@ fn main() {
 
 /// The child: WRITERS tasks append batches (half of them conditional) until killed.
 fn crash_child(dir: String) {
-    let first: u64 = std::env::var("DCB_CRASH_FIRST_BATCH").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let first: u64 = std::env::var("DCB_CRASH_FIRST_BATCH")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async move {
         let store = Arc::new(EmbeddedStore::open(&dir).unwrap());
         let out = Arc::new(Mutex::new(std::io::stdout()));
@@ -62,8 +73,15 @@ fn crash_child(dir: String) {
                     let conditions = if batch % 2 == 0 {
                         // Read this writer's tag, append on condition nothing new appeared.
                         let q = Query::tagged(format!("writer:{w}"));
-                        let head = store.read(q.clone(), ReadOptions::new().backwards().limit(1)).await.unwrap().head();
-                        vec![AppendCondition::new(q, head), AppendCondition::none_match(Query::tagged(format!("batch:{batch}")))]
+                        let head = store
+                            .read(q.clone(), ReadOptions::new().backwards().limit(1))
+                            .await
+                            .unwrap()
+                            .head();
+                        vec![
+                            AppendCondition::new(q, head),
+                            AppendCondition::none_match(Query::tagged(format!("batch:{batch}"))),
+                        ]
                     } else {
                         vec![]
                     };
@@ -105,7 +123,11 @@ fn acknowledged_batches_survive_sigkill() {
                 let Ok(line) = line else { break };
                 let parts: Vec<&str> = line.split_whitespace().collect();
                 if parts.len() == 4 && parts[0] == "ACK" {
-                    lines.push((parts[1].parse::<u64>().unwrap(), parts[2].parse::<u128>().unwrap(), parts[3].parse::<u64>().unwrap()));
+                    lines.push((
+                        parts[1].parse::<u64>().unwrap(),
+                        parts[2].parse::<u128>().unwrap(),
+                        parts[3].parse::<u64>().unwrap(),
+                    ));
                 }
             }
             lines
@@ -114,7 +136,10 @@ fn acknowledged_batches_survive_sigkill() {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let lines = reader.join().unwrap();
-        assert!(!lines.is_empty() || round > 0, "the child acknowledged nothing in round {round}");
+        assert!(
+            !lines.is_empty() || round > 0,
+            "the child acknowledged nothing in round {round}"
+        );
         for (batch, pos, len) in lines {
             acked.insert(batch, (pos, len));
         }
@@ -128,42 +153,81 @@ fn acknowledged_batches_survive_sigkill() {
 }
 
 fn verify(dir: &std::path::Path, acked: &BTreeMap<u64, (u128, u64)>, round: usize) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let store = EmbeddedStore::open(dir).unwrap();
-        let all = store.read(Query::All, ReadOptions::new()).await.unwrap().collect_all().await.unwrap();
+        let all = store
+            .read(Query::All, ReadOptions::new())
+            .await
+            .unwrap()
+            .collect_all()
+            .await
+            .unwrap();
         let mut seen: BTreeMap<u64, Vec<(u128, u64)>> = BTreeMap::new();
         let mut last = 0u128;
         for e in &all {
-            assert!(e.position.get() > last, "round {round}: positions not strictly increasing");
+            assert!(
+                e.position.get() > last,
+                "round {round}: positions not strictly increasing"
+            );
             last = e.position.get();
             let v: serde_like::Body = serde_like::parse(&e.event.data);
-            seen.entry(v.batch).or_default().push((e.position.get(), v.i));
+            seen.entry(v.batch)
+                .or_default()
+                .push((e.position.get(), v.i));
         }
         for (batch, members) in &seen {
             if *batch == u64::MAX {
                 continue;
             }
             let len = batch_len(*batch);
-            assert_eq!(members.len() as u64, len, "round {round}: batch {batch} is partially present");
+            assert_eq!(
+                members.len() as u64,
+                len,
+                "round {round}: batch {batch} is partially present"
+            );
             for (k, (p, i)) in members.iter().enumerate() {
                 assert_eq!(*i, k as u64, "round {round}: batch {batch} out of order");
-                assert_eq!(*p, members[0].0 + k as u128, "round {round}: batch {batch} not contiguous");
+                assert_eq!(
+                    *p,
+                    members[0].0 + k as u128,
+                    "round {round}: batch {batch} not contiguous"
+                );
             }
         }
         for (batch, (pos, len)) in acked {
-            let members = seen.get(batch).unwrap_or_else(|| panic!("round {round}: acknowledged batch {batch} lost"));
+            let members = seen
+                .get(batch)
+                .unwrap_or_else(|| panic!("round {round}: acknowledged batch {batch} lost"));
             assert_eq!(members[0].0, *pos, "round {round}: batch {batch} moved");
             assert_eq!(members.len() as u64, *len);
         }
         // Idempotent retry of an acknowledged batch replays it; new appends still work.
         if let Some((batch, (pos, _))) = acked.iter().next_back() {
-            let r = store.append(batch_events(*batch, batch_len(*batch)), vec![]).await.unwrap();
+            let r = store
+                .append(batch_events(*batch, batch_len(*batch)), vec![])
+                .await
+                .unwrap();
             assert!(r.replayed);
             assert_eq!(r.positions[0].get(), *pos);
         }
-        let probe = Event::new("Probe", b"{\"batch\":18446744073709551615,\"i\":0}".to_vec()).tag(format!("probe:{round}"));
-        let r = store.append(vec![probe], vec![AppendCondition::none_match(Query::tagged(format!("probe:{round}")))]).await.unwrap();
+        let probe = Event::new(
+            "Probe",
+            b"{\"batch\":18446744073709551615,\"i\":0}".to_vec(),
+        )
+        .tag(format!("probe:{round}"));
+        let r = store
+            .append(
+                vec![probe],
+                vec![AppendCondition::none_match(Query::tagged(format!(
+                    "probe:{round}"
+                )))],
+            )
+            .await
+            .unwrap();
         assert!(r.positions[0].get() > last);
     });
 }
@@ -178,8 +242,16 @@ mod serde_like {
         let s = std::str::from_utf8(data).unwrap();
         let num = |key: &str| -> u64 {
             let start = s.find(key).unwrap() + key.len();
-            s[start..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap()
+            s[start..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse()
+                .unwrap()
         };
-        Body { batch: num("\"batch\":"), i: num("\"i\":") }
+        Body {
+            batch: num("\"batch\":"),
+            i: num("\"i\":"),
+        }
     }
 }

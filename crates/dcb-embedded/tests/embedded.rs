@@ -1,4 +1,5 @@
 //! Embedded-specific behaviour: locking, reopening, group commit, corruption.
+#![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 
@@ -35,17 +36,39 @@ async fn indexes_are_rebuilt_on_open_and_conditions_see_old_events() {
     {
         let s = EmbeddedStore::open(dir.path()).unwrap();
         for i in 0..100 {
-            s.append(vec![ev(if i % 2 == 0 { "Even" } else { "Odd" }, &format!("n:{i}"))], vec![]).await.unwrap();
+            s.append(
+                vec![ev(
+                    if i % 2 == 0 { "Even" } else { "Odd" },
+                    &format!("n:{i}"),
+                )],
+                vec![],
+            )
+            .await
+            .unwrap();
         }
     }
     let s = EmbeddedStore::open(dir.path()).unwrap();
     let stats = s.stats();
     assert_eq!(stats.events, 100);
     assert_eq!(stats.postings, 200);
-    let odd = s.read(Query::of_type("Odd"), ReadOptions::new()).await.unwrap().collect_all().await.unwrap();
+    let odd = s
+        .read(Query::of_type("Odd"), ReadOptions::new())
+        .await
+        .unwrap()
+        .collect_all()
+        .await
+        .unwrap();
     assert_eq!(odd.len(), 50);
-    let err = s.append(vec![ev("X", "n:7")], vec![AppendCondition::none_match(Query::tagged("n:7"))]).await;
-    assert!(matches!(err, Err(StoreError::ConditionFailed { condition: 0 })), "{err:?}");
+    let err = s
+        .append(
+            vec![ev("X", "n:7")],
+            vec![AppendCondition::none_match(Query::tagged("n:7"))],
+        )
+        .await;
+    assert!(
+        matches!(err, Err(StoreError::ConditionFailed { condition: 0 })),
+        "{err:?}"
+    );
     let next = s.append(vec![ev("X", "n:100")], vec![]).await.unwrap();
     assert_eq!(next.positions, vec![Position::from_u64(101)]);
 }
@@ -60,7 +83,11 @@ async fn concurrent_appends_share_groups_and_each_condition_sees_earlier_group_m
         let s = s.clone();
         handles.push(tokio::spawn(async move {
             let tag = format!("slot:{}", i % 8);
-            s.append(vec![ev("Claimed", &tag)], vec![AppendCondition::none_match(Query::tagged(tag.clone()))]).await
+            s.append(
+                vec![ev("Claimed", &tag)],
+                vec![AppendCondition::none_match(Query::tagged(tag.clone()))],
+            )
+            .await
         }));
     }
     let mut wins = 0;
@@ -81,8 +108,14 @@ async fn unknown_schema_version_refuses_to_open() {
     drop(EmbeddedStore::open(dir.path()).unwrap());
     {
         let db = fjall::Database::builder(dir.path()).open().unwrap();
-        let meta = db.keyspace(dcb_embedded::keys::META, fjall::KeyspaceCreateOptions::default).unwrap();
-        meta.insert(dcb_embedded::keys::SCHEMA_KEY, 99u32.to_be_bytes()).unwrap();
+        let meta = db
+            .keyspace(
+                dcb_embedded::keys::META,
+                fjall::KeyspaceCreateOptions::default,
+            )
+            .unwrap();
+        meta.insert(dcb_embedded::keys::SCHEMA_KEY, 99u32.to_be_bytes())
+            .unwrap();
         db.persist(fjall::PersistMode::SyncAll).unwrap();
     }
     match EmbeddedStore::open(dir.path()) {
@@ -100,8 +133,18 @@ async fn undecodable_event_record_is_reported_at_open_not_a_panic() {
     }
     {
         let db = fjall::Database::builder(dir.path()).open().unwrap();
-        let events = db.keyspace(dcb_embedded::keys::EVENTS, fjall::KeyspaceCreateOptions::default).unwrap();
-        events.insert(dcb_embedded::keys::event_key(2), vec![1u8, 0xff, 0xff, 0xff, 0xff, 0xff]).unwrap();
+        let events = db
+            .keyspace(
+                dcb_embedded::keys::EVENTS,
+                fjall::KeyspaceCreateOptions::default,
+            )
+            .unwrap();
+        events
+            .insert(
+                dcb_embedded::keys::event_key(2),
+                vec![1u8, 0xff, 0xff, 0xff, 0xff, 0xff],
+            )
+            .unwrap();
         db.persist(fjall::PersistMode::SyncAll).unwrap();
     }
     match EmbeddedStore::open(dir.path()) {
