@@ -70,7 +70,7 @@ fn crash_child(dir: String) {
                 let mut batch = first + w;
                 loop {
                     let events = batch_events(batch, batch_len(batch));
-                    let conditions = if batch % 2 == 0 {
+                    let conditions = if batch.is_multiple_of(2) {
                         // Read this writer's tag, append on condition nothing new appeared.
                         let q = Query::tagged(format!("writer:{w}"));
                         let head = store
@@ -95,9 +95,9 @@ fn crash_child(dir: String) {
                 }
             }));
         }
-        for t in tasks {
-            t.await.unwrap();
-        }
+        // The writers loop until the parent kills this process; a writer that fails ends it.
+        let (first_done, _, _) = futures::future::select_all(tasks).await;
+        panic!("a writer stopped: {first_done:?}");
     });
 }
 
