@@ -208,6 +208,40 @@ impl Module {
         )
     }
 
+    /// Runs an automation whose commands' services come from the runtime when the worker
+    /// starts (a module's `module()` takes no arguments), e.g.
+    /// `.automation_with(Welcome, |rt| rt.service::<Arc<dyn Mailer>>())`. When `deps` returns
+    /// `None` the host lacks a service: the worker logs an error and does not run.
+    pub fn automation_with<A, F>(mut self, automation: A, deps: F) -> Module
+    where
+        A: Automation,
+        F: Fn(&Runtime) -> Option<<A::Command as Command>::Deps> + Send + Sync + 'static,
+    {
+        let automation = Arc::new(automation);
+        self.info.max_attempts = Some(automation.settings().max_attempts);
+        let name = format!("automation:{}", automation.name());
+        self.reads::<A::Trigger>().command::<A::Command>().worker(
+            name,
+            move |rt: Runtime, sd, replica: String| {
+                let automation = automation.clone();
+                let deps = deps(&rt);
+                async move {
+                    match deps {
+                        Some(deps) => {
+                            AutomationWorker::new(rt, automation, Arc::new(deps), replica)
+                                .run(sd)
+                                .await
+                        }
+                        None => tracing::error!(
+                            automation = automation.name(),
+                            "the host provides none of the services this automation needs: it does not run"
+                        ),
+                    }
+                }
+            },
+        )
+    }
+
     /// The module's self-description.
     pub fn info(&self) -> &ModuleInfo {
         &self.info
