@@ -77,16 +77,16 @@ pub enum StoreError {
         /// The reused id.
         id: Uuid,
     },
-    /// A consumer checkpoint did not advance: the stored checkpoint is at or past the new one.
-    /// Nothing was written.
-    #[error("checkpoint of {consumer:?} is at {stored:?}, cannot move to {requested}")]
+    /// A consumer checkpoint did not advance (the stored checkpoint is at or past the new one) or
+    /// did not match a [`CheckpointGuard`](crate::CheckpointGuard). Nothing was written.
+    #[error("checkpoint of {consumer:?} is at {stored:?}, cannot move to {requested:?}")]
     CheckpointConflict {
         /// The consumer.
         consumer: String,
         /// Its stored checkpoint.
         stored: Option<Position>,
-        /// The checkpoint that was asked for.
-        requested: Position,
+        /// The checkpoint that was asked for (`None`: a guarded commit that moves no checkpoint).
+        requested: Option<Position>,
     },
     /// The positions are exhausted (96 bits) or a backend counter would wrap.
     #[error("position space exhausted")]

@@ -157,7 +157,7 @@ impl EventStore for MemoryStore {
                 return Err(StoreError::CheckpointConflict {
                     consumer: t.consumer.clone(),
                     stored,
-                    requested: t.position,
+                    requested: Some(t.position),
                 });
             }
         }
@@ -251,16 +251,7 @@ impl EventStore for MemoryStore {
             validate_state_write(k, v.as_deref())?;
         }
         let mut inner = self.lock();
-        if let Some(p) = commit.checkpoint {
-            let stored = inner.checkpoints.get(&commit.consumer).copied();
-            if stored.is_some_and(|s| s >= p) {
-                return Err(StoreError::CheckpointConflict {
-                    consumer: commit.consumer,
-                    stored,
-                    requested: p,
-                });
-            }
-        }
+        crate::check_state_commit(&commit, inner.checkpoints.get(&commit.consumer).copied())?;
         for (k, v) in commit.writes {
             let key = (commit.consumer.clone(), k);
             match v {

@@ -218,6 +218,9 @@ pub type StateWrite = (Vec<u8>, Option<Vec<u8>>);
 
 /// An atomic update of a consumer's own key-value state and checkpoint (a materialized view's
 /// read model).
+///
+/// Build it with a struct literal ending in `..Default::default()` so that new fields keep
+/// their defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StateCommit {
     /// The consumer whose namespace is written.
@@ -226,6 +229,53 @@ pub struct StateCommit {
     pub writes: Vec<StateWrite>,
     /// The new checkpoint: must be strictly greater than the stored one.
     pub checkpoint: Option<Position>,
+    /// An extra requirement on the stored checkpoint, checked atomically with the write.
+    pub guard: CheckpointGuard,
+}
+
+/// What a [`StateCommit`] requires of the consumer's stored checkpoint, besides a new checkpoint
+/// being greater than it.
+///
+/// `Exactly` is a compare-and-set: a consumer that read its checkpoint, processed events from
+/// there and commits with `Exactly(what it read)` fails with [`StoreError::CheckpointConflict`]
+/// when anyone else moved the checkpoint in between (e.g. another replica that took over a view),
+/// so the same events are never applied twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CheckpointGuard {
+    /// No requirement beyond a new checkpoint advancing (the default).
+    #[default]
+    Advancing,
+    /// The stored checkpoint must be exactly this (`None`: no checkpoint stored).
+    Exactly(Option<Position>),
+}
+
+impl CheckpointGuard {
+    /// Whether `stored` satisfies the guard.
+    pub fn admits(self, stored: Option<Position>) -> bool {
+        match self {
+            CheckpointGuard::Advancing => true,
+            CheckpointGuard::Exactly(expected) => expected == stored,
+        }
+    }
+}
+
+/// Checks a state commit's checkpoint rules against the `stored` checkpoint: the guard must admit
+/// it and a new checkpoint must advance it. Shared by every backend.
+pub fn check_state_commit(
+    commit: &StateCommit,
+    stored: Option<Position>,
+) -> Result<(), StoreError> {
+    let advancing = commit
+        .checkpoint
+        .is_none_or(|p| stored.is_none_or(|s| p > s));
+    if commit.guard.admits(stored) && advancing {
+        return Ok(());
+    }
+    Err(StoreError::CheckpointConflict {
+        consumer: commit.consumer.clone(),
+        stored,
+        requested: commit.checkpoint,
+    })
 }
 
 /// The events of a read, in order, and the head the read was evaluated at.

@@ -190,7 +190,7 @@ fn decide_append(
             return Err(StoreError::CheckpointConflict {
                 consumer: t.consumer.clone(),
                 stored,
-                requested: t.position,
+                requested: Some(t.position),
             });
         }
     }
@@ -233,16 +233,7 @@ fn decide_append(
 }
 
 fn decide_state(shared: &Shared, group: &mut Group, commit: StateCommit) -> Result<(), StoreError> {
-    if let Some(p) = commit.checkpoint {
-        let stored = stored_checkpoint(shared, group, &commit.consumer);
-        if stored.is_some_and(|s| s >= p) {
-            return Err(StoreError::CheckpointConflict {
-                consumer: commit.consumer,
-                stored,
-                requested: p,
-            });
-        }
-    }
+    dcb_core::check_state_commit(&commit, stored_checkpoint(shared, group, &commit.consumer))?;
     for (k, v) in commit.writes {
         group.bytes += k.len() + v.as_ref().map_or(0, Vec::len);
         group

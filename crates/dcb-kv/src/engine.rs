@@ -9,8 +9,9 @@ use async_trait::async_trait;
 use dcb_core::codec::{StoredEvent, decode_event, encode_event};
 use dcb_core::limits::{validate_append, validate_consumer, validate_state_write};
 use dcb_core::{
-    AppendRequest, Appended, EventStore, InputError, Position, Query, ReadOptions, ReadStream,
-    SequencedEvent, StateCommit, StoreError, Subscription, Uuid, check_read, classify_retry,
+    AppendRequest, Appended, CheckpointGuard, EventStore, InputError, Position, Query, ReadOptions,
+    ReadStream, SequencedEvent, StateCommit, StoreError, Subscription, Uuid, check_read,
+    classify_retry,
 };
 use futures::StreamExt;
 use futures::future::join_all;
@@ -476,7 +477,7 @@ impl<D: KvDatabase> KvStore<D> {
                 return Err(StoreError::CheckpointConflict {
                     consumer: t.consumer.clone(),
                     stored,
-                    requested: t.position,
+                    requested: Some(t.position),
                 }
                 .into());
             }
@@ -1009,7 +1010,7 @@ impl<D: KvDatabase> EventStore for KvStore<D> {
         let mut unknown = false;
         loop {
             let tx = self.inner.db.begin().map_err(kv_fatal)?;
-            if let Some(p) = commit.checkpoint {
+            if commit.checkpoint.is_some() || commit.guard != CheckpointGuard::Advancing {
                 let r = tokio::time::timeout(opts.tx_timeout, tx.get(&cp_key, false))
                     .await
                     .unwrap_or(Err(timed_out()));
@@ -1023,17 +1024,13 @@ impl<D: KvDatabase> EventStore for KvStore<D> {
                 };
                 // After an unknown result, finding exactly our checkpoint means our commit
                 // happened (checkpoint and writes are one atomic write).
-                if unknown && stored == Some(p) {
+                if unknown && commit.checkpoint.is_some() && stored == commit.checkpoint {
                     return Ok(());
                 }
-                if stored.is_some_and(|s| s >= p) {
-                    return Err(StoreError::CheckpointConflict {
-                        consumer: commit.consumer,
-                        stored,
-                        requested: p,
-                    });
+                dcb_core::check_state_commit(&commit, stored)?;
+                if let Some(p) = commit.checkpoint {
+                    tx.set(&cp_key, &p.to_bytes());
                 }
-                tx.set(&cp_key, &p.to_bytes());
             }
             for (k, v) in &commit.writes {
                 let key = keys.state(&commit.consumer, k);

@@ -343,6 +343,7 @@ impl<A: Automation> AutomationWorker<A> {
                         consumer: consumer.clone(),
                         writes: vec![(key, Some(value))],
                         checkpoint: Some(position),
+                        ..Default::default()
                     };
                     if !self.commit_fenced(commit).await? {
                         return Ok(report);
@@ -363,6 +364,7 @@ impl<A: Automation> AutomationWorker<A> {
                 consumer: consumer.clone(),
                 writes: Vec::new(),
                 checkpoint: Some(p),
+                ..Default::default()
             };
             if !self.commit_fenced(commit).await? {
                 return Ok(report);
@@ -438,6 +440,7 @@ impl<A: Automation> AutomationWorker<A> {
                 consumer: self.consumer(),
                 writes,
                 checkpoint: None,
+                ..Default::default()
             })
             .await?;
         report.dead_lettered += 1;
@@ -493,6 +496,7 @@ impl<A: Automation> AutomationWorker<A> {
                         consumer: consumer.clone(),
                         writes: vec![(key, None)],
                         checkpoint: None,
+                        ..Default::default()
                     };
                     self.rt.store().commit_state(commit).await?;
                     report.processed += 1;
@@ -515,6 +519,7 @@ impl<A: Automation> AutomationWorker<A> {
                             consumer: consumer.clone(),
                             writes: vec![(key, Some(encode(&entry)?))],
                             checkpoint: None,
+                            ..Default::default()
                         };
                         self.rt.store().commit_state(commit).await?;
                         self.note_retry(report, entry.next_at_ms, false);
@@ -668,6 +673,7 @@ impl Runtime {
                 consumer,
                 writes,
                 checkpoint: None,
+                ..Default::default()
             })
             .await?;
         let m = self.metrics().automation(automation);
@@ -717,6 +723,7 @@ impl Runtime {
                     consumer: consumer.clone(),
                     writes,
                     checkpoint: None,
+                    ..Default::default()
                 })
                 .await?;
         }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use dcb_core::{Position, StateCommit, StoreError};
+use dcb_core::{CheckpointGuard, Position, StateCommit, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::env::millis;
@@ -103,10 +103,8 @@ impl LeaseKeeper {
     /// expired or ours.
     async fn write(&mut self, rt: &Runtime, expires_at_ms: u64) -> Result<bool, LeaseError> {
         let store = rt.store();
-        let version = store
-            .checkpoint(&self.consumer)
-            .await?
-            .map_or(0, |p| p.as_u64().unwrap_or(u64::MAX));
+        let stored_version = store.checkpoint(&self.consumer).await?;
+        let version = stored_version.map_or(0, |p| p.as_u64().unwrap_or(u64::MAX));
         let current = match store.get_state(&self.consumer, b"holder").await? {
             Some(raw) => Some(
                 serde_json::from_slice::<Lease>(&raw)
@@ -136,6 +134,8 @@ impl LeaseKeeper {
             consumer: self.consumer.clone(),
             writes: vec![(b"holder".to_vec(), Some(value))],
             checkpoint: Some(Position::from_u64(next)),
+            // Compare-and-set on the version read above.
+            guard: CheckpointGuard::Exactly(stored_version),
         };
         match store.commit_state(commit).await {
             Ok(()) => {

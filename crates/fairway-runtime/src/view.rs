@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use dcb_core::{Position, Query, ReadOptions, StateCommit, StoreError};
+use dcb_core::{CheckpointGuard, Position, Query, ReadOptions, StateCommit, StoreError};
 use futures::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -267,6 +267,9 @@ impl Runtime {
                         consumer: consumer.clone(),
                         writes,
                         checkpoint: last,
+                        // Compare-and-set from where this batch started: a replica that took the
+                        // view over meanwhile makes this commit fail instead of applying twice.
+                        guard: CheckpointGuard::Exactly(cursor),
                     })
                     .await?;
                 metrics.processed.fetch_add(n, Ordering::Relaxed);

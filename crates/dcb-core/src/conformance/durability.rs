@@ -88,6 +88,7 @@ pub async fn checkpoints_and_state_survive_reopen(mut fixture: Fixture) {
             (b"b".to_vec(), Some(b"2".to_vec())),
         ],
         checkpoint: Some(p[5]),
+        ..Default::default()
     };
     if let Err(e) = store.commit_state(commit).await {
         panic!("{e:?}");

@@ -2,8 +2,8 @@
 
 use super::support::*;
 use crate::{
-    AppendCondition, AppendRequest, InputError, Position, Query, ReadOptions, StateCommit,
-    StoreError,
+    AppendCondition, AppendRequest, CheckpointGuard, InputError, Position, Query, ReadOptions,
+    StateCommit, StoreError,
 };
 
 fn pos(n: u64) -> Position {
@@ -70,7 +70,7 @@ fn assert_checkpoint_conflict<T: std::fmt::Debug>(
             requested: q,
             ..
         }) => {
-            assert_eq!((s, q), (stored, requested));
+            assert_eq!((s, q), (stored, Some(requested)));
         }
         other => panic!("expected CheckpointConflict, got {other:?}"),
     }
@@ -158,6 +158,7 @@ pub async fn commit_state_writes_keys_and_checkpoint(store: Store) {
         consumer: "view".into(),
         writes: vec![put("a", "1"), put("b", "2")],
         checkpoint: Some(pos(3)),
+        ..Default::default()
     };
     commit(&store, c).await;
     assert_eq!(get(&store, "view", b"a").await, Some(b"1".to_vec()));
@@ -167,6 +168,7 @@ pub async fn commit_state_writes_keys_and_checkpoint(store: Store) {
         consumer: "view".into(),
         writes: vec![put("a", "10")],
         checkpoint: Some(pos(4)),
+        ..Default::default()
     };
     commit(&store, c).await;
     assert_eq!(get(&store, "view", b"a").await, Some(b"10".to_vec()));
@@ -181,6 +183,7 @@ pub async fn commit_state_checkpoint_conflict_writes_nothing(store: Store) {
             consumer: "view".into(),
             writes: vec![put("a", "1")],
             checkpoint: Some(pos(5)),
+            ..Default::default()
         },
     )
     .await;
@@ -188,6 +191,7 @@ pub async fn commit_state_checkpoint_conflict_writes_nothing(store: Store) {
         consumer: "view".into(),
         writes: vec![put("a", "2"), put("new", "x")],
         checkpoint: Some(pos(5)),
+        ..Default::default()
     };
     assert_checkpoint_conflict(store.commit_state(c).await, Some(pos(5)), pos(5));
     assert_eq!(get(&store, "view", b"a").await, Some(b"1".to_vec()));
@@ -203,6 +207,7 @@ pub async fn commit_state_without_checkpoint_keeps_it(store: Store) {
             consumer: "view".into(),
             writes: vec![],
             checkpoint: Some(pos(9)),
+            ..Default::default()
         },
     )
     .await;
@@ -212,6 +217,7 @@ pub async fn commit_state_without_checkpoint_keeps_it(store: Store) {
             consumer: "view".into(),
             writes: vec![put("k", "v")],
             checkpoint: None,
+            ..Default::default()
         },
     )
     .await;
@@ -225,6 +231,7 @@ pub async fn commit_state_rejects_invalid_key_and_writes_nothing(store: Store) {
         consumer: "view".into(),
         writes: vec![put("good", "1"), (Vec::new(), Some(b"x".to_vec()))],
         checkpoint: Some(pos(1)),
+        ..Default::default()
     };
     let err = expect_input_error(store.commit_state(c).await);
     assert_eq!(err, InputError::Empty { field: "state key" });
@@ -233,6 +240,7 @@ pub async fn commit_state_rejects_invalid_key_and_writes_nothing(store: Store) {
         consumer: "view".into(),
         writes: vec![put("good", "1"), (long, None)],
         checkpoint: None,
+        ..Default::default()
     };
     assert!(matches!(
         expect_input_error(store.commit_state(c).await),
@@ -246,6 +254,7 @@ pub async fn commit_state_rejects_invalid_key_and_writes_nothing(store: Store) {
         consumer: "view".into(),
         writes: vec![put("good", "1"), (b"v".to_vec(), Some(big))],
         checkpoint: None,
+        ..Default::default()
     };
     assert!(matches!(
         expect_input_error(store.commit_state(c).await),
@@ -271,6 +280,7 @@ pub async fn state_writes_apply_in_order(store: Store) {
             put("twice", "b"),
         ],
         checkpoint: None,
+        ..Default::default()
     };
     commit(&store, c).await;
     assert_eq!(get(&store, "view", b"gone").await, None);
@@ -286,6 +296,7 @@ pub async fn get_state_missing_key_is_none(store: Store) {
             consumer: "view".into(),
             writes: vec![put("empty", "")],
             checkpoint: None,
+            ..Default::default()
         },
     )
     .await;
@@ -301,6 +312,7 @@ pub async fn state_deletes(store: Store) {
             consumer: "view".into(),
             writes: vec![put("a", "1"), put("b", "2")],
             checkpoint: None,
+            ..Default::default()
         },
     )
     .await;
@@ -310,6 +322,7 @@ pub async fn state_deletes(store: Store) {
             consumer: "view".into(),
             writes: vec![del("a"), del("never")],
             checkpoint: None,
+            ..Default::default()
         },
     )
     .await;
@@ -333,6 +346,7 @@ pub async fn scan_state_prefix_in_key_order(store: Store) {
             consumer: "view".into(),
             writes,
             checkpoint: None,
+            ..Default::default()
         },
     )
     .await;
@@ -364,6 +378,7 @@ pub async fn scan_state_after_and_limit(store: Store) {
             consumer: "view".into(),
             writes,
             checkpoint: None,
+            ..Default::default()
         },
     )
     .await;
@@ -397,6 +412,7 @@ pub async fn reset_consumer_clears_state_and_checkpoint(store: Store) {
             consumer: "view".into(),
             writes: vec![put("a", "1"), put("b", "2")],
             checkpoint: Some(pos(8)),
+            ..Default::default()
         },
     )
     .await;
@@ -406,6 +422,7 @@ pub async fn reset_consumer_clears_state_and_checkpoint(store: Store) {
             consumer: "other".into(),
             writes: vec![put("a", "x")],
             checkpoint: Some(pos(2)),
+            ..Default::default()
         },
     )
     .await;
@@ -423,6 +440,7 @@ pub async fn reset_consumer_clears_state_and_checkpoint(store: Store) {
             consumer: "view".into(),
             writes: vec![],
             checkpoint: Some(pos(1)),
+            ..Default::default()
         },
     )
     .await;
@@ -437,6 +455,7 @@ pub async fn consumers_are_isolated(store: Store) {
             consumer: "view".into(),
             writes: vec![put("k", "1")],
             checkpoint: Some(pos(4)),
+            ..Default::default()
         },
     )
     .await;
@@ -446,6 +465,7 @@ pub async fn consumers_are_isolated(store: Store) {
             consumer: "view2".into(),
             writes: vec![put("k", "2")],
             checkpoint: Some(pos(1)),
+            ..Default::default()
         },
     )
     .await;
@@ -455,6 +475,7 @@ pub async fn consumers_are_isolated(store: Store) {
             consumer: "vie".into(),
             writes: vec![put("wk", "3")],
             checkpoint: None,
+            ..Default::default()
         },
     )
     .await;
@@ -484,6 +505,7 @@ pub async fn invalid_consumer_names_rejected(store: Store) {
             consumer: name.to_owned(),
             writes: vec![put("k", "v")],
             checkpoint: Some(pos(1)),
+            ..Default::default()
         };
         expect_input_error(store.commit_state(c).await);
     }
@@ -495,8 +517,150 @@ pub async fn invalid_consumer_names_rejected(store: Store) {
             consumer: max.clone(),
             writes: vec![put("k", "v")],
             checkpoint: Some(pos(1)),
+            ..Default::default()
         },
     )
     .await;
     assert_eq!(checkpoint(&store, &max).await, Some(pos(1)));
+}
+
+/// A guarded commit succeeds when the stored checkpoint is exactly the expected one (none yet).
+pub async fn guard_exactly_absent_admits_first_commit(store: Store) {
+    commit(
+        &store,
+        StateCommit {
+            consumer: "g".into(),
+            writes: vec![put("k", "1")],
+            checkpoint: Some(pos(5)),
+            guard: CheckpointGuard::Exactly(None),
+        },
+    )
+    .await;
+    assert_eq!(checkpoint(&store, "g").await, Some(pos(5)));
+    assert_eq!(get(&store, "g", b"k").await, Some(b"1".to_vec()));
+}
+
+/// Compare-and-set: a commit expecting a checkpoint that has moved fails and writes nothing,
+/// even when its new checkpoint would advance the stored one.
+pub async fn guard_exactly_mismatch_conflicts_and_writes_nothing(store: Store) {
+    let base = StateCommit {
+        consumer: "g".into(),
+        checkpoint: Some(pos(3)),
+        ..Default::default()
+    };
+    commit(&store, base).await;
+    // Another replica moves the checkpoint from 3 to 6.
+    commit(
+        &store,
+        StateCommit {
+            consumer: "g".into(),
+            writes: vec![put("k", "replica-b")],
+            checkpoint: Some(pos(6)),
+            guard: CheckpointGuard::Exactly(Some(pos(3))),
+        },
+    )
+    .await;
+    // A stale replica that also started from 3 tries to move it to 9.
+    let stale = store
+        .commit_state(StateCommit {
+            consumer: "g".into(),
+            writes: vec![put("k", "replica-a"), put("other", "x")],
+            checkpoint: Some(pos(9)),
+            guard: CheckpointGuard::Exactly(Some(pos(3))),
+        })
+        .await;
+    match stale {
+        Err(StoreError::CheckpointConflict {
+            stored, requested, ..
+        }) => {
+            assert_eq!((stored, requested), (Some(pos(6)), Some(pos(9))));
+        }
+        other => panic!("expected CheckpointConflict, got {other:?}"),
+    }
+    assert_eq!(checkpoint(&store, "g").await, Some(pos(6)));
+    assert_eq!(get(&store, "g", b"k").await, Some(b"replica-b".to_vec()));
+    assert_eq!(get(&store, "g", b"other").await, None);
+}
+
+/// A guard without a new checkpoint fences the writes alone and leaves the checkpoint as is.
+pub async fn guard_without_checkpoint_fences_writes(store: Store) {
+    commit(
+        &store,
+        StateCommit {
+            consumer: "g".into(),
+            checkpoint: Some(pos(2)),
+            ..Default::default()
+        },
+    )
+    .await;
+    commit(
+        &store,
+        StateCommit {
+            consumer: "g".into(),
+            writes: vec![put("k", "ok")],
+            checkpoint: None,
+            guard: CheckpointGuard::Exactly(Some(pos(2))),
+        },
+    )
+    .await;
+    let r = store
+        .commit_state(StateCommit {
+            consumer: "g".into(),
+            writes: vec![put("k", "no")],
+            checkpoint: None,
+            guard: CheckpointGuard::Exactly(None),
+        })
+        .await;
+    match r {
+        Err(StoreError::CheckpointConflict {
+            stored, requested, ..
+        }) => {
+            assert_eq!((stored, requested), (Some(pos(2)), None));
+        }
+        other => panic!("expected CheckpointConflict, got {other:?}"),
+    }
+    assert_eq!(checkpoint(&store, "g").await, Some(pos(2)));
+    assert_eq!(get(&store, "g", b"k").await, Some(b"ok".to_vec()));
+}
+
+/// Of several replicas racing a compare-and-set from the same checkpoint, exactly one wins.
+pub async fn guard_exactly_race_has_one_winner(store: Store) {
+    commit(
+        &store,
+        StateCommit {
+            consumer: "g".into(),
+            checkpoint: Some(pos(1)),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut tasks = Vec::new();
+    for i in 0..8u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .commit_state(StateCommit {
+                    consumer: "g".into(),
+                    writes: vec![(b"winner".to_vec(), Some(i.to_string().into_bytes()))],
+                    checkpoint: Some(pos(10 + i)),
+                    guard: CheckpointGuard::Exactly(Some(pos(1))),
+                })
+                .await
+        }));
+    }
+    let mut winners = Vec::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        match t.await.expect("task") {
+            Ok(()) => winners.push(i as u64),
+            Err(StoreError::CheckpointConflict { .. }) => {}
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "winners: {winners:?}");
+    let w = winners[0];
+    assert_eq!(checkpoint(&store, "g").await, Some(pos(10 + w)));
+    assert_eq!(
+        get(&store, "g", b"winner").await,
+        Some(w.to_string().into_bytes())
+    );
 }

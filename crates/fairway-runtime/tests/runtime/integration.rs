@@ -659,6 +659,7 @@ impl Mailer for RacingMailer {
             consumer: "automation:welcome".into(),
             writes: vec![],
             checkpoint: Some(dcb_core::Position::from_u64(1)),
+            ..Default::default()
         };
         futures::executor::block_on(self.store.commit_state(commit)).map_err(|e| e.to_string())
     }
