@@ -1,9 +1,12 @@
 //! Input limits, identical on every backend, and the validation that enforces them.
 //!
 //! Every limit is checked before anything is written; a violation is an
-//! [`InputError`] and the store is unchanged. The values keep one append well inside
-//! FoundationDB's limits (100 KB per value, 10 MB per transaction, 65 536 events per versionstamp
-//! batch), so an append accepted by one backend is accepted by all.
+//! [`InputError`] and the store is unchanged. Every backend enforces exactly these limits. They
+//! keep each stored value inside FoundationDB's 100 KB and each batch inside its 65 536 events per
+//! versionstamp. One more bound is backend-specific: the KV engine (FoundationDB) also caps the
+//! *transaction* size (events plus their index keys, default 9 MB), so an extreme batch within
+//! these limits (thousands of events each with dozens of long tags) can still be rejected there
+//! with `InputError::TooLong { field: "transaction", .. }` — again before anything is written.
 
 use std::collections::HashSet;
 
