@@ -140,6 +140,11 @@ impl Module {
         self.route("PUT", path, axum::routing::put(handler))
     }
 
+    /// A `PATCH` route.
+    pub fn patch<H: Handler<T, Runtime>, T: 'static>(self, path: &str, handler: H) -> Module {
+        self.route("PATCH", path, axum::routing::patch(handler))
+    }
+
     /// A `DELETE` route.
     pub fn delete<H: Handler<T, Runtime>, T: 'static>(self, path: &str, handler: H) -> Module {
         self.route("DELETE", path, axum::routing::delete(handler))
