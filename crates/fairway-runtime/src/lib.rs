@@ -15,6 +15,7 @@
 //! - [`Module`] and [`Host`]: routes, workers, `/health`, `/metrics`, graceful shutdown.
 //! - [`http`]: the JSON error shape and the body extractor.
 //! - [`testing`]: `given(..).when(..).then(..)` and friends.
+//! - [`idempotency`]: `Idempotency-Key` replay of the first response, stored durably.
 //! - [`services`]: what a host provides to modules by type ([`Runtime::service`]): a [`Mailer`],
 //!   named [`Secrets`], or anything else.
 //!
@@ -63,6 +64,7 @@ mod command;
 mod env;
 mod event;
 pub mod http;
+pub mod idempotency;
 mod lease;
 mod metrics;
 mod module;
@@ -86,7 +88,7 @@ pub use event::{
 };
 pub use lease::{Lease, lease_consumer};
 pub use metrics::{AutomationMetrics, Metrics, ViewMetrics};
-pub use module::{DEFAULT_BODY_LIMIT, Host, Module, ModuleInfo, ModuleKind, RouteInfo};
+pub use module::{DEFAULT_BODY_LIMIT, ExtraMetrics, Host, Module, ModuleInfo, ModuleKind, RouteInfo};
 pub use runtime::Runtime;
 pub use services::{Email, MailError, Mailer, MemoryMailer, OutboxMailer, Secrets, Services};
 pub use shutdown::{Shutdown, ShutdownTrigger, shutdown_channel};

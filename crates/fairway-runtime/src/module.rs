@@ -18,7 +18,7 @@ use crate::event::{DomainEvent, EventSet};
 use crate::http::ApiError;
 use crate::runtime::Runtime;
 use crate::shutdown::{Shutdown, shutdown_channel};
-use crate::view::MaterializedView;
+use crate::view::{MaterializedView, ViewError};
 
 /// Default request body limit of a host: 64 KiB.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
@@ -67,12 +67,42 @@ pub struct ModuleInfo {
 
 type WorkerFn = Arc<dyn Fn(Runtime, Shutdown, String) -> BoxFuture<'static, ()> + Send + Sync>;
 
+type RebuildFn = Arc<
+    dyn Fn(Runtime) -> BoxFuture<'static, Result<Option<dcb_core::Position>, ViewError>>
+        + Send
+        + Sync,
+>;
+
+/// Extra Prometheus text a host appends to `GET /metrics` (e.g. HTTP request and store
+/// counters). Register it as a service: `runtime.with_service(ExtraMetrics::new(|| ...))`.
+#[derive(Clone)]
+pub struct ExtraMetrics(Arc<dyn Fn() -> String + Send + Sync>);
+
+impl ExtraMetrics {
+    /// Metrics rendered by `render` on each scrape.
+    pub fn new(render: impl Fn() -> String + Send + Sync + 'static) -> ExtraMetrics {
+        ExtraMetrics(Arc::new(render))
+    }
+
+    /// The text.
+    pub fn render(&self) -> String {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for ExtraMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExtraMetrics").finish_non_exhaustive()
+    }
+}
+
 /// A module: routes, workers and its self-description. Build with [`Module::new`] and the
 /// builder methods; a host lists them as `vec![todo_create::module(), ...]`.
 pub struct Module {
     info: ModuleInfo,
     router: Router<Runtime>,
     workers: Vec<(String, WorkerFn)>,
+    views: Vec<(String, RebuildFn)>,
 }
 
 impl std::fmt::Debug for Module {
@@ -107,6 +137,7 @@ impl Module {
             },
             router: Router::new(),
             workers: Vec::new(),
+            views: Vec::new(),
         }
     }
 
@@ -184,9 +215,15 @@ impl Module {
     }
 
     /// Keeps a materialized view current in the background.
-    pub fn materialized<V: MaterializedView>(self, view: V) -> Module {
+    pub fn materialized<V: MaterializedView>(mut self, view: V) -> Module {
         let view = Arc::new(view);
         let name = format!("view:{}", view.name());
+        let for_rebuild = view.clone();
+        let rebuild: RebuildFn = Arc::new(move |rt: Runtime| {
+            let view = for_rebuild.clone();
+            Box::pin(async move { rt.rebuild(&*view).await })
+        });
+        self.views.push((view.name().to_owned(), rebuild));
         self.reads::<V::Events>()
             .worker(name, move |rt: Runtime, sd, replica: String| {
                 let view = view.clone();
@@ -299,17 +336,49 @@ impl Host {
         self.modules.iter().map(|m| m.info.clone()).collect()
     }
 
-    /// The router: every module's routes, `GET /health`, `GET /metrics` (Prometheus text) and a
-    /// JSON 404 for anything else.
+    /// The names of every materialized view of the modules.
+    pub fn views(&self) -> Vec<String> {
+        self.modules
+            .iter()
+            .flat_map(|m| m.views.iter().map(|(n, _)| n.clone()))
+            .collect()
+    }
+
+    /// Rebuilds materialized view `name` from the first event ([`Runtime::rebuild`]); `None`
+    /// when no module has a view of that name. Run it while no worker maintains the view.
+    pub async fn rebuild_view(
+        &self,
+        name: &str,
+    ) -> Option<Result<Option<dcb_core::Position>, ViewError>> {
+        let (_, rebuild) = self
+            .modules
+            .iter()
+            .flat_map(|m| m.views.iter())
+            .find(|(n, _)| n == name)?;
+        Some(rebuild(self.runtime.clone()).await)
+    }
+
+    /// The router: every module's routes, `GET /health` (200 while the store answers, else
+    /// 503), `GET /metrics` (Prometheus text, plus any registered [`ExtraMetrics`]) and a JSON
+    /// 404 for anything else.
     pub fn router(&self) -> Router {
         let mut router: Router<Runtime> = Router::new()
             .route(
                 "/health",
-                get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
+                get(|State(rt): State<Runtime>| async move {
+                    rt.store().head().await.map_err(ApiError::from)?;
+                    Ok::<_, ApiError>(axum::Json(serde_json::json!({ "status": "ok" })))
+                }),
             )
             .route(
                 "/metrics",
-                get(|State(rt): State<Runtime>| async move { rt.metrics().render() }),
+                get(|State(rt): State<Runtime>| async move {
+                    let mut text = rt.metrics().render();
+                    if let Some(extra) = rt.service::<ExtraMetrics>() {
+                        text.push_str(&extra.render());
+                    }
+                    text
+                }),
             );
         for m in &self.modules {
             router = router.merge(m.router.clone());

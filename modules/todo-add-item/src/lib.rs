@@ -179,6 +179,7 @@ pub fn module() -> Module {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use fairway_runtime::testing::{given, nothing};

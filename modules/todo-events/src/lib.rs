@@ -156,6 +156,7 @@ impl DomainEvent for ItemCompleted {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

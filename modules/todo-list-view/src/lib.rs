@@ -90,14 +90,14 @@ impl MaterializedView for TodoLists {
                     items: Vec::new(),
                 });
             }
-            (TodoEvents::ItemAdded(a), Some(list)) => {
-                if !list.items.iter().any(|i| i.id == a.item_id.as_str()) {
-                    list.items.push(Item {
-                        id: a.item_id.to_string(),
-                        text: a.text.clone(),
-                        done: false,
-                    });
-                }
+            (TodoEvents::ItemAdded(a), Some(list))
+                if !list.items.iter().any(|i| i.id == a.item_id.as_str()) =>
+            {
+                list.items.push(Item {
+                    id: a.item_id.to_string(),
+                    text: a.text.clone(),
+                    done: false,
+                });
             }
             (TodoEvents::ItemCompleted(c), Some(list)) => {
                 if let Some(item) = list.items.iter_mut().find(|i| i.id == c.item_id.as_str()) {
@@ -175,6 +175,7 @@ pub fn module() -> Module {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use fairway_runtime::testing::{given, nothing};
