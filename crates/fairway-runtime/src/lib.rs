@@ -88,7 +88,9 @@ pub use event::{
 };
 pub use lease::{Lease, lease_consumer};
 pub use metrics::{AutomationMetrics, Metrics, ViewMetrics};
-pub use module::{DEFAULT_BODY_LIMIT, ExtraMetrics, Host, Module, ModuleInfo, ModuleKind, RouteInfo};
+pub use module::{
+    DEFAULT_BODY_LIMIT, ExtraMetrics, Host, Module, ModuleInfo, ModuleKind, RouteInfo,
+};
 pub use runtime::Runtime;
 pub use services::{Email, MailError, Mailer, MemoryMailer, OutboxMailer, Secrets, Services};
 pub use shutdown::{Shutdown, ShutdownTrigger, shutdown_channel};
