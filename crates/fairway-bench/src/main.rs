@@ -23,15 +23,18 @@ use serde_json::json;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// Small sizes, one round less: finishes in under three minutes.
+    /// Small sizes: finishes in well under three minutes.
     #[arg(long)]
     quick: bool,
-    /// Rounds (each store runs each workload once per round); default 3, quick 2.
+    /// Rounds (each store runs each workload once per round).
     #[arg(long)]
     rounds: Option<usize>,
     /// Only these workloads (comma-separated; also "rss").
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Only these stores (comma-separated: fairway, tephra, umadb); ratios need fairway and a peer.
+    #[arg(long, value_delimiter = ',')]
+    stores: Vec<String>,
     /// Parent directory for the temporary data directories (default: the system temp dir).
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -80,14 +83,14 @@ fn rss_child(kind: Kind, events: usize, parent: &Option<PathBuf>) -> anyhow::Res
     Ok(())
 }
 
-fn run_rss(
-    events: usize,
-    parent: &Option<PathBuf>,
-    mode: &str,
-) -> anyhow::Result<Vec<serde_json::Value>> {
+fn run_rss(events: usize, args: &Args, mode: &str) -> anyhow::Result<Vec<serde_json::Value>> {
     let exe = std::env::current_exe()?;
+    let parent = &args.dir;
     let mut out = Vec::new();
-    for kind in Kind::ALL {
+    for kind in Kind::ALL
+        .into_iter()
+        .filter(|k| args.stores.is_empty() || args.stores.iter().any(|s| s == k.name()))
+    {
         let mut cmd = Command::new(&exe);
         cmd.args([
             "--rss-child",
@@ -159,7 +162,7 @@ fn main() -> anyhow::Result<()> {
         Sizes::FULL
     };
     let mode = if args.quick { "quick" } else { "full" };
-    let rounds = args.rounds.unwrap_or(if args.quick { 2 } else { 3 });
+    let rounds = args.rounds.unwrap_or(3);
     let selected = |w: &str| args.only.is_empty() || args.only.iter().any(|o| o == w);
     let started = Instant::now();
     let nproc = std::thread::available_parallelism()
@@ -180,7 +183,10 @@ fn main() -> anyhow::Result<()> {
             // Rotate the starting store each round: A B C, B C A, C A B.
             let mut kinds = Kind::ALL;
             kinds.rotate_left(round % Kind::ALL.len());
-            for kind in kinds {
+            for kind in kinds
+                .into_iter()
+                .filter(|k| args.stores.is_empty() || args.stores.iter().any(|s| s == k.name()))
+            {
                 let dir = tempdir(&args.dir)?;
                 let t = Instant::now();
                 let metrics: Vec<Metric> = {
@@ -212,7 +218,7 @@ fn main() -> anyhow::Result<()> {
     }
 
     let rss = if selected("rss") {
-        run_rss(sizes.rss_events, &args.dir, mode)?
+        run_rss(sizes.rss_events, &args, mode)?
     } else {
         Vec::new()
     };
