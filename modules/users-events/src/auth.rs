@@ -1,0 +1,41 @@
+//! The `Authorization: Token <token>` extractor every authenticated users route takes.
+
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use fairway_runtime::Runtime;
+use fairway_runtime::http::ApiError;
+
+use crate::token;
+use crate::values::UserId;
+
+/// The user a request's valid token names. Missing, malformed, forged or expired tokens are
+/// rejected with 401 `unauthorized` (the message never repeats the token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthUser(pub UserId);
+
+/// A 401 with the stable error shape.
+pub fn unauthorized(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+}
+
+impl FromRequestParts<Runtime> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, rt: &Runtime) -> Result<Self, Self::Rejection> {
+        let value = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or_else(|| unauthorized("missing Authorization header"))?
+            .to_str()
+            .map_err(|_| unauthorized("the Authorization header is not text"))?;
+        let token = value
+            .strip_prefix("Token ")
+            .ok_or_else(|| unauthorized("expected `Authorization: Token <token>`"))?
+            .trim();
+        token::check(rt, token)?
+            .map(AuthUser)
+            .map_err(|e| unauthorized(e.to_string()))
+    }
+}
