@@ -44,7 +44,7 @@ pub use position::{Position, PositionError};
 pub use query::{Query, QueryItem};
 pub use store::{
     AppendCondition, AppendRequest, Appended, CheckpointGuard, EventStore, ReadOptions, ReadStream,
-    Start, StateCommit, StateWrite, Subscription, SubscriptionItem, Tracking, check_read,
-    check_state_commit,
+    Start, StateCommit, StateWrite, StoreStats, Subscription, SubscriptionItem, Tracking,
+    check_read, check_state_commit,
 };
 pub use uuid::Uuid;

@@ -219,6 +219,14 @@ impl EventStore for MemoryStore {
         Ok(self.lock().events.last().map(|(e, _, _)| e.position))
     }
 
+    async fn stats(&self) -> Result<crate::StoreStats, StoreError> {
+        let inner = self.lock();
+        Ok(crate::StoreStats {
+            head: inner.events.last().map(|(e, _, _)| e.position),
+            events: Some(inner.events.len() as u64),
+        })
+    }
+
     async fn wait_for_head(&self, after: Option<Position>) -> Result<Option<Position>, StoreError> {
         let mut rx = self.head_tx.subscribe();
         let head = rx

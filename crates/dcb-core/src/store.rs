@@ -335,6 +335,15 @@ impl std::fmt::Debug for ReadStream {
     }
 }
 
+/// Store-wide figures (see [`EventStore::stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StoreStats {
+    /// The last committed position.
+    pub head: Option<Position>,
+    /// The number of events, when the backend counts them cheaply.
+    pub events: Option<u64>,
+}
+
 /// What a subscription yields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SubscriptionItem {
@@ -385,6 +394,15 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// The position of the last committed event (`None` for an empty store).
     async fn head(&self) -> Result<Option<Position>, StoreError>;
+
+    /// Store-wide figures, as far as the backend knows them cheaply (for status pages and
+    /// operators). The default knows only the head.
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        Ok(StoreStats {
+            head: self.head().await?,
+            events: None,
+        })
+    }
 
     /// Waits until the head is past `after` and returns it (immediately if it already is).
     async fn wait_for_head(&self, after: Option<Position>) -> Result<Option<Position>, StoreError>;

@@ -393,6 +393,14 @@ impl EventStore for EmbeddedStore {
         Ok(to_head(self.shared.index_read().head))
     }
 
+    async fn stats(&self) -> Result<dcb_core::StoreStats, StoreError> {
+        let index = self.shared.index_read();
+        Ok(dcb_core::StoreStats {
+            head: to_head(index.head),
+            events: Some(index.count),
+        })
+    }
+
     async fn wait_for_head(&self, after: Option<Position>) -> Result<Option<Position>, StoreError> {
         let after = match after {
             None => 0,

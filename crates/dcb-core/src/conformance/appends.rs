@@ -185,3 +185,17 @@ pub async fn append_large_batch_is_contiguous(store: Store) {
         assert_eq!(e.event.data, format!("{i}").into_bytes());
     }
 }
+
+/// `stats` reports the head, and the event count when the backend knows it.
+pub async fn stats_report_head_and_count(store: Store) {
+    let empty = store.stats().await.expect("stats");
+    assert_eq!(empty.head, None);
+    assert!(empty.events.is_none_or(|n| n == 0), "{empty:?}");
+    let first = append(&store, vec![ev("A", &["x"]), ev("B", &[])]).await;
+    let second = append(&store, vec![ev("C", &["y"])]).await;
+    let stats = store.stats().await.expect("stats");
+    assert_eq!(stats.head, second.last());
+    assert_eq!(stats.head, store.head().await.expect("head"));
+    assert!(stats.events.is_none_or(|n| n == 3), "{stats:?}");
+    assert!(first.last() < stats.head);
+}

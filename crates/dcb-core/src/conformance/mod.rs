@@ -228,6 +228,7 @@ macro_rules! __conformance_for_each_rule {
             appends::append_keeps_tag_order,
             appends::append_accepts_values_at_the_limits,
             appends::append_large_batch_is_contiguous,
+            appends::stats_report_head_and_count,
             limits::rejects_empty_type,
             limits::rejects_empty_tag,
             limits::rejects_type_too_long,
