@@ -1,13 +1,7 @@
-//! `cargo xtask`: repository chores (scaffolding modules, generated files, benchmarks).
-//! Depends on nothing of the workspace's runtime crates.
+//! `cargo run -p xtask`: the xtask command line inside the workspace (see the `xtask` library).
+//! `cargo xtask` itself runs the same code built outside the workspace, from `xtask/cli`, so
+//! that it works while the workspace does not load.
 
-fn main() -> anyhow::Result<()> {
-    let task = std::env::args().nth(1).unwrap_or_default();
-    match task.as_str() {
-        "" | "help" | "--help" => {
-            println!("cargo xtask <task>\n\ntasks: help");
-            Ok(())
-        }
-        other => anyhow::bail!("unknown task {other:?}; run `cargo xtask help`"),
-    }
+fn main() -> std::process::ExitCode {
+    xtask::cli::main()
 }

@@ -1,0 +1,112 @@
+//! The command line of `cargo xtask`: parses the arguments and runs a task.
+
+use anyhow::{Context, Result, bail};
+
+use super::scaffold::{Request, new_module};
+use super::workspace::{Kind, Mode, module_crates, rel, root};
+use super::{catalog, fail_if_stale, sync_all};
+
+/// The help text.
+pub const HELP: &str = "cargo xtask <task>
+
+tasks:
+  new-module command|view|automation NAME [--context CTX]
+        create modules/NAME (and modules/CTX-events if missing), register it with the host.
+        CTX defaults to NAME's first `-` segment (todo-create-list -> todo).
+  sync [--check]
+        regenerate the host's module list (crates/fairway/Cargo.toml and src/modules.rs) and
+        docs/catalog.md from modules/; --check only reports stale files (exit 1).
+  catalog [--check]
+        regenerate (or check) docs/catalog.md only.
+  help
+        this text.";
+
+fn check_flag(args: &[String]) -> Result<Mode> {
+    match args {
+        [] => Ok(Mode::Update),
+        [flag] if flag == "--check" => Ok(Mode::Check),
+        other => bail!("unexpected arguments {other:?}; run `cargo xtask help`"),
+    }
+}
+
+/// Runs the task named by the process arguments; prints an error and fails on error.
+pub fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = root();
+    let Some((task, rest)) = args.split_first() else {
+        println!("{HELP}");
+        return Ok(());
+    };
+    match task.as_str() {
+        "help" | "--help" | "-h" => println!("{HELP}"),
+        "new-module" => {
+            let mut positional = Vec::new();
+            let mut context = None;
+            let mut it = rest.iter();
+            while let Some(a) = it.next() {
+                if a == "--context" {
+                    context = Some(it.next().context("--context needs a value")?.clone());
+                } else if let Some(v) = a.strip_prefix("--context=") {
+                    context = Some(v.to_owned());
+                } else if a.starts_with('-') {
+                    bail!("unknown option {a:?}; run `cargo xtask help`");
+                } else {
+                    positional.push(a.clone());
+                }
+            }
+            let [kind, name] = positional.as_slice() else {
+                bail!("usage: cargo xtask new-module command|view|automation NAME [--context CTX]");
+            };
+            let kind = Kind::parse(kind)
+                .filter(|k| k.is_module())
+                .with_context(|| {
+                    format!("unknown kind {kind:?}: use command, view or automation")
+                })?;
+            new_module(
+                &root,
+                &Request {
+                    kind,
+                    name: name.clone(),
+                    context,
+                },
+            )?;
+        }
+        "sync" => {
+            let mode = check_flag(rest)?;
+            let stale = sync_all(&root, mode)?;
+            if mode == Mode::Check {
+                fail_if_stale(&root, &stale)?;
+                println!("generated files are up to date");
+            } else if stale.is_empty() {
+                println!("generated files were already up to date");
+            } else {
+                for f in stale {
+                    println!("updated {}", rel(&root, &f));
+                }
+            }
+        }
+        "catalog" => {
+            let mode = check_flag(rest)?;
+            let crates = module_crates(&root)?;
+            let stale = catalog::catalog(&root, &crates, mode)?;
+            let path = root.join(catalog::CATALOG);
+            match (mode, stale) {
+                (Mode::Check, true) => fail_if_stale(&root, &[path])?,
+                (_, false) => println!("{} is up to date", catalog::CATALOG),
+                (Mode::Update, true) => println!("updated {}", catalog::CATALOG),
+            }
+        }
+        other => bail!("unknown task {other:?}; run `cargo xtask help`"),
+    }
+    Ok(())
+}
