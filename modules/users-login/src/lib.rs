@@ -1,0 +1,198 @@
+//! Pattern: **view** (live). Slice: users — log in.
+//!
+//! `POST /api/users/login` with `{"email","password"}` answers 200 `{"token"}`: a token signed
+//! with HMAC-SHA256 under the host's `users.token` secret, naming the user and expiring after
+//! 24 hours (see `users_events::token`). Wrong email or password: 401 `invalid_credentials`. It
+//! folds two live views on each request — who currently holds the email, then that user's
+//! current email and password hash — so it always uses the credentials after any change.
+//!
+//! Given/when/then:
+//!
+//! ```
+//! use users_events::{Email, EmailUse, UserEmailChanged, UserId, UserRegistered, Username};
+//! use users_login::EmailHolder;
+//! use fairway_runtime::testing::given;
+//! let u1 = UserId::parse("u1")?;
+//! // Given ann registered with a@x.io and moved to b@x.io, then nobody holds a@x.io.
+//! let view = EmailHolder { email: Email::parse("a@x.io")? };
+//! let uses = given([UserRegistered { user_id: u1.clone(), username: Username::parse("ann")?,
+//!     email: Email::parse("a@x.io")?, password_hash: "h".into(), registered_at_ms: 0 }])
+//!     .and(UserEmailChanged { user_id: u1.clone(), previous_email: Email::parse("a@x.io")?,
+//!         email: Email::parse("b@x.io")?, changed_at_ms: 5 })
+//!     .live(view.clone())
+//!     .actual;
+//! assert_eq!(view.holder(&uses), None);
+//! assert_eq!(uses.get(&view.email), Some(&EmailUse::Released { by: u1, at_ms: 5 }));
+//! # Ok::<(), users_events::ValueError>(())
+//! ```
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use dcb_core::{Query, QueryItem};
+use fairway_runtime::http::{ApiError, JsonBody};
+use fairway_runtime::{DomainEvent, LiveView, Module, ModuleKind, Runtime, Sequenced};
+use serde::Deserialize;
+use users_events::{
+    Email, EmailEvent, EmailUse, UserEmailChanged, UserId, UserPasswordChanged, UserRegistered,
+    email_tag, email_use, password, token, user_tag,
+};
+
+fairway_runtime::event_set! {
+    /// Who uses an email.
+    pub enum EmailEvents {
+        UserRegistered(UserRegistered),
+        UserEmailChanged(UserEmailChanged),
+    }
+}
+
+fairway_runtime::event_set! {
+    /// A user's credentials.
+    pub enum CredentialEvents {
+        UserRegistered(UserRegistered),
+        UserEmailChanged(UserEmailChanged),
+        UserPasswordChanged(UserPasswordChanged),
+    }
+}
+
+/// Live: who uses an email (the events tagged with it; a change names two emails, so the state
+/// is keyed by email: look the one asked for up with [`EmailHolder::holder`]).
+#[derive(Debug, Clone)]
+pub struct EmailHolder {
+    /// The email.
+    pub email: Email,
+}
+
+impl EmailHolder {
+    /// The user whose current email it is, in a folded state.
+    pub fn holder(&self, uses: &HashMap<Email, EmailUse>) -> Option<UserId> {
+        match uses.get(&self.email) {
+            Some(EmailUse::Held(u)) => Some(u.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl LiveView for EmailHolder {
+    type Events = EmailEvents;
+    type State = HashMap<Email, EmailUse>;
+
+    fn query(&self) -> Query {
+        Query::tagged(email_tag(&self.email))
+    }
+
+    fn evolve(uses: &mut HashMap<Email, EmailUse>, e: &Sequenced<EmailEvents>) {
+        match &e.event {
+            EmailEvents::UserRegistered(r) => email_use(uses, EmailEvent::Registered(r)),
+            EmailEvents::UserEmailChanged(c) => email_use(uses, EmailEvent::Changed(c)),
+        }
+    }
+}
+
+/// Live: a user's current email and password hash.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// The user.
+    pub user_id: UserId,
+}
+
+/// What login checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Current {
+    /// The current email.
+    pub email: Email,
+    /// The current argon2 PHC string.
+    pub password_hash: String,
+}
+
+impl LiveView for Credentials {
+    type Events = CredentialEvents;
+    type State = Option<Current>;
+
+    fn query(&self) -> Query {
+        Query::item(
+            QueryItem::new()
+                .types([
+                    UserRegistered::TYPE,
+                    UserEmailChanged::TYPE,
+                    UserPasswordChanged::TYPE,
+                ])
+                .tag(user_tag(&self.user_id)),
+        )
+    }
+
+    fn evolve(state: &mut Option<Current>, e: &Sequenced<CredentialEvents>) {
+        match (&e.event, state.as_mut()) {
+            (CredentialEvents::UserRegistered(r), _) => {
+                *state = Some(Current {
+                    email: r.email.clone(),
+                    password_hash: r.password_hash.clone(),
+                })
+            }
+            (CredentialEvents::UserEmailChanged(c), Some(cur)) => cur.email = c.email.clone(),
+            (CredentialEvents::UserPasswordChanged(p), Some(cur)) => {
+                cur.password_hash = p.password_hash.clone()
+            }
+            (_, None) => {}
+        }
+    }
+}
+
+fn invalid() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+        "wrong email or password",
+    )
+}
+
+/// Checks the credentials and issues a token (what the route does after parsing).
+pub async fn login(rt: &Runtime, email: Email, password: String) -> Result<String, ApiError> {
+    let view = EmailHolder {
+        email: email.clone(),
+    };
+    let Some(user_id) = view.holder(&rt.live(&view).await?.state) else {
+        return Err(invalid());
+    };
+    let Some(current) = rt
+        .live(&Credentials {
+            user_id: user_id.clone(),
+        })
+        .await?
+        .state
+    else {
+        return Err(invalid());
+    };
+    if current.email != email || !password::verify(password, current.password_hash).await? {
+        return Err(invalid());
+    }
+    token::issue(rt, &user_id)
+}
+
+/// The request body.
+#[derive(Deserialize)]
+pub struct LoginBody {
+    /// The email.
+    pub email: String,
+    /// The password.
+    pub password: String,
+}
+
+async fn login_route(
+    State(rt): State<Runtime>,
+    JsonBody(body): JsonBody<LoginBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let email = Email::parse(&body.email).map_err(|e| ApiError::bad_field("email", e))?;
+    let token = login(&rt, email, body.password).await?;
+    Ok(Json(serde_json::json!({ "token": token })))
+}
+
+/// The module: `POST /api/users/login`.
+pub fn module() -> Module {
+    Module::new(ModuleKind::View, "users-login")
+        .describe("Log in with the current email and password; get a signed, expiring token")
+        .post("/api/users/login", login_route)
+        .reads::<CredentialEvents>()
+}
