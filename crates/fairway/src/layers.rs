@@ -215,7 +215,10 @@ mod tests {
                     "unreachable"
                 }),
             )
-            .route("/ok/{id}", get(|| async { axum::Json(serde_json::json!({})) }))
+            .route(
+                "/ok/{id}",
+                get(|| async { axum::Json(serde_json::json!({})) }),
+            )
             .layer(axum::middleware::from_fn(catch_panics))
             .layer(axum::middleware::from_fn(json_errors))
             .layer(axum::middleware::from_fn_with_state(metrics, track))

@@ -5,9 +5,19 @@ use fairway_runtime::Module;
 /// Every module under `modules/`, in name order.
 pub fn all() -> Vec<Module> {
     vec![
+        library_borrow_book::module(),
+        library_borrowed_books::module(),
+        library_return_book::module(),
         todo_add_item::module(),
         todo_complete_item::module(),
         todo_create_list::module(),
         todo_list_view::module(),
+        users_change_details::module(),
+        users_change_email::module(),
+        users_change_password::module(),
+        users_current_user::module(),
+        users_login::module(),
+        users_register_user::module(),
+        users_welcome_email::module(),
     ]
 }

@@ -159,7 +159,10 @@ pub async fn events(backend: &Backend, filter: EventFilter) -> anyhow::Result<()
     let mut last_seen = filter.after;
     let (head, batch) = match filter.last {
         Some(n) => {
-            let options = ReadOptions::new().after_opt(filter.after).limit(n).backwards();
+            let options = ReadOptions::new()
+                .after_opt(filter.after)
+                .limit(n)
+                .backwards();
             let stream = store.read(query.clone(), options).await?;
             let head = stream.head();
             let mut events = stream.collect_all().await?;
@@ -399,10 +402,7 @@ pub async fn status(backend: &Backend, json: bool) -> anyhow::Result<()> {
     }
     let mut autos = Vec::new();
     for name in automations(&host) {
-        let checkpoint = opened
-            .store
-            .checkpoint(&automation_consumer(&name))
-            .await?;
+        let checkpoint = opened.store.checkpoint(&automation_consumer(&name)).await?;
         let dead = rt.dead_letters(&name, None, 100_000).await?.len();
         let retry = rt.retry_queue(&name, 100_000).await?.len();
         autos.push(ConsumerStatus {

@@ -1,0 +1,355 @@
+//! Helpers for integration tests that drive the REAL `fairway` binary over HTTP.
+//!
+//! Use from a test file in `crates/fairway/tests/` with `mod support;`:
+//!
+//! ```text
+//! let dir = support::data_dir();                  // a fresh temporary data directory
+//! let server = support::Server::start(dir.path()); // `fairway serve --listen 127.0.0.1:0 ...`
+//! let r = server.post_json("/api/lists/l1", &json!({"name": "L1"}));
+//! assert_eq!(r.status, 201, "{}", r.text());
+//! let server = server.restart();                  // SIGTERM, wait, start again on the same dir
+//! let out = support::fairway(dir.path(), &["status", "--json"]); // an operator command
+//! server.stop();                                  // SIGTERM; asserts a clean exit
+//! ```
+//!
+//! - [`Server::start`] spawns the binary on an ephemeral port, reads the bound address from its
+//!   startup line on stdout ("fairway listening on http://ADDR ..."), and waits for `GET /health`
+//!   to answer 200. [`Server::start_with`] passes extra arguments (e.g. `--body-limit`).
+//! - [`Server::request`], [`Server::get`], [`Server::post_json`] and [`Server::post_json_with`]
+//!   (extra headers, e.g. `Idempotency-Key`) speak plain HTTP/1.1 over a `TcpStream` (no client
+//!   dependency) and return a [`Response`] with `status`, `headers`, `body`, `.json()`,
+//!   `.text()` and `.header(name)`.
+//! - [`Server::stop`] sends SIGTERM and asserts the process exits successfully within 20 s
+//!   (graceful shutdown); [`Server::restart`] does that and starts a new server on the same data
+//!   directory. Dropping a `Server` kills the process if it still runs.
+//! - [`fairway`] runs an operator command (`events`, `dlq`, `views`, `status`) on a data
+//!   directory and returns its `Output`.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_fairway");
+
+/// A fresh temporary data directory (deleted when dropped).
+pub fn data_dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// Runs `fairway ARGS --data-dir DIR` to completion.
+pub fn fairway(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+/// A running `fairway serve`.
+pub struct Server {
+    child: Option<Child>,
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// The data directory it serves.
+    pub data_dir: PathBuf,
+    /// The startup line it printed.
+    pub startup_line: String,
+    extra: Vec<String>,
+}
+
+/// An HTTP response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// Header names (lower case) and values.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The body as JSON (panics when it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Asserts the body is `{"error":{"code": code, "message": non-empty}}` and nothing else.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "{}", self.text());
+        let body = self.json();
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+        assert_eq!(body.as_object().map(|o| o.len()), Some(1), "{body}");
+    }
+}
+
+impl Server {
+    /// Starts `fairway serve` on an ephemeral port over `data_dir`.
+    pub fn start(data_dir: &Path) -> Server {
+        Server::start_with(data_dir, &[])
+    }
+
+    /// Starts `fairway serve` with extra arguments.
+    pub fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let line = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) if l.contains("listening on http://") => break l,
+                Ok(_) => continue,
+                Err(_) => {
+                    let _ = child.kill();
+                    let status = child.wait().ok();
+                    panic!("fairway did not print its address (exit: {status:?})");
+                }
+            }
+        };
+        let addr: SocketAddr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        let server = Server {
+            child: Some(child),
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            startup_line: line,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if server
+                .try_request("GET", "/health", &[], None)
+                .is_ok_and(|r| r.status == 200)
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "/health never answered 200");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// `http://ADDR{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Sends SIGTERM and asserts a clean exit within 20 s.
+    pub fn stop(mut self) {
+        let mut child = self.child.take().unwrap();
+        let killed = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(killed.success(), "kill -TERM failed");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "fairway exited with {status}");
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("fairway did not stop within 20 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops gracefully and starts again on the same data directory (same extra arguments).
+    pub fn restart(self) -> Server {
+        let dir = self.data_dir.clone();
+        let extra = self.extra.clone();
+        self.stop();
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        Server::start_with(&dir, &extra)
+    }
+
+    /// `GET path`.
+    pub fn get(&self, path: &str) -> Response {
+        self.request("GET", path, &[], None)
+    }
+
+    /// `POST path` with a JSON body.
+    pub fn post_json(&self, path: &str, body: &serde_json::Value) -> Response {
+        self.post_json_with(path, body, &[])
+    }
+
+    /// `POST path` with a JSON body and extra headers.
+    pub fn post_json_with(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        let mut all = vec![("content-type", "application/json")];
+        all.extend_from_slice(headers);
+        self.request("POST", path, &all, Some(body.to_string().as_bytes()))
+    }
+
+    /// Any request; panics on a transport error.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Response {
+        self.try_request(method, path, headers, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// Any request over a fresh connection (`Connection: close`).
+    pub fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> std::io::Result<Response> {
+        let mut stream = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let body = body.unwrap_or_default();
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\ncontent-length: {}\r\n",
+            self.addr,
+            body.len()
+        );
+        for (n, v) in headers {
+            head.push_str(&format!("{n}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes())?;
+        // The server may answer (413) and close before reading a big body: keep what it said.
+        let _ = stream.write_all(body);
+        let mut raw = Vec::new();
+        let read = stream.read_to_end(&mut raw);
+        if raw.is_empty() {
+            read?;
+        }
+        parse_response(&raw)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn bad(msg: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, msg.to_owned())
+}
+
+fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no end of headers"))?;
+    let head = std::str::from_utf8(&raw[..end]).map_err(|_| bad("headers not UTF-8"))?;
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("no status line"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw[end + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    if chunked {
+        body = dechunk(&body)?;
+    }
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut data: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or_else(|| bad("bad chunk"))?;
+        let size_text = std::str::from_utf8(&data[..line_end]).map_err(|_| bad("bad chunk"))?;
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| bad("bad chunk size"))?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if data.len() < size + 2 {
+            return Err(bad("short chunk"));
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
