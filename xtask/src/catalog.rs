@@ -3,7 +3,7 @@
 //! Generated from the code, without building it: each module's `[package.metadata.fairway]`,
 //! its `lib.rs` `//!` header, and the runtime builder calls of its `module()` function
 //! (`Module::new`, `describe`, `get`/`post`/`put`/`patch`/`delete`, `command::<C>`, `reads::<S>`,
-//! `appends::<E>`, `materialized(V)`, `automation(A, ..)`), resolved through the
+//! `appends::<E>`, `materialized(V)`, `automation(A, ..)`, `automation_with(A, ..)`), resolved through the
 //! `impl Command/MaterializedView/Automation/DomainEvent` blocks and `event_set!` declarations
 //! of the module and its context's events crate. This mirrors what the runtime's
 //! `Host::catalog()` reports, read from the source instead of from a running host.
@@ -311,7 +311,7 @@ pub fn entry(root: &Path, module: &ModuleCrate, events: Option<&ModuleCrate>) ->
                     .unwrap_or(v);
                 e.workers.push(format!("view:{name}"));
             }
-            ("automation", _) => {
+            ("automation" | "automation_with", _) => {
                 let Some(a) = call.first_ident.clone() else {
                     continue;
                 };
@@ -339,7 +339,7 @@ pub fn entry(root: &Path, module: &ModuleCrate, events: Option<&ModuleCrate>) ->
                     e.workers.push(w);
                 }
             }
-            _ => {}
+            (other, _) => warnings.push(format!("the builder call `.{other}(..)`")),
         }
     }
     push_unique(&mut e.warnings, warnings);
