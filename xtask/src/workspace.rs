@@ -11,16 +11,24 @@ use anyhow::{Context, Result, bail};
 /// work on a copy of the repository).
 pub const ROOT_ENV: &str = "XTASK_ROOT";
 
-/// The repository root: `$XTASK_ROOT` when set, else the nearest ancestor of the manifest dir
-/// this code was built from (`xtask/` or `xtask/cli/`) that holds `xtask/Cargo.toml`.
+/// The repository root: `$XTASK_ROOT` when set; else the nearest ancestor of the current
+/// directory that holds `xtask/Cargo.toml` (where `cargo xtask` and `cargo test` run); else the
+/// one of the manifest dir this code was built from (`xtask/` or `xtask/cli/`).
 pub fn root() -> PathBuf {
     if let Some(dir) = std::env::var_os(ROOT_ENV) {
         return PathBuf::from(dir);
     }
+    let is_root =
+        |d: &Path| d.join("xtask").join("Cargo.toml").is_file() && d.join("Cargo.toml").is_file();
+    if let Ok(cwd) = std::env::current_dir()
+        && let Some(found) = cwd.ancestors().find(|d| is_root(d))
+    {
+        return found.to_path_buf();
+    }
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest
         .ancestors()
-        .find(|d| d.join("xtask").join("Cargo.toml").is_file())
+        .find(|d| is_root(d))
         .unwrap_or(manifest)
         .to_path_buf()
 }

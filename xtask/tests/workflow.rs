@@ -14,9 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use xtask::scaffold::{Request, new_module};
 use xtask::sync::{BEGIN, END, HOST_DIR, host_modules_rs};
-use xtask::workspace::{Kind, Mode, root};
+use xtask::workspace::{Mode, root};
 use xtask::{fail_if_stale, sync_all};
 
 /// Longest any one cargo step may take.
@@ -58,13 +57,20 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 /// Runs cargo in `dir` with the shared target dir, failing the test on error or timeout.
+///
+/// `XTASK_ROOT` points xtask at the copy explicitly: Cargo hashes a path package by its path
+/// relative to the workspace root and the copy keeps the files' mtimes, so `cargo run` in the
+/// copy may reuse the xtask binary built from the real tree, whose default root is the real
+/// tree.
 fn cargo(dir: &Path, args: &[&str]) -> String {
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO"))
-        .args(args)
+        .arg(args[0])
         .arg("--offline")
+        .args(&args[1..])
         .current_dir(dir)
         .env("CARGO_TARGET_DIR", target_dir())
+        .env(xtask::workspace::ROOT_ENV, dir)
         .env("CARGO_TERM_COLOR", "never")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -121,9 +127,36 @@ fn ensure_host(ws: &Path) {
     sync_all(ws, Mode::Update).expect("sync the fixture host");
 }
 
+/// Every file under `root` outside build output, with its modification time.
+fn tree_state(root: &Path) -> Vec<(PathBuf, Option<std::time::SystemTime>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let name = e.file_name();
+            if [".git", "target", "fairway-data"]
+                .iter()
+                .any(|s| name == *s)
+            {
+                continue;
+            }
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p, e.metadata().and_then(|m| m.modified()).ok()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 #[test]
 fn new_module_test_serve_delete_sync() {
     let real = root();
+    let modules_before = tree_state(&real.join("modules"));
+    let host_before = tree_state(&real.join(HOST_DIR));
     let mut h = DefaultHasher::new();
     target_dir().hash(&mut h);
     let ws = std::env::temp_dir().join(format!("fairway-xtask-workflow-{:x}", h.finish()));
@@ -133,42 +166,74 @@ fn new_module_test_serve_delete_sync() {
     // The copy starts from whatever the real tree holds: bring its host list up to date first.
     sync_all(&ws, Mode::Update).expect("initial sync");
 
-    new_module(
+    // The newcomer's name, unless the tree already has a module of that name.
+    let name = (1..)
+        .map(|i| {
+            if i == 1 {
+                "open-loans".to_owned()
+            } else {
+                format!("open-loans{i}")
+            }
+        })
+        .find(|n| !ws.join("modules").join(n).exists())
+        .expect("a free name");
+    let ident = name.replace('-', "_");
+
+    // `cargo xtask` is the binary of xtask/cli, built outside the workspace.
+    let xtask = [
+        "run",
+        "--quiet",
+        "--manifest-path",
+        "xtask/cli/Cargo.toml",
+        "--",
+    ];
+    let out = cargo(
         &ws,
-        &Request {
-            kind: Kind::View,
-            name: "open-loans".into(),
-            context: Some("library".into()),
-        },
-    )
-    .expect("new-module");
-    assert!(ws.join("modules/open-loans/src/lib.rs").is_file());
+        &[
+            &xtask[..],
+            &["new-module", "view", &name, "--context", "library"],
+        ]
+        .concat(),
+    );
+    assert!(
+        out.contains(&format!("cargo test -p {name}")),
+        "prints what to do next: {out}"
+    );
+    assert!(ws.join("modules").join(&name).join("src/lib.rs").is_file());
     assert!(
         fs::read_to_string(host_modules_rs(&ws))
             .expect("modules.rs")
-            .contains("open_loans::module()"),
+            .contains(&format!("{ident}::module()")),
         "the host lists the new module"
     );
     fail_if_stale(&ws, &sync_all(&ws, Mode::Check).expect("check"))
         .expect("fresh after new-module");
 
-    let tests = cargo(&ws, &["test", "-p", "open-loans"]);
+    let tests = cargo(&ws, &["test", "-p", &name]);
     assert!(tests.contains("test result: ok. 4 passed"), "{tests}");
     cargo(&ws, &["check", "-p", "fairway"]);
 
-    fs::remove_dir_all(ws.join("modules/open-loans")).expect("delete the module");
-    let stale = sync_all(&ws, Mode::Update).expect("sync after delete");
-    assert!(!stale.is_empty());
+    fs::remove_dir_all(ws.join("modules").join(&name)).expect("delete the module");
+    // The host still names the deleted crate: the workspace does not load, yet sync runs.
+    assert!(!sync_all(&ws, Mode::Check).expect("check").is_empty());
+    cargo(&ws, &[&xtask[..], &["sync"]].concat());
+    fail_if_stale(&ws, &sync_all(&ws, Mode::Check).expect("check")).expect("fresh after sync");
     assert!(
         !fs::read_to_string(host_modules_rs(&ws))
             .expect("modules.rs")
-            .contains("open_loans")
+            .contains(&ident)
     );
     cargo(&ws, &["check", "-p", "fairway"]);
 
     let _ = fs::remove_dir_all(&ws);
-    assert!(
-        !real.join("modules/open-loans").exists(),
-        "the real tree is untouched"
+    assert_eq!(
+        tree_state(&real.join("modules")),
+        modules_before,
+        "the real modules/ is untouched"
+    );
+    assert_eq!(
+        tree_state(&real.join(HOST_DIR)),
+        host_before,
+        "the real host is untouched"
     );
 }
