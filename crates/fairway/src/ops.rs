@@ -361,8 +361,9 @@ async fn show_progress(store: Arc<dyn EventStore>, name: String, head: Option<Po
 struct ConsumerStatus {
     name: String,
     checkpoint: Option<Position>,
-    /// Head minus checkpoint, in positions (an upper bound on unprocessed events).
-    lag: String,
+    /// Events after the checkpoint of the types its module reads (exact for a view module;
+    /// an upper bound for an automation, whose module also reads its command's events).
+    lag: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     dead_letters: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -378,10 +379,34 @@ struct Status {
     automations: Vec<ConsumerStatus>,
 }
 
-fn lag(head: Option<Position>, checkpoint: Option<Position>) -> String {
-    head.map_or(0, Position::get)
-        .saturating_sub(checkpoint.map_or(0, Position::get))
-        .to_string()
+/// The event types read by the module running worker `worker` (`view:NAME`, `automation:NAME`).
+fn reads_of(host: &Host, worker: &str) -> Vec<String> {
+    host.catalog()
+        .into_iter()
+        .find(|m| m.workers.iter().any(|w| w == worker))
+        .map(|m| m.reads)
+        .unwrap_or_default()
+}
+
+/// Events of `types` after `checkpoint`.
+async fn lag(
+    store: &dyn EventStore,
+    types: Vec<String>,
+    checkpoint: Option<Position>,
+) -> anyhow::Result<u64> {
+    if types.is_empty() {
+        return Ok(0);
+    }
+    let query = Query::item(QueryItem::new().types(types));
+    let mut stream = store
+        .read(query, ReadOptions::new().after_opt(checkpoint))
+        .await?;
+    let mut n = 0;
+    while let Some(e) = stream.next().await {
+        e?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// `fairway status`.
@@ -391,9 +416,10 @@ pub async fn status(backend: &Backend, json: bool) -> anyhow::Result<()> {
     let events = store::count_events(&opened).await?;
     let mut views = Vec::new();
     for name in host.views() {
-        let checkpoint = opened.store.checkpoint(&view_consumer(&name)).await?;
+        let consumer = view_consumer(&name);
+        let checkpoint = opened.store.checkpoint(&consumer).await?;
         views.push(ConsumerStatus {
-            lag: lag(head, checkpoint),
+            lag: lag(&*opened.store, reads_of(&host, &consumer), checkpoint).await?,
             name,
             checkpoint,
             dead_letters: None,
@@ -402,11 +428,12 @@ pub async fn status(backend: &Backend, json: bool) -> anyhow::Result<()> {
     }
     let mut autos = Vec::new();
     for name in automations(&host) {
-        let checkpoint = opened.store.checkpoint(&automation_consumer(&name)).await?;
+        let consumer = automation_consumer(&name);
+        let checkpoint = opened.store.checkpoint(&consumer).await?;
         let dead = rt.dead_letters(&name, None, 100_000).await?.len();
         let retry = rt.retry_queue(&name, 100_000).await?.len();
         autos.push(ConsumerStatus {
-            lag: lag(head, checkpoint),
+            lag: lag(&*opened.store, reads_of(&host, &consumer), checkpoint).await?,
             name,
             checkpoint,
             dead_letters: Some(dead),

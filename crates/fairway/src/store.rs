@@ -10,7 +10,7 @@ use anyhow::{Context as _, anyhow};
 use async_trait::async_trait;
 use dcb_core::{
     AppendRequest, Appended, EventStore, Position, Query, ReadOptions, ReadStream, StateCommit,
-    StoreError, Subscription,
+    StoreError, StoreStats, Subscription,
 };
 use futures::StreamExt as _;
 
@@ -55,25 +55,17 @@ impl Backend {
     }
 }
 
-/// An open store, with what only the concrete backend knows.
+/// An open store.
 pub struct Opened {
     /// The store, shared.
     pub store: Arc<dyn EventStore>,
-    /// The embedded store, when that is the backend (for its statistics).
-    pub embedded: Option<Arc<dcb_embedded::EmbeddedStore>>,
 }
 
 /// Opens the backend; a data directory held by a running server is a clear error.
 pub async fn open(backend: &Backend) -> anyhow::Result<Opened> {
     match backend {
         Backend::Embedded(dir) => match dcb_embedded::EmbeddedStore::open(dir) {
-            Ok(s) => {
-                let s = Arc::new(s);
-                Ok(Opened {
-                    store: s.clone(),
-                    embedded: Some(s),
-                })
-            }
+            Ok(s) => Ok(Opened { store: Arc::new(s) }),
             Err(StoreError::Locked(_)) => Err(anyhow!(
                 "data directory is in use by a running server ({}): stop it first, or use its HTTP API",
                 dir.display()
@@ -97,7 +89,6 @@ async fn open_fdb(cluster_file: &Path, namespace: &str) -> anyhow::Result<Opened
         .with_context(|| format!("cannot open FoundationDB with {file}"))?;
     Ok(Opened {
         store: Arc::new(store),
-        embedded: None,
     })
 }
 
@@ -109,10 +100,11 @@ async fn open_fdb(_cluster_file: &Path, _namespace: &str) -> anyhow::Result<Open
     ))
 }
 
-/// Number of events in the store (from the embedded store's statistics, else by counting).
+/// Number of events in the store (from the backend's statistics when it counts them, else by
+/// reading every event).
 pub async fn count_events(opened: &Opened) -> anyhow::Result<u64> {
-    if let Some(e) = &opened.embedded {
-        return Ok(e.stats().events);
+    if let Some(n) = opened.store.stats().await?.events {
+        return Ok(n);
     }
     let mut stream = opened.store.read(Query::All, ReadOptions::new()).await?;
     let mut n = 0u64;
@@ -226,6 +218,10 @@ impl EventStore for CountingStore {
 
     async fn head(&self) -> Result<Option<Position>, StoreError> {
         self.inner.head().await
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        self.inner.stats().await
     }
 
     async fn wait_for_head(&self, after: Option<Position>) -> Result<Option<Position>, StoreError> {
