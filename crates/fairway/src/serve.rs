@@ -72,7 +72,13 @@ pub async fn run(
     let rt = runtime(data_dir, opened.store.clone(), Some(http.clone()))?;
     let mods = modules::all();
     let names: Vec<String> = mods.iter().map(|m| m.info().name.clone()).collect();
-    let host = Host::new(rt.clone(), mods).body_limit(body_limit);
+    let mut host = Host::new(rt.clone(), mods).body_limit(body_limit);
+    if matches!(backend, Backend::Embedded(_)) {
+        // One process at a time opens an embedded data directory, so every run is the same
+        // replica: after a crash the next run takes the view and automation leases back at
+        // once instead of waiting for them to expire.
+        host = host.replica("embedded");
+    }
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;

@@ -21,7 +21,8 @@
 //!   `.text()` and `.header(name)`.
 //! - [`Server::stop`] sends SIGTERM and asserts the process exits successfully within 20 s
 //!   (graceful shutdown); [`Server::restart`] does that and starts a new server on the same data
-//!   directory. Dropping a `Server` kills the process if it still runs.
+//!   directory. [`Server::kill`] simulates a crash (SIGKILL). Dropping a `Server` kills the
+//!   process if it still runs.
 //! - [`fairway`] runs an operator command (`events`, `dlq`, `views`, `status`) on a data
 //!   directory and returns its `Output`.
 
@@ -212,6 +213,13 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Kills the process with SIGKILL (a crash: no shutdown at all) and waits for it.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     /// Stops gracefully and starts again on the same data directory (same extra arguments).
