@@ -422,6 +422,124 @@ fn after_a_crash_nothing_acknowledged_is_lost_and_the_view_answers_at_once() {
     s.stop();
 }
 
+/// Polls `/metrics` until `series` reaches `want` (at most `secs` seconds).
+fn wait_for_metric(s: &Server, series: &str, want: f64, secs: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let text = s.get("/metrics").text();
+        if metric(&text, series) == Some(want) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{series} did not reach {want}:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// The operator's dead-letter commands, on the one automation linked today: the users
+/// context's welcome email. A directory where the outbox file should be makes the mailer fail.
+#[test]
+fn dead_letters_are_listed_purged_and_replayed_and_the_automation_resumes() {
+    const AUTOMATION: &str = "users-welcome-email";
+    let dir = data_dir();
+    let outbox = dir.path().join("outbox.jsonl");
+    std::fs::create_dir_all(&outbox).unwrap();
+    let s = Server::start(dir.path());
+    for (id, name) in [("u1", "ada"), ("u2", "bob")] {
+        let r = s.post_json(
+            "/api/users",
+            &json!({"id": id, "username": name, "email": format!("{name}@example.com"),
+                    "password": "correct horse battery staple"}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    let dead = format!("fairway_automation_dead_lettered_total{{automation=\"{AUTOMATION}\"}}");
+    wait_for_metric(&s, &dead, 2.0, 60);
+    s.stop();
+
+    let out = fairway(dir.path(), &["dlq", "list"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let letters: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    assert!(letters.iter().all(|l| l["automation"] == AUTOMATION));
+    assert!(letters.iter().all(|l| l["attempts"].as_u64().unwrap() >= 1));
+    let status: serde_json::Value =
+        serde_json::from_slice(&fairway(dir.path(), &["status", "--json"]).stdout).unwrap();
+    let auto = status["automations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == AUTOMATION)
+        .unwrap()
+        .clone();
+    assert_eq!(auto["dead_letters"], 2, "{status}");
+
+    let bob = letters[1]["position"].as_str().unwrap().to_owned();
+    let out = fairway(
+        dir.path(),
+        &[
+            "dlq",
+            "purge",
+            "--automation",
+            AUTOMATION,
+            "--position",
+            &bob,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 dead letter(s)"));
+    let out = fairway(
+        dir.path(),
+        &["dlq", "replay", "--automation", AUTOMATION, "--all"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 dead letter(s)"));
+    let out = fairway(dir.path(), &["dlq", "list", "--automation", "nope"]);
+    assert!(!out.status.success());
+
+    // The mailer works again: the next run retries the replayed trigger (ada) only.
+    std::fs::remove_dir(&outbox).unwrap();
+    let s = Server::start(dir.path());
+    let retry_queue = format!("fairway_automation_retry_queue{{automation=\"{AUTOMATION}\"}}");
+    wait_for_metric(&s, &retry_queue, 0.0, 30);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !std::fs::read_to_string(&outbox).is_ok_and(|t| t.contains("ada@example.com")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no welcome email for ada"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    s.stop();
+    let sent = std::fs::read_to_string(&outbox).unwrap();
+    assert!(!sent.contains("bob@example.com"), "{sent}");
+    let out = fairway(dir.path(), &["events", "--type", "WelcomeEmailSent"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+    let out = fairway(dir.path(), &["dlq", "list"]);
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 #[cfg(not(feature = "fdb"))]
 #[test]
 fn the_fdb_flag_needs_the_fdb_feature() {
