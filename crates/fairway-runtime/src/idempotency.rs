@@ -315,4 +315,107 @@ mod tests {
         let long = "k".repeat(MAX_KEY_LEN + 1);
         assert!(check_key(&HeaderValue::from_str(&long).unwrap()).is_err());
     }
+
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use axum::Router;
+    use axum::routing::post;
+    use tower::ServiceExt as _;
+
+    /// A router whose handler counts its calls and answers 201, or 503 while `fail` is set.
+    fn app(rt: Runtime, calls: Arc<AtomicU32>, fail: Arc<AtomicU32>) -> Router {
+        Router::new()
+            .route(
+                "/things",
+                post(move |body: String| async move {
+                    let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                    if fail.load(Ordering::SeqCst) > 0 {
+                        return (StatusCode::SERVICE_UNAVAILABLE, "down".to_owned());
+                    }
+                    (StatusCode::CREATED, format!("call {n}: {body}"))
+                }),
+            )
+            .layer(axum::middleware::from_fn_with_state(
+                Idempotency::new(rt, 1024),
+                middleware,
+            ))
+    }
+
+    async fn send(app: &Router, key: Option<&str>, body: &str) -> (StatusCode, String, bool) {
+        let mut req = Request::builder().method("POST").uri("/things");
+        if let Some(k) = key {
+            req = req.header(IDEMPOTENCY_HEADER, k);
+        }
+        let resp = app
+            .clone()
+            .oneshot(req.body(Body::from(body.to_owned())).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let replayed = resp.headers().contains_key(REPLAYED_HEADER);
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            String::from_utf8_lossy(&bytes).into_owned(),
+            replayed,
+        )
+    }
+
+    #[tokio::test]
+    async fn the_first_response_is_replayed_and_a_different_request_refused() {
+        let rt = Runtime::new(Arc::new(dcb_core::MemoryStore::new()));
+        let calls = Arc::new(AtomicU32::new(0));
+        let fail = Arc::new(AtomicU32::new(0));
+        let app = app(rt.clone(), calls.clone(), fail.clone());
+
+        let first = send(&app, Some("k1"), "a").await;
+        assert_eq!(first, (StatusCode::CREATED, "call 1: a".into(), false));
+        let again = send(&app, Some("k1"), "a").await;
+        assert_eq!(again, (StatusCode::CREATED, "call 1: a".into(), true));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+        let (status, body, _) = send(&app, Some("k1"), "b").await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(body.contains("idempotency_key_reused"), "{body}");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+        // Without a key, or with another one, the handler runs.
+        assert_eq!(send(&app, None, "a").await.1, "call 2: a");
+        assert_eq!(send(&app, Some("k2"), "a").await.1, "call 3: a");
+
+        // A record lives in the store: a fresh middleware on the same store replays it.
+        let other = super::tests::app(rt, Arc::new(AtomicU32::new(0)), fail);
+        assert_eq!(
+            send(&other, Some("k1"), "a").await,
+            (StatusCode::CREATED, "call 1: a".into(), true)
+        );
+    }
+
+    #[tokio::test]
+    async fn server_errors_are_not_recorded() {
+        let rt = Runtime::new(Arc::new(dcb_core::MemoryStore::new()));
+        let calls = Arc::new(AtomicU32::new(0));
+        let fail = Arc::new(AtomicU32::new(1));
+        let app = app(rt, calls.clone(), fail.clone());
+        assert_eq!(
+            send(&app, Some("k"), "x").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        fail.store(0, Ordering::SeqCst);
+        assert_eq!(
+            send(&app, Some("k"), "x").await,
+            (StatusCode::CREATED, "call 2: x".into(), false)
+        );
+    }
+
+    #[tokio::test]
+    async fn bodies_over_the_limit_are_413() {
+        let rt = Runtime::new(Arc::new(dcb_core::MemoryStore::new()));
+        let app = app(rt, Arc::default(), Arc::default());
+        let (status, body, _) = send(&app, Some("k"), &"x".repeat(2048)).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(body.contains("body_too_large"), "{body}");
+    }
 }
