@@ -64,6 +64,29 @@ impl Index {
         self.count += 1;
     }
 
+    /// An empty index that continues after `head` (for scanning newer events into, then
+    /// [`Index::append`]).
+    pub(crate) fn continuing_after(head: u64) -> Index {
+        Index {
+            head,
+            ..Index::default()
+        }
+    }
+
+    /// Appends `newer`, whose events all come after this index's head.
+    pub(crate) fn append(&mut self, newer: Index) {
+        debug_assert!(newer.count == 0 || newer.head > self.head);
+        for (k, v) in newer.types {
+            self.types.entry(k).or_default().extend(v);
+        }
+        for (k, v) in newer.tags {
+            self.tags.entry(k).or_default().extend(v);
+        }
+        self.ids.extend(newer.ids);
+        self.head = self.head.max(newer.head);
+        self.count += newer.count;
+    }
+
     /// Number of index entries (type + tag postings) held in memory.
     pub(crate) fn postings(&self) -> usize {
         self.types.values().map(Vec::len).sum::<usize>()

@@ -24,10 +24,92 @@ use crate::writer::{self, Job};
 /// Events fetched per step of a read (the most a read holds in memory).
 const READ_CHUNK: usize = 256;
 
-pub(crate) struct Shared {
+/// The open fjall database and its keyspaces. Replaced as a whole when the writer reopens the
+/// store after a storage failure.
+pub(crate) struct Disk {
     pub(crate) db: Database,
     pub(crate) events: Keyspace,
     pub(crate) consumers: Keyspace,
+}
+
+impl Disk {
+    /// Opens the database in `path`, creating the keyspaces and checking the schema version.
+    pub(crate) fn open(path: &Path) -> Result<Disk, StoreError> {
+        let db = Database::builder(path).open().map_err(fjall_err)?;
+        let events = db
+            .keyspace(keys::EVENTS, KeyspaceCreateOptions::default)
+            .map_err(fjall_err)?;
+        let consumers = db
+            .keyspace(keys::CONSUMERS, KeyspaceCreateOptions::default)
+            .map_err(fjall_err)?;
+        let meta = db
+            .keyspace(keys::META, KeyspaceCreateOptions::default)
+            .map_err(fjall_err)?;
+        match meta.get(keys::SCHEMA_KEY).map_err(fjall_err)? {
+            Some(v) => {
+                let version = <[u8; 4]>::try_from(v.as_ref())
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| {
+                        StoreError::Corrupted("schema version record is not 4 bytes".into())
+                    })?;
+                if version != keys::SCHEMA_VERSION {
+                    return Err(StoreError::Corrupted(format!(
+                        "data directory has schema version {version}, this build reads version {}",
+                        keys::SCHEMA_VERSION
+                    )));
+                }
+            }
+            None => {
+                meta.insert(keys::SCHEMA_KEY, keys::SCHEMA_VERSION.to_be_bytes())
+                    .map_err(fjall_err)?;
+                db.persist(PersistMode::SyncData).map_err(fjall_err)?;
+            }
+        }
+        Ok(Disk {
+            db,
+            events,
+            consumers,
+        })
+    }
+
+    /// Adds every event after `index.head` to `index`, checking the records on the way.
+    pub(crate) fn scan_into(&self, index: &mut Index) -> Result<(), StoreError> {
+        let mut last = index.head;
+        let from = keys::event_key(last.saturating_add(1));
+        for kv in self.events.range(from..) {
+            let (k, v) = kv.into_inner().map_err(fjall_err)?;
+            let p = keys::event_position(&k)
+                .ok_or_else(|| StoreError::Corrupted(format!("event key of {} bytes", k.len())))?;
+            if p <= last {
+                return Err(StoreError::Corrupted(format!(
+                    "event positions out of order at {p}"
+                )));
+            }
+            last = p;
+            let k = writer::decode_keys(p, &v)?;
+            index.add_keys(p, k.event_type, k.tags, k.id);
+        }
+        Ok(())
+    }
+
+    /// Every stored consumer checkpoint.
+    pub(crate) fn checkpoints(&self) -> Result<HashMap<String, Position>, StoreError> {
+        let mut checkpoints = HashMap::new();
+        for kv in self.consumers.prefix(b"c") {
+            let (k, v) = kv.into_inner().map_err(fjall_err)?;
+            let name = std::str::from_utf8(&k[1..])
+                .map_err(|_| StoreError::Corrupted("consumer name is not UTF-8".into()))?
+                .to_owned();
+            let p = Position::from_bytes(&v)
+                .map_err(|e| StoreError::Corrupted(format!("checkpoint of {name}: {e}")))?;
+            checkpoints.insert(name, p);
+        }
+        Ok(checkpoints)
+    }
+}
+
+pub(crate) struct Shared {
+    disk: RwLock<Option<Arc<Disk>>>,
     index: RwLock<Index>,
     checkpoints: Mutex<HashMap<String, Position>>,
     head: watch::Sender<u64>,
@@ -52,6 +134,34 @@ impl Shared {
 
     pub(crate) fn index_write(&self) -> RwLockWriteGuard<'_, Index> {
         self.index.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The open database, or `Unavailable` while the writer is reopening it.
+    pub(crate) fn disk(&self) -> Result<Arc<Disk>, StoreError> {
+        self.disk
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| {
+                StoreError::Unavailable("the store is reopening after a storage failure".into())
+            })
+    }
+
+    /// Takes the database out (readers get `Unavailable` until [`Shared::put_disk`]).
+    pub(crate) fn take_disk(&self) -> Option<Arc<Disk>> {
+        self.disk.write().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    pub(crate) fn put_disk(&self, disk: Arc<Disk>) {
+        *self.disk.write().unwrap_or_else(|p| p.into_inner()) = Some(disk);
+    }
+
+    pub(crate) fn replace_checkpoints(&self, all: HashMap<String, Position>) {
+        *self.checkpoints() = all;
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 
     fn checkpoints(&self) -> std::sync::MutexGuard<'_, HashMap<String, Position>> {
@@ -79,6 +189,7 @@ impl Shared {
     /// Loads and decodes the event at `position`.
     pub(crate) fn load(&self, position: u64) -> Result<StoredEvent, StoreError> {
         match self
+            .disk()?
             .events
             .get(keys::event_key(position))
             .map_err(fjall_err)?
@@ -144,67 +255,14 @@ impl EmbeddedStore {
     pub fn open(path: impl AsRef<Path>) -> Result<EmbeddedStore, StoreError> {
         let path = path.as_ref().to_path_buf();
         std::fs::create_dir_all(&path).map_err(StoreError::storage)?;
-        let db = Database::builder(&path).open().map_err(fjall_err)?;
-        let events = db
-            .keyspace(keys::EVENTS, KeyspaceCreateOptions::default)
-            .map_err(fjall_err)?;
-        let consumers = db
-            .keyspace(keys::CONSUMERS, KeyspaceCreateOptions::default)
-            .map_err(fjall_err)?;
-        let meta = db
-            .keyspace(keys::META, KeyspaceCreateOptions::default)
-            .map_err(fjall_err)?;
-        match meta.get(keys::SCHEMA_KEY).map_err(fjall_err)? {
-            Some(v) => {
-                let version = <[u8; 4]>::try_from(v.as_ref())
-                    .map(u32::from_be_bytes)
-                    .map_err(|_| {
-                        StoreError::Corrupted("schema version record is not 4 bytes".into())
-                    })?;
-                if version != keys::SCHEMA_VERSION {
-                    return Err(StoreError::Corrupted(format!(
-                        "data directory has schema version {version}, this build reads version {}",
-                        keys::SCHEMA_VERSION
-                    )));
-                }
-            }
-            None => {
-                meta.insert(keys::SCHEMA_KEY, keys::SCHEMA_VERSION.to_be_bytes())
-                    .map_err(fjall_err)?;
-                db.persist(PersistMode::SyncData).map_err(fjall_err)?;
-            }
-        }
+        let disk = Disk::open(&path)?;
         let mut index = Index::default();
-        let mut last = 0u64;
-        for kv in events.iter() {
-            let (k, v) = kv.into_inner().map_err(fjall_err)?;
-            let p = keys::event_position(&k)
-                .ok_or_else(|| StoreError::Corrupted(format!("event key of {} bytes", k.len())))?;
-            if p <= last {
-                return Err(StoreError::Corrupted(format!(
-                    "event positions out of order at {p}"
-                )));
-            }
-            last = p;
-            let k = writer::decode_keys(p, &v)?;
-            index.add_keys(p, k.event_type, k.tags, k.id);
-        }
-        let mut checkpoints = HashMap::new();
-        for kv in consumers.prefix(b"c") {
-            let (k, v) = kv.into_inner().map_err(fjall_err)?;
-            let name = std::str::from_utf8(&k[1..])
-                .map_err(|_| StoreError::Corrupted("consumer name is not UTF-8".into()))?
-                .to_owned();
-            let p = Position::from_bytes(&v)
-                .map_err(|e| StoreError::Corrupted(format!("checkpoint of {name}: {e}")))?;
-            checkpoints.insert(name, p);
-        }
+        disk.scan_into(&mut index)?;
+        let checkpoints = disk.checkpoints()?;
         tracing::debug!(path = %path.display(), events = index.count, "embedded store opened");
         let head = index.head;
         let shared = Arc::new(Shared {
-            db,
-            events,
-            consumers,
+            disk: RwLock::new(Some(Arc::new(disk))),
             index: RwLock::new(index),
             checkpoints: Mutex::new(checkpoints),
             head: watch::channel(head).0,
@@ -239,7 +297,8 @@ impl EmbeddedStore {
     /// they fill up). Durability does not depend on it: every append is already in the fsync'd
     /// journal.
     pub fn flush(&self) -> Result<(), StoreError> {
-        for ks in [&self.shared.events, &self.shared.consumers] {
+        let disk = self.shared.disk()?;
+        for ks in [&disk.events, &disk.consumers] {
             ks.rotate_memtable_and_wait().map_err(fjall_err)?;
         }
         Ok(())
@@ -303,7 +362,8 @@ impl ReadState {
         let positions: Vec<(u64, StoredEvent)> = match &self.items {
             None => {
                 let range = keys::event_key(span.lo)..=keys::event_key(span.hi);
-                let iter = self.shared.events.range(range);
+                let disk = self.shared.disk()?;
+                let iter = disk.events.range(range);
                 let mut out = Vec::with_capacity(max);
                 let mut push = |kv: fjall::Guard| -> Result<(), StoreError> {
                     let (k, v) = kv.into_inner().map_err(fjall_err)?;
@@ -445,6 +505,7 @@ impl EventStore for EmbeddedStore {
         validate_consumer(consumer)?;
         Ok(self
             .shared
+            .disk()?
             .consumers
             .get(keys::state_key(consumer, key))
             .map_err(fjall_err)?
@@ -462,7 +523,8 @@ impl EventStore for EmbeddedStore {
         let base = keys::state_prefix(consumer);
         let full_prefix = keys::state_key(consumer, prefix);
         let mut out = Vec::new();
-        for kv in self.shared.consumers.prefix(&full_prefix) {
+        let disk = self.shared.disk()?;
+        for kv in disk.consumers.prefix(&full_prefix) {
             if out.len() >= limit {
                 break;
             }

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
 
 use dcb_core::codec::{StoredEvent, decode_event, encode_event};
 use dcb_core::{
@@ -12,8 +13,9 @@ use dcb_core::{
 use fjall::PersistMode;
 use tokio::sync::oneshot;
 
+use crate::index::Index;
 use crate::keys;
-use crate::store::{Shared, fjall_err};
+use crate::store::{Disk, Shared, fjall_err};
 
 /// Most requests committed together.
 const MAX_GROUP: usize = 512;
@@ -82,10 +84,32 @@ struct Group {
     bytes: usize,
 }
 
+/// The least time between two attempts to reopen the store after a storage failure.
+const RECOVERY_BACKOFF: Duration = Duration::from_millis(500);
+/// How long a reopen waits for readers to release the old database and for its lock to clear.
+const RECOVERY_WAIT: Duration = Duration::from_secs(5);
+
 pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>) {
     let mut failed: Option<String> = None;
     let mut next = shared.index_read().head + 1;
+    let mut last_attempt: Option<Instant> = None;
     while let Ok(first) = rx.recv() {
+        if failed.is_some() && last_attempt.is_none_or(|t| t.elapsed() >= RECOVERY_BACKOFF) {
+            last_attempt = Some(Instant::now());
+            match recover(&shared) {
+                Ok(head) => {
+                    tracing::warn!(
+                        head,
+                        "embedded store reopened after a storage failure; accepting writes again"
+                    );
+                    failed = None;
+                    next = head + 1;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "embedded store could not be reopened yet; writes keep failing");
+                }
+            }
+        }
         let mut group = Group::default();
         let mut job = Some(first);
         let mut taken = 0usize;
@@ -99,7 +123,7 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>) {
                 let r = reset(&shared, &consumer);
                 if let Err(e) = &r {
                     failed = Some(format!(
-                        "store writer stopped after an I/O failure: {e}; reopen the store"
+                        "store writer stopped after an I/O failure: {e}; it reopens the store on the next write"
                     ));
                 }
                 let _ = tx.send(r);
@@ -115,13 +139,14 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>) {
     }
 }
 
+/// Refuses a job while the store is failed: nothing of it was written, so it may be retried.
 fn fail_job(job: Job, msg: &str) {
     match job {
         Job::Append(_, tx) => {
-            let _ = tx.send(Err(StoreError::storage_msg(msg)));
+            let _ = tx.send(Err(StoreError::Unavailable(msg.to_owned())));
         }
         Job::State(_, tx) | Job::Reset(_, tx) => {
-            let _ = tx.send(Err(StoreError::storage_msg(msg)));
+            let _ = tx.send(Err(StoreError::Unavailable(msg.to_owned())));
         }
     }
 }
@@ -258,7 +283,23 @@ fn commit(shared: &Shared, group: &mut Group, failed: &mut Option<String>, next:
         g.replies.into_iter().for_each(Reply::send);
         return;
     }
-    let mut batch = shared.db.batch().durability(Some(PersistMode::SyncData));
+    let disk = match shared.disk() {
+        Ok(d) => d,
+        Err(e) => {
+            let msg = e.to_string();
+            *failed = Some(msg.clone());
+            for r in g.replies {
+                if r.is_pending_write() {
+                    r.fail(&msg)
+                } else {
+                    r
+                }
+                .send();
+            }
+            return;
+        }
+    };
+    let mut batch = disk.db.batch().durability(Some(PersistMode::SyncData));
     let mut encoded = Vec::with_capacity(g.events.len());
     let mut i = 0usize;
     let mut event_slots: Vec<(usize, usize)> = Vec::new();
@@ -281,12 +322,12 @@ fn commit(shared: &Shared, group: &mut Group, failed: &mut Option<String>, next:
         }
     }
     for (p, bytes) in encoded {
-        batch.insert(&shared.events, keys::event_key(p), bytes);
+        batch.insert(&disk.events, keys::event_key(p), bytes);
     }
     for (k, v) in &g.consumer_writes {
         match v {
-            Some(v) => batch.insert(&shared.consumers, k.as_slice(), v.as_slice()),
-            None => batch.remove(&shared.consumers, k.as_slice()),
+            Some(v) => batch.insert(&disk.consumers, k.as_slice(), v.as_slice()),
+            None => batch.remove(&disk.consumers, k.as_slice()),
         }
     }
     match batch.commit() {
@@ -305,9 +346,9 @@ fn commit(shared: &Shared, group: &mut Group, failed: &mut Option<String>, next:
         }
         Err(e) => {
             let msg = format!("durable commit failed, the outcome of this write is unknown: {e}");
-            tracing::error!(error = %e, "durable commit failed; the embedded store stops accepting writes until reopened");
+            tracing::error!(error = %e, "durable commit failed; the embedded store refuses writes until it has reopened the data directory");
             *failed = Some(format!(
-                "store writer stopped after an I/O failure: {e}; reopen the store"
+                "store writer stopped after an I/O failure: {e}; it reopens the store on the next write"
             ));
             // Positions handed out to this group are not reused: the writer accepts nothing more.
             *next = u64::MAX;
@@ -323,12 +364,65 @@ fn commit(shared: &Shared, group: &mut Group, failed: &mut Option<String>, next:
     }
 }
 
+/// Reopens the database after a failed durable commit (fjall refuses writes after one): releases
+/// the old instance, opens the directory again, indexes whatever became durable after the last
+/// acknowledged head (a failed group may or may not have reached the disk: its callers were told
+/// the outcome is unknown), reloads the checkpoints, and returns the new head.
+fn recover(shared: &Shared) -> Result<u64, StoreError> {
+    let deadline = Instant::now() + RECOVERY_WAIT;
+    if let Some(mut old) = shared.take_disk() {
+        // Readers hold the database only for one chunk; wait for them to let go.
+        loop {
+            match Arc::try_unwrap(old) {
+                Ok(disk) => {
+                    drop(disk);
+                    break;
+                }
+                Err(still_shared) if Instant::now() < deadline => {
+                    old = still_shared;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(still_shared) => {
+                    shared.put_disk(still_shared);
+                    return Err(StoreError::Unavailable(
+                        "readers kept the database busy; reopen postponed".into(),
+                    ));
+                }
+            }
+        }
+    }
+    let disk = loop {
+        match Disk::open(shared.path()) {
+            Ok(d) => break d,
+            // fjall's background threads may hold the old instance for a moment.
+            Err(StoreError::Locked(_)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let head = shared.index_read().head;
+    let mut newer = Index::continuing_after(head);
+    disk.scan_into(&mut newer)?;
+    let checkpoints = disk.checkpoints()?;
+    let head = {
+        let mut index = shared.index_write();
+        index.append(newer);
+        index.head
+    };
+    shared.replace_checkpoints(checkpoints);
+    shared.put_disk(Arc::new(disk));
+    shared.publish_head(head);
+    Ok(head)
+}
+
 fn reset(shared: &Shared, consumer: &str) -> Result<(), StoreError> {
-    let mut batch = shared.db.batch().durability(Some(PersistMode::SyncData));
-    batch.remove(&shared.consumers, keys::checkpoint_key(consumer));
-    for kv in shared.consumers.prefix(keys::state_prefix(consumer)) {
+    let disk = shared.disk()?;
+    let mut batch = disk.db.batch().durability(Some(PersistMode::SyncData));
+    batch.remove(&disk.consumers, keys::checkpoint_key(consumer));
+    for kv in disk.consumers.prefix(keys::state_prefix(consumer)) {
         let (k, _) = kv.into_inner().map_err(fjall_err)?;
-        batch.remove(&shared.consumers, k);
+        batch.remove(&disk.consumers, k);
     }
     batch.commit().map_err(fjall_err)?;
     shared.forget_checkpoint(consumer);
