@@ -1,5 +1,6 @@
 //! The Event Modeling board: commands -> events -> views and automations, drawn as SVG from the
-//! modules' self-descriptions.
+//! modules' self-descriptions. Views and automations share the right-hand column (views first),
+//! so that every arrow joins neighbouring columns and none crosses a box.
 
 use std::fmt::Write as _;
 
@@ -9,18 +10,20 @@ const BOX_W: u32 = 210;
 const BOX_H: u32 = 38;
 const ROW: u32 = 52;
 const TOP: u32 = 56;
-const COL_X: [u32; 4] = [20, 320, 620, 920];
-const WIDTH: u32 = 1150;
+const COL_X: [u32; 3] = [20, 340, 660];
+const WIDTH: u32 = 900;
 
 struct Node {
+    /// The module's kind (events count as commands here; their column tells them apart).
+    kind: ModuleKind,
     label: String,
     title: String,
     column: usize,
     row: u32,
 }
 
-/// Draws the board of `modules` as a standalone SVG document: one column each for commands,
-/// events, views and automations; an arrow from a command to each event it appends, from an event
+/// Draws the board of `modules` as a standalone SVG document: a column of commands, one of
+/// events, and one of views followed by automations; an arrow from a command to each event it appends, from an event
 /// to each view and automation that reads it, and (dashed) from an automation to each event it
 /// appends.
 pub fn board_svg(modules: &[ModuleInfo]) -> String {
@@ -42,17 +45,19 @@ pub fn board_svg(modules: &[ModuleInfo]) -> String {
     }
 
     let mut nodes: Vec<Node> = Vec::new();
-    let index_of = |column: usize, label: &str, title: String, nodes: &mut Vec<Node>| {
-        let row =
-            u32::try_from(nodes.iter().filter(|n| n.column == column).count()).unwrap_or(u32::MAX);
-        nodes.push(Node {
-            label: label.to_owned(),
-            title,
-            column,
-            row,
-        });
-        nodes.len() - 1
-    };
+    let index_of =
+        |kind: ModuleKind, column: usize, label: &str, title: String, nodes: &mut Vec<Node>| {
+            let row = u32::try_from(nodes.iter().filter(|n| n.column == column).count())
+                .unwrap_or(u32::MAX);
+            nodes.push(Node {
+                kind,
+                label: label.to_owned(),
+                title,
+                column,
+                row,
+            });
+            nodes.len() - 1
+        };
     let describe = |m: &ModuleInfo| {
         if m.description.is_empty() {
             m.name.clone()
@@ -61,17 +66,32 @@ pub fn board_svg(modules: &[ModuleInfo]) -> String {
         }
     };
     let commands: Vec<(usize, &ModuleInfo)> = of_kind(ModuleKind::Command)
-        .map(|m| (index_of(0, &m.name, describe(m), &mut nodes), m))
+        .map(|m| {
+            (
+                index_of(ModuleKind::Command, 0, &m.name, describe(m), &mut nodes),
+                m,
+            )
+        })
         .collect();
     let event_nodes: Vec<usize> = events
         .iter()
-        .map(|e| index_of(1, e, format!("event {e}"), &mut nodes))
+        .map(|e| index_of(ModuleKind::Command, 1, e, format!("event {e}"), &mut nodes))
         .collect();
     let views: Vec<(usize, &ModuleInfo)> = of_kind(ModuleKind::View)
-        .map(|m| (index_of(2, &m.name, describe(m), &mut nodes), m))
+        .map(|m| {
+            (
+                index_of(ModuleKind::View, 2, &m.name, describe(m), &mut nodes),
+                m,
+            )
+        })
         .collect();
     let automations: Vec<(usize, &ModuleInfo)> = of_kind(ModuleKind::Automation)
-        .map(|m| (index_of(3, &m.name, describe(m), &mut nodes), m))
+        .map(|m| {
+            (
+                index_of(ModuleKind::Automation, 2, &m.name, describe(m), &mut nodes),
+                m,
+            )
+        })
         .collect();
     let event_node = |t: &str| {
         events
@@ -90,9 +110,12 @@ pub fn board_svg(modules: &[ModuleInfo]) -> String {
         );
     }
     for (v, m) in views.iter().chain(automations.iter()) {
+        // An automation also reads what its command reads, usually its own output (to stay
+        // idempotent): only the events it does not append are its triggers on the board.
         edges.extend(
             m.reads
                 .iter()
+                .filter(|t| m.kind != ModuleKind::Automation || !m.appends.contains(t))
                 .filter_map(|t| Some((event_node(t)?, *v, false))),
         );
     }
@@ -120,7 +143,7 @@ pub fn board_svg(modules: &[ModuleInfo]) -> String {
         views.len(),
         automations.len()
     );
-    for (i, heading) in ["Commands", "Events", "Views", "Automations"]
+    for (i, heading) in ["Commands", "Events", "Views and automations"]
         .iter()
         .enumerate()
     {
@@ -157,10 +180,17 @@ pub fn board_svg(modules: &[ModuleInfo]) -> String {
             r##"<path d="M{x1},{y1} C{c1},{y1} {c2},{y2} {x2},{y2}" fill="none" stroke="#777" stroke-width="1.4"{dash} marker-end="url(#arrow)"/>"##
         );
     }
-    let fills = ["#cfe2f8", "#fbd9b8", "#d5ecc2", "#e3d3f0"];
-    let strokes = ["#3d78c2", "#d9822b", "#5a9a36", "#8a5cb0"];
-    let kinds = ["command", "event", "view", "automation"];
     for n in &nodes {
+        let (kind, fill, stroke) = match n.kind {
+            ModuleKind::Command => ("command", "#cfe2f8", "#3d78c2"),
+            ModuleKind::View => ("view", "#d5ecc2", "#5a9a36"),
+            ModuleKind::Automation => ("automation", "#e3d3f0", "#8a5cb0"),
+        };
+        let (kind, fill, stroke) = if n.column == 1 {
+            ("event", "#fbd9b8", "#d9822b")
+        } else {
+            (kind, fill, stroke)
+        };
         let x = COL_X[n.column];
         let y = TOP + n.row * ROW;
         let label: String = if n.label.chars().count() > 28 {
@@ -173,10 +203,7 @@ pub fn board_svg(modules: &[ModuleInfo]) -> String {
         let _ = writeln!(
             svg,
             r##"<g class="node {kind}"><title>{title}</title><rect x="{x}" y="{y}" width="{BOX_W}" height="{BOX_H}" rx="5" fill="{fill}" stroke="{stroke}"/><text x="{tx}" y="{ty}" fill="#1a1a1a">{label}</text></g>"##,
-            kind = kinds[n.column],
             title = escape(&n.title),
-            fill = fills[n.column],
-            stroke = strokes[n.column],
             tx = x + 10,
             ty = y + BOX_H / 2 + 4,
             label = escape(&label),
@@ -233,7 +260,7 @@ mod tests {
             module(
                 "welcome<&>",
                 ModuleKind::Automation,
-                &["Opened"],
+                &["Opened", "Welcomed"],
                 &["Welcomed"],
             ),
         ];

@@ -22,9 +22,7 @@
 //! # async fn mount(rt: Runtime, modules: Vec<fairway_runtime::Module>) -> Result<(), fairway_console::ConsoleError> {
 //! let host = Arc::new(Host::new(rt.clone(), modules));
 //! let token = AdminToken::from_secrets(&Secrets::ephemeral())?;
-//! let app = host
-//!     .router()
-//!     .nest("/console", Console::new(rt, host.clone(), token).router());
+//! let app = Console::new(rt, host.clone(), token).mount(host.router(), "/console");
 //! # let _ = app; Ok(()) }
 //! ```
 

@@ -18,8 +18,13 @@ use serde_json::Value;
 use support::webdriver::{Session, http};
 use support::{TOKEN, fixture};
 
+/// Debian's paths; `FAIRWAY_CHROMIUM` / `FAIRWAY_CHROMEDRIVER` override them.
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+fn tool(var: &str, default: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| default.to_owned())
+}
 /// The longest any awaited condition may take.
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -93,7 +98,9 @@ async fn greet(addr: &str, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_in_headless_chromium() {
-    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
+    let chromium = tool("FAIRWAY_CHROMIUM", CHROMIUM);
+    let chromedriver = tool("FAIRWAY_CHROMEDRIVER", CHROMEDRIVER);
+    if !Path::new(&chromium).exists() || !Path::new(&chromedriver).exists() {
         eprintln!(
             "\n\n==========\nSKIPPED: chromium/chromedriver not installed (apt-get install chromium chromium-driver)\n==========\n"
         );
@@ -118,7 +125,7 @@ async fn console_in_headless_chromium() {
 
     // chromedriver and a browser session.
     let port = free_port();
-    let mut driver = tokio::process::Command::new(CHROMEDRIVER)
+    let mut driver = tokio::process::Command::new(&chromedriver)
         .arg(format!("--port={port}"))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -127,7 +134,12 @@ async fn console_in_headless_chromium() {
         .expect("chromedriver starts");
     let driver_addr = format!("127.0.0.1:{port}");
     wait_for("chromedriver to listen", || async {
-        let (status, body) = http("GET", &driver_addr, "/status", &[], None).await.ok()?;
+        // A connection made while chromedriver starts up may never be answered: retry it.
+        let status = http("GET", &driver_addr, "/status", &[], None);
+        let (status, body) = tokio::time::timeout(Duration::from_secs(2), status)
+            .await
+            .ok()?
+            .ok()?;
         (status == 200 && body.contains("\"ready\":true")).then_some(())
     })
     .await;
@@ -148,7 +160,7 @@ async fn console_in_headless_chromium() {
     .map(|s| (*s).to_owned())
     .chain([format!("--user-data-dir={}", profile.path().display())])
     .collect();
-    let s = tokio::time::timeout(WAIT, Session::start(&driver_addr, CHROMIUM, &args))
+    let s = tokio::time::timeout(WAIT, Session::start(&driver_addr, &chromium, &args))
         .await
         .expect("a browser session within the timeout")
         .unwrap();
@@ -163,7 +175,7 @@ async fn console_in_headless_chromium() {
     })
     .await;
     let url = s.execute("return location.href").await.unwrap();
-    assert_eq!(url, format!("http://{addr}/console/#events"));
+    assert_eq!(url, format!("http://{addr}/console#events"));
 
     // A command through the API: its event appears in the live tail without a reload.
     let zoe = greet(&addr, "zoe").await;

@@ -220,7 +220,12 @@
     events.next = page.next_before;
     $("page-older").disabled = !page.next_before;
     $("page-newest").disabled = !events.before;
-    $("events-caption").textContent = "Head: " + (page.head || "empty store") + (events.before ? " — showing events before " + events.before : "");
+    events.head = page.head;
+    caption();
+  }
+
+  function caption() {
+    $("events-caption").textContent = "Head: " + (events.head || "empty store") + (events.before ? " — showing events before " + events.before : "");
   }
 
   function matchesRange(e) {
@@ -247,6 +252,9 @@
     src.addEventListener("event", (m) => {
       let e;
       try { e = JSON.parse(m.data); } catch (_) { return; }
+      try {
+        if (!events.head || BigInt(e.position) > BigInt(events.head)) { events.head = e.position; caption(); }
+      } catch (_) { /* not a number: keep the old head */ }
       if (events.before || !matchesRange(e)) return; // Not on the newest page: leave it alone.
       const body = $("events-body");
       if (body.querySelector("td.muted")) body.replaceChildren();

@@ -8,19 +8,22 @@
 pub mod webdriver;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use dcb_core::{MemoryStore, Query};
+use dcb_core::{
+    AppendRequest, Appended, EventStore, MemoryStore, Position, Query, ReadOptions, ReadStream,
+    StateCommit, StoreError, StoreStats, Subscription,
+};
 use fairway_console::{AdminToken, Console};
 use fairway_runtime::http::ApiError;
 use fairway_runtime::{
-    Automation, AutomationSettings, Command, Ctx, DomainError, DomainEvent, Host, MaterializedView,
-    Module, ModuleKind, NewEvent, Runtime, Sequenced, Shutdown, ShutdownTrigger, shutdown_channel,
-    tag,
+    Automation, AutomationSettings, Command, Ctx, DomainError, DomainEvent, ExtraMetrics, Host,
+    MaterializedView, Module, ModuleKind, NewEvent, Runtime, Sequenced, Shutdown, ShutdownTrigger,
+    shutdown_channel, tag,
 };
 use serde::{Deserialize, Serialize};
 
@@ -209,9 +212,81 @@ pub struct Fixture {
     pub shutdown: Shutdown,
 }
 
+/// A store that counts appends and condition failures, the way the host does, and renders them
+/// as the host's `ExtraMetrics` would.
+pub struct CountingStore {
+    inner: MemoryStore,
+    appends: Arc<AtomicU64>,
+    failures: Arc<AtomicU64>,
+}
+
+#[async_trait::async_trait]
+impl EventStore for CountingStore {
+    async fn append_request(&self, request: AppendRequest) -> Result<Appended, StoreError> {
+        let r = self.inner.append_request(request).await;
+        match &r {
+            Ok(_) => self.appends.fetch_add(1, Ordering::Relaxed),
+            Err(StoreError::ConditionFailed { .. }) => {
+                self.failures.fetch_add(1, Ordering::Relaxed)
+            }
+            Err(_) => 0,
+        };
+        r
+    }
+    async fn read(&self, query: Query, options: ReadOptions) -> Result<ReadStream, StoreError> {
+        self.inner.read(query, options).await
+    }
+    async fn head(&self) -> Result<Option<Position>, StoreError> {
+        self.inner.head().await
+    }
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        self.inner.stats().await
+    }
+    async fn wait_for_head(&self, after: Option<Position>) -> Result<Option<Position>, StoreError> {
+        self.inner.wait_for_head(after).await
+    }
+    fn subscribe(&self, query: Query, after: Option<Position>) -> Subscription {
+        self.inner.subscribe(query, after)
+    }
+    async fn checkpoint(&self, consumer: &str) -> Result<Option<Position>, StoreError> {
+        self.inner.checkpoint(consumer).await
+    }
+    async fn commit_state(&self, commit: StateCommit) -> Result<(), StoreError> {
+        self.inner.commit_state(commit).await
+    }
+    async fn get_state(&self, consumer: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get_state(consumer, key).await
+    }
+    async fn scan_state(
+        &self,
+        consumer: &str,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        self.inner.scan_state(consumer, prefix, after, limit).await
+    }
+    async fn reset_consumer(&self, consumer: &str) -> Result<(), StoreError> {
+        self.inner.reset_consumer(consumer).await
+    }
+}
+
 pub fn fixture(sample_every: Duration) -> Fixture {
-    let store = Arc::new(MemoryStore::new());
-    let runtime = Runtime::new(store);
+    let appends = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(AtomicU64::new(0));
+    let store = Arc::new(CountingStore {
+        inner: MemoryStore::new(),
+        appends: appends.clone(),
+        failures: failures.clone(),
+    });
+    let metrics = ExtraMetrics::new(move || {
+        format!(
+            "fairway_store_appends_total {}\nfairway_store_condition_failures_total {}\n",
+            appends.load(Ordering::Relaxed),
+            failures.load(Ordering::Relaxed)
+        )
+    });
+    let runtime = Runtime::new(store).with_service(metrics);
     let outage = Arc::new(AtomicBool::new(false));
     let host = Arc::new(Host::new(runtime.clone(), modules(outage.clone())));
     let (stop, shutdown) = shutdown_channel();

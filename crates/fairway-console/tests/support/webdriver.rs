@@ -39,16 +39,42 @@ pub async fn http(
             .write_all(req.as_bytes())
             .await
             .map_err(|e| e.to_string())?;
+        // Read until the body is complete (servers may keep the connection open).
         let mut raw = Vec::new();
-        stream
-            .read_to_end(&mut raw)
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
+            if n == 0 {
+                break;
+            }
+            raw.extend_from_slice(&buf[..n]);
+            if complete(&raw) {
+                break;
+            }
+        }
         parse_response(&raw)
     };
     tokio::time::timeout(CALL_TIMEOUT, exchange)
         .await
         .map_err(|_| format!("{method} {path}: no answer within {CALL_TIMEOUT:?}"))?
+}
+
+/// Whether `raw` holds a whole response (by `Content-Length`, or the last chunk).
+fn complete(raw: &[u8]) -> bool {
+    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let body = raw.len() - split - 4;
+    for line in head.lines() {
+        if let Some(v) = line.strip_prefix("content-length:") {
+            return v.trim().parse::<usize>().is_ok_and(|len| body >= len);
+        }
+        if line.starts_with("transfer-encoding:") && line.contains("chunked") {
+            return raw.ends_with(b"0\r\n\r\n");
+        }
+    }
+    false
 }
 
 fn parse_response(raw: &[u8]) -> Result<(u16, String), String> {
