@@ -119,6 +119,27 @@ impl ConsoleState {
     }
 }
 
+/// `Path` whose rejection (e.g. a segment that is not UTF-8) has the runtime's error shape.
+pub(crate) struct Segments<T>(T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for Segments<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(Segments(v)),
+            Err(e) => Err(ApiError::bad_field("path", e.body_text())),
+        }
+    }
+}
+
 /// The state of a view rebuild started from the console.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct RebuildStatus {
@@ -322,7 +343,7 @@ async fn list_events(
 /// `GET /api/events/{position}`.
 async fn event_detail(
     State(st): State<ConsoleState>,
-    Path(position): Path<String>,
+    Segments(position): Segments<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<axum::Json<Value>, ApiError> {
     no_params(&raw)?;
@@ -491,7 +512,7 @@ async fn automations(
 /// trigger first.
 async fn dead_letters(
     State(st): State<ConsoleState>,
-    Path(name): Path<String>,
+    Segments(name): Segments<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<axum::Json<Value>, ApiError> {
     let p = Params::parse(raw.as_deref(), &["after", "limit"])?;
@@ -518,7 +539,7 @@ async fn dead_letters(
 async fn replay(
     State(st): State<ConsoleState>,
     headers: HeaderMap,
-    Path((name, position)): Path<(String, String)>,
+    Segments((name, position)): Segments<(String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<axum::Json<Value>, ApiError> {
     st.authorize(&headers)?;
@@ -540,7 +561,7 @@ async fn replay(
 async fn purge_one(
     State(st): State<ConsoleState>,
     headers: HeaderMap,
-    Path((name, position)): Path<(String, String)>,
+    Segments((name, position)): Segments<(String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<axum::Json<Value>, ApiError> {
     st.authorize(&headers)?;
@@ -561,7 +582,7 @@ async fn purge_one(
 async fn purge_all(
     State(st): State<ConsoleState>,
     headers: HeaderMap,
-    Path(name): Path<String>,
+    Segments(name): Segments<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<axum::Json<Value>, ApiError> {
     st.authorize(&headers)?;
@@ -635,7 +656,7 @@ fn progress(r: &RebuildStatus, checkpoint: Option<Position>) -> f64 {
 async fn rebuild(
     State(st): State<ConsoleState>,
     headers: HeaderMap,
-    Path(name): Path<String>,
+    Segments(name): Segments<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
     st.authorize(&headers)?;

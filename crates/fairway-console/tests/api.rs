@@ -213,6 +213,8 @@ async fn bad_parameters_are_400_naming_them() {
         ("/console/api/events?colour=red", "colour"),
         ("/console/api/events?%FF=1", "\u{FFFD}"),
         ("/console/api/events/abc", "position"),
+        ("/console/api/events/%FF", "path"),
+        ("/console/api/automations/%FF/dead-letters", "path"),
         ("/console/api/events/live?after=x", "after"),
         (
             "/console/api/automations/answering/dead-letters?after=x",
