@@ -36,6 +36,37 @@ struct RecordV1<'a> {
     batch_len: u32,
 }
 
+/// The same record, decoded straight into owned values (no intermediate borrowed vectors).
+/// Postcard encodes a sequence of pairs exactly like a map, so `metadata` decodes as one.
+#[derive(Deserialize)]
+struct RecordV1Owned {
+    event_type: String,
+    tags: Vec<String>,
+    #[serde(deserialize_with = "owned_bytes")]
+    data: Vec<u8>,
+    metadata: std::collections::BTreeMap<String, String>,
+    id: Option<[u8; 16]>,
+    batch_index: u32,
+    batch_len: u32,
+}
+
+fn owned_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Vec<u8>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("bytes")
+        }
+        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+    }
+    d.deserialize_byte_buf(V)
+}
+
 mod serde_bytes_compat {
     use serde::{Deserializer, Serializer};
     pub fn serialize<S: Serializer>(v: &&[u8], s: S) -> Result<S::Ok, S::Error> {
@@ -93,6 +124,11 @@ pub fn decode_keys(bytes: &[u8]) -> Result<EventKeys<'_>, StoreError> {
 }
 
 fn decode_record(bytes: &[u8]) -> Result<RecordV1<'_>, StoreError> {
+    postcard::from_bytes(record_body(bytes)?)
+        .map_err(|e| StoreError::Corrupted(format!("undecodable event record: {e}")))
+}
+
+fn record_body(bytes: &[u8]) -> Result<&[u8], StoreError> {
     let Some((&version, body)) = bytes.split_first() else {
         return Err(StoreError::Corrupted("empty event record".into()));
     };
@@ -101,23 +137,20 @@ fn decode_record(bytes: &[u8]) -> Result<RecordV1<'_>, StoreError> {
             "unknown event record version {version}"
         )));
     }
-    postcard::from_bytes(body)
-        .map_err(|e| StoreError::Corrupted(format!("undecodable event record: {e}")))
+    Ok(body)
 }
 
 /// Decodes a record written by [`encode_event`].
 pub fn decode_event(bytes: &[u8]) -> Result<StoredEvent, StoreError> {
-    let rec = decode_record(bytes)?;
+    let body = record_body(bytes)?;
+    let rec: RecordV1Owned = postcard::from_bytes(body)
+        .map_err(|e| StoreError::Corrupted(format!("undecodable event record: {e}")))?;
     Ok(StoredEvent {
         event: Event {
-            event_type: rec.event_type.to_owned(),
-            tags: rec.tags.into_iter().map(str::to_owned).collect(),
-            data: rec.data.to_vec(),
-            metadata: rec
-                .metadata
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect(),
+            event_type: rec.event_type,
+            tags: rec.tags,
+            data: rec.data,
+            metadata: rec.metadata,
             id: rec.id.map(Uuid::from_bytes),
         },
         batch_index: rec.batch_index,
@@ -135,6 +168,8 @@ mod tests {
             .tag("x")
             .tag("y")
             .meta("k", "v")
+            .meta("a", "1")
+            .meta("z", "")
             .with_id(Uuid::from_u128(5));
         let bytes = encode_event(&e, 2, 3);
         let back = decode_event(&bytes).ok();

@@ -32,4 +32,4 @@ pub mod keys;
 mod store;
 mod writer;
 
-pub use store::{EmbeddedStore, Stats};
+pub use store::{EmbeddedStore, Options, Stats};

@@ -1,6 +1,6 @@
 //! The embedded store: opening, reads, subscriptions and consumer state.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -13,7 +13,7 @@ use dcb_core::{
     AppendRequest, Appended, EventStore, InputError, Position, Query, ReadOptions, ReadStream,
     SequencedEvent, Start, StateCommit, StoreError, Subscription,
 };
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, UserValue};
 use futures::StreamExt;
 use tokio::sync::{oneshot, watch};
 
@@ -108,8 +108,81 @@ impl Disk {
     }
 }
 
+/// The most recently committed event records, by position, so that reads of recent events (what
+/// commands mostly read) skip the LSM lookup. Entries are contiguous positions; the oldest are
+/// dropped beyond the byte budget.
+#[derive(Default)]
+pub(crate) struct Recent {
+    base: u64,
+    entries: VecDeque<UserValue>,
+    bytes: usize,
+    cap: usize,
+}
+
+impl Recent {
+    fn get(&self, position: u64) -> Option<UserValue> {
+        let i = usize::try_from(position.checked_sub(self.base)?).ok()?;
+        self.entries.get(i).cloned()
+    }
+
+    /// Positions `from..=to` (or downwards) held here, at most `max`, in the span's direction.
+    fn span(&self, span: Span, max: usize) -> Vec<(u64, UserValue)> {
+        let end = self.base + self.entries.len() as u64;
+        if self.entries.is_empty() {
+            return Vec::new();
+        }
+        if span.backwards {
+            if span.hi < self.base || span.hi >= end {
+                return Vec::new();
+            }
+            let low = span.lo.max(self.base);
+            (low..=span.hi)
+                .rev()
+                .take(max)
+                .filter_map(|p| Some((p, self.get(p)?)))
+                .collect()
+        } else {
+            if span.lo < self.base || span.lo >= end {
+                return Vec::new();
+            }
+            let high = span.hi.min(end - 1);
+            (span.lo..=high)
+                .take(max)
+                .filter_map(|p| Some((p, self.get(p)?)))
+                .collect()
+        }
+    }
+
+    pub(crate) fn push(&mut self, position: u64, value: UserValue) {
+        if self.cap == 0 {
+            return;
+        }
+        if self.base + self.entries.len() as u64 != position || self.entries.is_empty() {
+            self.clear();
+            self.base = position;
+        }
+        self.bytes += value.len();
+        self.entries.push_back(value);
+        while self.bytes > self.cap {
+            match self.entries.pop_front() {
+                Some(v) => {
+                    self.bytes -= v.len();
+                    self.base += 1;
+                }
+                None => break,
+            }
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+}
+
 pub(crate) struct Shared {
     disk: RwLock<Option<Arc<Disk>>>,
+    pub(crate) recent: RwLock<Recent>,
     index: RwLock<Index>,
     checkpoints: Mutex<HashMap<String, Position>>,
     head: watch::Sender<u64>,
@@ -186,8 +259,20 @@ impl Shared {
         self.head.send_replace(head);
     }
 
+    pub(crate) fn recent(&self) -> RwLockWriteGuard<'_, Recent> {
+        self.recent.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn recent_read(&self) -> RwLockReadGuard<'_, Recent> {
+        self.recent.read().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Loads and decodes the event at `position`.
     pub(crate) fn load(&self, position: u64) -> Result<StoredEvent, StoreError> {
+        let cached = self.recent_read().get(position);
+        if let Some(bytes) = cached {
+            return writer::decode(position, &bytes);
+        }
         match self
             .disk()?
             .events
@@ -235,6 +320,30 @@ impl std::fmt::Debug for EmbeddedStore {
     }
 }
 
+/// Tuning of an embedded store. Durability is not tunable: every append is fsync'd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Bytes of recently committed event records kept in memory, so that reads of recent events
+    /// skip the disk structures (default 64 MiB; 0 turns the cache off).
+    pub recent_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            recent_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl Options {
+    /// Sets [`Options::recent_bytes`].
+    pub fn recent_bytes(mut self, bytes: usize) -> Options {
+        self.recent_bytes = bytes;
+        self
+    }
+}
+
 /// Figures about an open store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
@@ -253,6 +362,14 @@ impl EmbeddedStore {
     /// [`StoreError::Locked`] when another process (or handle) has the directory open, and with
     /// [`StoreError::Corrupted`] when a stored record cannot be decoded.
     pub fn open(path: impl AsRef<Path>) -> Result<EmbeddedStore, StoreError> {
+        EmbeddedStore::open_with(path, Options::default())
+    }
+
+    /// Opens (or creates) the store in directory `path` with `options`.
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        options: Options,
+    ) -> Result<EmbeddedStore, StoreError> {
         let path = path.as_ref().to_path_buf();
         std::fs::create_dir_all(&path).map_err(StoreError::storage)?;
         let disk = Disk::open(&path)?;
@@ -263,6 +380,10 @@ impl EmbeddedStore {
         let head = index.head;
         let shared = Arc::new(Shared {
             disk: RwLock::new(Some(Arc::new(disk))),
+            recent: RwLock::new(Recent {
+                cap: options.recent_bytes,
+                ..Recent::default()
+            }),
             index: RwLock::new(index),
             checkpoints: Mutex::new(checkpoints),
             head: watch::channel(head).0,
@@ -361,6 +482,18 @@ impl ReadState {
         }
         let positions: Vec<(u64, StoredEvent)> = match &self.items {
             None => {
+                // Recent events come from memory; older ones from the events keyspace.
+                let cached = self.shared.recent_read().span(span, max);
+                if !cached.is_empty() {
+                    let mut out = Vec::with_capacity(cached.len());
+                    for (p, v) in cached {
+                        out.push((p, writer::decode(p, &v)?));
+                    }
+                    // The cache may end before the span does: go on from the last position.
+                    let end = if span.backwards { span.lo } else { span.hi };
+                    let exhausted = out.last().is_some_and(|(p, _)| *p == end);
+                    return self.push_chunk(span, out, exhausted);
+                }
                 let range = keys::event_key(span.lo)..=keys::event_key(span.hi);
                 let disk = self.shared.disk()?;
                 let iter = disk.events.range(range);
@@ -391,7 +524,18 @@ impl ReadState {
                     .collect::<Result<_, StoreError>>()?
             }
         };
-        if positions.len() < max {
+        let exhausted = positions.len() < max;
+        self.push_chunk(span, positions, exhausted)
+    }
+
+    /// Buffers a chunk read from `span` and narrows the span past it.
+    fn push_chunk(
+        &mut self,
+        span: Span,
+        positions: Vec<(u64, StoredEvent)>,
+        exhausted: bool,
+    ) -> Result<(), StoreError> {
+        if exhausted || positions.is_empty() {
             self.span = None;
         } else if let Some((last, _)) = positions.last() {
             self.span = if span.backwards {
@@ -543,5 +687,64 @@ impl EventStore for EmbeddedStore {
         let (tx, rx) = oneshot::channel();
         self.send(Job::Reset(consumer.to_owned(), tx))?;
         rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(n: usize) -> UserValue {
+        UserValue::from(vec![7u8; n])
+    }
+
+    #[test]
+    fn recent_keeps_contiguous_positions_within_budget() {
+        let mut r = Recent {
+            cap: 100,
+            ..Recent::default()
+        };
+        for p in 1..=5 {
+            r.push(p, v(30));
+        }
+        // 150 bytes pushed, 100 allowed: positions 3..=5 remain.
+        assert!(r.get(2).is_none());
+        assert!(r.get(3).is_some() && r.get(5).is_some() && r.get(6).is_none());
+        let fwd = r.span(
+            Span {
+                lo: 1,
+                hi: 10,
+                backwards: false,
+            },
+            10,
+        );
+        assert!(
+            fwd.is_empty(),
+            "a span starting before the cache is not served from it"
+        );
+        let fwd = r.span(
+            Span {
+                lo: 4,
+                hi: 10,
+                backwards: false,
+            },
+            10,
+        );
+        assert_eq!(fwd.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![4, 5]);
+        let back = r.span(
+            Span {
+                lo: 1,
+                hi: 5,
+                backwards: true,
+            },
+            2,
+        );
+        assert_eq!(back.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![5, 4]);
+        // A gap restarts the cache.
+        r.push(9, v(10));
+        assert!(r.get(5).is_none() && r.get(9).is_some());
+        let mut off = Recent::default();
+        off.push(1, v(1));
+        assert!(off.get(1).is_none());
     }
 }

@@ -321,8 +321,11 @@ fn commit(shared: &Shared, group: &mut Group, failed: &mut Option<String>, next:
             encoded.push((*p, encode_event(e, k as u32, len as u32)));
         }
     }
+    let mut committed = Vec::with_capacity(encoded.len());
     for (p, bytes) in encoded {
-        batch.insert(&disk.events, keys::event_key(p), bytes);
+        let value = fjall::UserValue::from(bytes);
+        batch.insert(&disk.events, keys::event_key(p), value.clone());
+        committed.push((p, value));
     }
     for (k, v) in &g.consumer_writes {
         match v {
@@ -336,6 +339,12 @@ fn commit(shared: &Shared, group: &mut Group, failed: &mut Option<String>, next:
                 let mut index = shared.index_write();
                 for (p, e) in &g.events {
                     index.add(*p, e);
+                }
+            }
+            {
+                let mut recent = shared.recent();
+                for (p, v) in committed {
+                    recent.push(p, v);
                 }
             }
             shared.cache_checkpoints(g.checkpoints);
@@ -410,6 +419,8 @@ fn recover(shared: &Shared) -> Result<u64, StoreError> {
         index.append(newer);
         index.head
     };
+    // Events found on disk here are not in the cache: restart it so it stays contiguous.
+    shared.recent().clear();
     shared.replace_checkpoints(checkpoints);
     shared.put_disk(Arc::new(disk));
     shared.publish_head(head);

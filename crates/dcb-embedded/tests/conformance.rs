@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 use dcb_core::conformance::Fixture;
 use dcb_core::{EventStore, StoreError};
-use dcb_embedded::EmbeddedStore;
+use dcb_embedded::{EmbeddedStore, Options};
 
 /// Opens `path`, waiting briefly if the previous handle's writer is still releasing the lock.
-fn open(path: &PathBuf) -> EmbeddedStore {
+fn open(path: &PathBuf, options: Options) -> EmbeddedStore {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match EmbeddedStore::open(path) {
+        match EmbeddedStore::open_with(path, options) {
             Ok(s) => return s,
             Err(StoreError::Locked(_)) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20))
@@ -24,20 +24,35 @@ fn open(path: &PathBuf) -> EmbeddedStore {
     }
 }
 
-async fn embedded() -> Fixture {
+async fn fixture(options: Options) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
-    let store = open(&path);
+    let store = open(&path, options);
     Fixture::new(Arc::new(store))
         .with_guard(dir)
         .with_reopen(move || {
             let path = path.clone();
             async move {
-                let store: Arc<dyn EventStore> = Arc::new(open(&path));
+                let store: Arc<dyn EventStore> = Arc::new(open(&path, options));
                 store
             }
         })
 }
 
+/// The default options (recent records served from a 64 MiB cache).
+async fn embedded() -> Fixture {
+    fixture(Options::default()).await
+}
+
+/// A cache of 2 KiB: reads cross from cached records to the LSM in the middle of a read.
+async fn embedded_small_cache() -> Fixture {
+    fixture(Options::default().recent_bytes(2048)).await
+}
+
 dcb_core::conformance_suite!(embedded);
 dcb_core::model_test_suite!(embedded, 64);
+
+mod small_cache {
+    dcb_core::conformance_suite!(super::embedded_small_cache);
+    dcb_core::model_test_suite!(super::embedded_small_cache, 64);
+}
