@@ -66,6 +66,9 @@ enum Command {
         /// Largest accepted request body, in bytes (bigger ones get 413).
         #[arg(long, default_value_t = fairway_runtime::DEFAULT_BODY_LIMIT)]
         body_limit: usize,
+        /// Do not serve the dev console under /console.
+        #[arg(long)]
+        no_console: bool,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -124,8 +127,16 @@ async fn run() -> anyhow::Result<()> {
         Command::Serve {
             listen,
             body_limit,
+            no_console,
             store,
-        } => serve::run(listen, body_limit, &store.data_dir, &store.backend()).await,
+        } => {
+            let options = serve::ServeOptions {
+                listen,
+                body_limit,
+                console: !no_console,
+            };
+            serve::run(options, &store.data_dir, &store.backend()).await
+        }
         Command::Events { filter, store } => ops::events(&store.backend(), filter).await,
         Command::Dlq { action, store } => ops::dlq(&store.backend(), action).await,
         Command::Views { action, store } => ops::views(&store.backend(), action).await,

@@ -60,13 +60,24 @@ pub fn router(host: &Host, runtime: Runtime, body_limit: usize, http: HttpMetric
         .layer(axum::middleware::from_fn_with_state(http, layers::track))
 }
 
+/// How `fairway serve` serves.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Largest accepted request body.
+    pub body_limit: usize,
+    /// Whether to serve the dev console under `/console`.
+    pub console: bool,
+}
+
 /// Serves until SIGTERM or Ctrl-C, then drains requests and stops the workers.
-pub async fn run(
-    listen: SocketAddr,
-    body_limit: usize,
-    data_dir: &Path,
-    backend: &Backend,
-) -> anyhow::Result<()> {
+pub async fn run(options: ServeOptions, data_dir: &Path, backend: &Backend) -> anyhow::Result<()> {
+    let ServeOptions {
+        listen,
+        body_limit,
+        console,
+    } = options;
     let opened = store::open(backend).await?;
     let http = HttpMetrics::default();
     let rt = runtime(data_dir, opened.store.clone(), Some(http.clone()))?;
@@ -83,16 +94,28 @@ pub async fn run(
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
-    let app = router(&host, rt, body_limit, http);
+    let host = std::sync::Arc::new(host);
 
     // Two signals: HTTP stops first (drains in-flight requests, which may wait for views),
     // then the workers (automations and views finish their step and release their leases).
     let (http_trigger, http_stop) = shutdown_channel();
     let (worker_trigger, worker_stop) = shutdown_channel();
+    let mut app = router(&host, rt.clone(), body_limit, http);
+    if console {
+        let token = fairway_console::AdminToken::from_runtime(&rt)?;
+        app = fairway_console::Console::new(rt.clone(), host.clone(), token)
+            .with_shutdown(http_stop.clone())
+            .mount(app, "/console");
+    }
     let workers = host.spawn_workers(worker_stop);
     println!(
-        "fairway listening on http://{addr} ({}; modules: {})",
+        "fairway listening on http://{addr} ({}; console: {}; modules: {})",
         backend.describe(),
+        if console {
+            "/console (admin token: \"console.admin\" in secrets.json of the data directory)"
+        } else {
+            "off"
+        },
         if names.is_empty() {
             "none".to_owned()
         } else {
