@@ -32,7 +32,8 @@ struct Args {
     /// Only these workloads (comma-separated; also "rss").
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
-    /// Only these stores (comma-separated: fairway, tephra, umadb); ratios need fairway and a peer.
+    /// Only these stores (comma-separated: fairway, tephra, umadb, and the opt-in baseline
+    /// fairway-nocache); ratios need fairway and a peer.
     #[arg(long, value_delimiter = ',')]
     stores: Vec<String>,
     /// Parent directory for the temporary data directories (default: the system temp dir).
@@ -83,14 +84,24 @@ fn rss_child(kind: Kind, events: usize, parent: &Option<PathBuf>) -> anyhow::Res
     Ok(())
 }
 
+/// The stores to run: the three by default, or those named with `--stores` (which may include
+/// the extra baselines), in a fixed order.
+fn chosen(args: &Args) -> Vec<Kind> {
+    if args.stores.is_empty() {
+        return Kind::ALL.to_vec();
+    }
+    Kind::ALL
+        .into_iter()
+        .chain(Kind::EXTRA)
+        .filter(|k| args.stores.iter().any(|s| s == k.name()))
+        .collect()
+}
+
 fn run_rss(events: usize, args: &Args, mode: &str) -> anyhow::Result<Vec<serde_json::Value>> {
     let exe = std::env::current_exe()?;
     let parent = &args.dir;
     let mut out = Vec::new();
-    for kind in Kind::ALL
-        .into_iter()
-        .filter(|k| args.stores.is_empty() || args.stores.iter().any(|s| s == k.name()))
-    {
+    for kind in chosen(args) {
         let mut cmd = Command::new(&exe);
         cmd.args([
             "--rss-child",
@@ -172,7 +183,7 @@ fn main() -> anyhow::Result<()> {
     eprintln!(
         "fairway-bench {mode}: {rounds} rounds, nproc {nproc}, load average before {load_before}"
     );
-    for k in Kind::ALL {
+    for k in chosen(&args) {
         eprintln!("  {}: {}", k.name(), k.settings());
     }
 
@@ -181,12 +192,10 @@ fn main() -> anyhow::Result<()> {
     for round in 0..rounds {
         for w in WORKLOADS.into_iter().filter(|w| selected(w)) {
             // Rotate the starting store each round: A B C, B C A, C A B.
-            let mut kinds = Kind::ALL;
-            kinds.rotate_left(round % Kind::ALL.len());
-            for kind in kinds
-                .into_iter()
-                .filter(|k| args.stores.is_empty() || args.stores.iter().any(|s| s == k.name()))
-            {
+            let mut kinds = chosen(&args);
+            let n = kinds.len().max(1);
+            kinds.rotate_left(round % n);
+            for kind in kinds {
                 let dir = tempdir(&args.dir)?;
                 let t = Instant::now();
                 let metrics: Vec<Metric> = {
@@ -226,8 +235,8 @@ fn main() -> anyhow::Result<()> {
 
     println!();
     println!(
-        "{:<13} {:<48} {:>12} {:>12} {:>12} {:>9} {:>9}  unit",
-        "workload", "metric", "fairway", "tephra", "umadb", "vs tephra", "vs umadb"
+        "{:<13} {:<48} {:>12} {:>12} {:>12} {:>9} {:>9} {:>10}  unit",
+        "workload", "metric", "fairway", "tephra", "umadb", "vs tephra", "vs umadb", "vs nocache"
     );
     for key in &order {
         let Some(row) = rows.get(key) else { continue };
@@ -235,7 +244,7 @@ fn main() -> anyhow::Result<()> {
         let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
         let fmt_r = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}x"));
         println!(
-            "{:<13} {:<48} {:>12} {:>12} {:>12} {:>9} {:>9}  {}",
+            "{:<13} {:<48} {:>12} {:>12} {:>12} {:>9} {:>9} {:>10}  {}",
             key.0,
             key.1,
             fmt(med("fairway")),
@@ -243,6 +252,7 @@ fn main() -> anyhow::Result<()> {
             fmt(med("umadb")),
             fmt_r(ratio(row, "tephra")),
             fmt_r(ratio(row, "umadb")),
+            fmt_r(ratio(row, "fairway-nocache")),
             row.unit
         );
     }

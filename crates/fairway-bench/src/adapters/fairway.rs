@@ -14,6 +14,9 @@ with PersistMode::SyncData (fdatasync) before any acknowledgement; one writer th
 512 queued appends / 16 MiB; indexes in memory. Driven with futures::executor::block_on per call \
 (no async runtime needed).";
 
+pub(super) const SETTINGS_NO_CACHE: &str = "As fairway, with Options::recent_bytes(0): every read goes \
+to fjall (the in-run baseline for the recent-records cache).";
+
 const NAME: &str = "fairway";
 
 fn err(e: StoreError) -> BenchError {
@@ -29,6 +32,13 @@ impl Fairway {
     pub(super) fn open(dir: &Path) -> Result<Fairway, BenchError> {
         Ok(Fairway {
             store: EmbeddedStore::open(dir).map_err(err)?,
+        })
+    }
+
+    pub(super) fn open_without_cache(dir: &Path) -> Result<Fairway, BenchError> {
+        let options = dcb_embedded::Options::default().recent_bytes(0);
+        Ok(Fairway {
+            store: EmbeddedStore::open_with(dir, options).map_err(err)?,
         })
     }
 

@@ -37,15 +37,22 @@ pub enum Kind {
     Tephra,
     /// `umadb-core` from crates.io.
     UmaDb,
+    /// Fairway's `dcb-embedded` with its recent-records cache off: an in-run baseline for the
+    /// cache (opt in with `--stores fairway,fairway-nocache,...`).
+    FairwayNoCache,
 }
 
 impl Kind {
     /// Every store, ours first.
     pub const ALL: [Kind; 3] = [Kind::Fairway, Kind::Tephra, Kind::UmaDb];
 
+    /// Stores that run only when named with `--stores`.
+    pub const EXTRA: [Kind; 1] = [Kind::FairwayNoCache];
+
     /// The short name used in tables and JSON.
     pub fn name(self) -> &'static str {
         match self {
+            Kind::FairwayNoCache => "fairway-nocache",
             Kind::Fairway => "fairway",
             Kind::Tephra => "tephra",
             Kind::UmaDb => "umadb",
@@ -54,13 +61,17 @@ impl Kind {
 
     /// The store with this name.
     pub fn from_name(name: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.name() == name)
+        Kind::ALL
+            .into_iter()
+            .chain(Kind::EXTRA)
+            .find(|k| k.name() == name)
     }
 
     /// The durability and group-commit settings this bench opens the store with.
     pub fn settings(self) -> &'static str {
         match self {
             Kind::Fairway => fairway::SETTINGS,
+            Kind::FairwayNoCache => fairway::SETTINGS_NO_CACHE,
             Kind::Tephra => tephra::SETTINGS,
             Kind::UmaDb => umadb::SETTINGS,
         }
@@ -71,6 +82,7 @@ impl Kind {
 pub fn open(kind: Kind, dir: &Path) -> Result<Box<dyn BenchStore>, BenchError> {
     Ok(match kind {
         Kind::Fairway => Box::new(fairway::Fairway::open(dir)?),
+        Kind::FairwayNoCache => Box::new(fairway::Fairway::open_without_cache(dir)?),
         Kind::Tephra => Box::new(tephra::Tephra::open(dir)?),
         Kind::UmaDb => Box::new(umadb::UmaDb::open(dir)?),
     })
