@@ -1,0 +1,94 @@
+//! The bodies of the cargo-fuzz targets in `fuzz/` (which need a nightly toolchain), compiled
+//! and run here on stable: over hand-picked edge cases, mutations of valid records and random
+//! inputs (proptest). A panic is a finding, exactly as under the fuzzer.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+#[path = "../../../fuzz/src/targets.rs"]
+mod targets;
+
+use dcb_core::codec::encode_event;
+use dcb_core::{Event, Position, Uuid};
+use proptest::prelude::*;
+
+fn seeds() -> Vec<Vec<u8>> {
+    let e = Event::new("BookBorrowed", br#"{"bookId":"b1"}"#.to_vec())
+        .tag("book:b1")
+        .tag("borrower:ann")
+        .meta("recorded_at_ms", "1700000000000")
+        .with_id(Uuid::from_u128(42));
+    let mut out = vec![
+        Vec::new(),
+        vec![0],
+        vec![1],
+        vec![2, 0, 0],
+        vec![1; 64],
+        vec![0xff; 64],
+        encode_event(&e, 0, 1),
+        encode_event(&Event::new("A", Vec::new()), u32::MAX, u32::MAX),
+        b"42".to_vec(),
+        b"-1".to_vec(),
+        b"\"42\"".to_vec(),
+        Position::MAX.to_string().into_bytes(),
+        (1u128 << 96).to_string().into_bytes(),
+        vec![0; 12],
+        vec![0xff; 12],
+        br#""all""#.to_vec(),
+        br#"{"items":[{"types":["A"],"tags":["x"]}]}"#.to_vec(),
+        br#"{"items":[]}"#.to_vec(),
+        br#"{"items":[{}]}"#.to_vec(),
+        br#"{"items":[{"types":["A","A"],"tags":["x","x"]}, {}]}"#.to_vec(),
+        br#"{"items":[{"tags":["\u0000"]}]}"#.to_vec(),
+        format!("{}{}", "[".repeat(5000), "]".repeat(5000)).into_bytes(),
+    ];
+    // Every one-byte truncation of a valid record.
+    let good = encode_event(&e, 1, 2);
+    for n in 0..good.len() {
+        out.push(good[..n].to_vec());
+    }
+    out
+}
+
+#[test]
+fn fuzz_target_bodies_on_seed_inputs() {
+    let seeds = seeds();
+    for s in &seeds {
+        targets::codec(s);
+        targets::position(s);
+        targets::query_json(s);
+    }
+    eprintln!(
+        "fuzz targets: {} seed inputs through 3 targets",
+        seeds.len()
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn fuzz_target_bodies_on_random_inputs(data in proptest::collection::vec(any::<u8>(), 0..200)) {
+        targets::codec(&data);
+        targets::position(&data);
+        targets::query_json(&data);
+    }
+
+    #[test]
+    fn fuzz_target_bodies_on_mutated_records(
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+        tags in proptest::collection::vec("[a-z:0-9]{1,8}", 0..4),
+    ) {
+        let e = Event::new("T", b"{}".to_vec()).tags(tags);
+        let mut bytes = encode_event(&e, 0, 1);
+        for (i, b) in flips {
+            let at = i.index(bytes.len());
+            bytes[at] ^= b;
+        }
+        targets::codec(&bytes);
+    }
+
+    #[test]
+    fn fuzz_query_target_on_json_like_text(text in r#"[\[\]{}":,a-z0-9 ]{0,80}|\{"items":\[\{"(types|tags)":\["[a-z\x00-\x1f]{0,4}"\]\}\]\}"#) {
+        targets::query_json(text.as_bytes());
+        targets::position(text.as_bytes());
+    }
+}
