@@ -87,7 +87,7 @@ async fn sigkill_under_load_loses_no_acknowledged_write_and_breaks_no_invariant(
         rng ^= rng << 17;
         // Mostly short runs; every third one long enough for registrations (argon2, slow in
         // debug builds) to complete and their welcome emails to be in flight.
-        let delay = if kill % 3 == 0 {
+        let delay = if kill.is_multiple_of(3) {
             Duration::from_millis(3000 + rng % 2000)
         } else {
             Duration::from_millis(400 + rng % 1200)

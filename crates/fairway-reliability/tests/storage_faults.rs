@@ -152,7 +152,7 @@ async fn full_data_directory_gives_503_loses_nothing_and_reopens() {
         i += 1;
         // Ten items per list: one todo list's view state must stay under 64 KiB (see
         // `regression_big_todo_list_wedges_the_list_view` in `http_hostile.rs`).
-        if i % 10 == 0 {
+        if i.is_multiple_of(10) {
             let list = format!("full{}", i / 10);
             let r = client
                 .json(
