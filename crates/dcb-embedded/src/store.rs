@@ -35,6 +35,7 @@ pub(crate) struct Disk {
 impl Disk {
     /// Opens the database in `path`, creating the keyspaces and checking the schema version.
     pub(crate) fn open(path: &Path) -> Result<Disk, StoreError> {
+        clear_incomplete_creation(path)?;
         let db = Database::builder(path).open().map_err(fjall_err)?;
         let events = db
             .keyspace(keys::EVENTS, KeyspaceCreateOptions::default)
@@ -178,6 +179,33 @@ impl Recent {
         self.entries.clear();
         self.bytes = 0;
     }
+}
+
+/// fjall writes its `version` marker last when it creates a database. A directory with fjall's
+/// files but no marker is a creation that failed part-way (e.g. the disk was full): it holds no
+/// data, and fjall would refuse to create over it ("File exists"). Remove exactly those files.
+fn clear_incomplete_creation(path: &Path) -> Result<(), StoreError> {
+    if path.join("version").exists() {
+        return Ok(());
+    }
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let p = entry.path();
+        let result = if name == "keyspaces" && p.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else if name == "lock" || (name.ends_with(".jnl") && p.is_file()) {
+            std::fs::remove_file(&p)
+        } else {
+            continue;
+        };
+        tracing::warn!(path = %p.display(), "removing a leftover of an incomplete store creation");
+        result.map_err(StoreError::storage)?;
+    }
+    Ok(())
 }
 
 pub(crate) struct Shared {

@@ -152,3 +152,22 @@ async fn undecodable_event_record_is_reported_at_open_not_a_panic() {
         other => panic!("expected Corrupted, got {other:?}"),
     }
 }
+
+/// A creation that failed part-way (fjall's files present, its `version` marker not yet written)
+/// holds no data and must not make the directory unopenable.
+#[tokio::test]
+async fn regression_failed_first_open_leaves_an_unopenable_store() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("lock"), b"").unwrap();
+    std::fs::write(dir.path().join("0.jnl"), vec![0u8; 4096]).unwrap();
+    std::fs::create_dir_all(dir.path().join("keyspaces/0")).unwrap();
+    std::fs::write(dir.path().join("unrelated.txt"), b"keep me").unwrap();
+    let s = EmbeddedStore::open(dir.path()).unwrap();
+    s.append(vec![ev("A", "x")], vec![]).await.unwrap();
+    assert_eq!(s.head().await.unwrap(), Some(Position::from_u64(1)));
+    assert!(dir.path().join("unrelated.txt").exists());
+    drop(s);
+    // A complete store is never touched by the cleanup.
+    let s = EmbeddedStore::open(dir.path()).unwrap();
+    assert_eq!(s.stats().events, 1);
+}

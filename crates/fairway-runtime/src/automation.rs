@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use dcb_core::{Position, Query, ReadOptions, SequencedEvent, StateCommit, StoreError, Tracking};
+use futures::FutureExt;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
@@ -260,11 +261,24 @@ impl<A: Automation> AutomationWorker<A> {
             format!("{}/{}", self.automation.name(), position).as_bytes(),
         );
         let tracked = tracking.is_some();
-        match self
+        // A panicking command (a bug in a decision or a service) fails this trigger like any
+        // error: it is retried, then dead-lettered; the worker and the other triggers go on.
+        let run = self
             .rt
-            .execute_inner(&cmd, &self.deps, tracking, Ids::Derived(base))
-            .await
-        {
+            .execute_inner(&cmd, &self.deps, tracking, Ids::Derived(base));
+        let outcome = match std::panic::AssertUnwindSafe(run).catch_unwind().await {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "non-string panic payload".to_owned());
+                tracing::error!(automation = self.automation.name(), %position, panic = %message, "automation command panicked");
+                return Handled::Failed(format!("panicked: {message}"));
+            }
+        };
+        match outcome {
             Ok(ex) if ex.positions.is_empty() || ex.replayed => Handled::NoAppend,
             Ok(_) if tracked => Handled::Appended,
             Ok(_) => Handled::NoAppend,

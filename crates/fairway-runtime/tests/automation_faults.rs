@@ -428,9 +428,8 @@ async fn slow_handler_timing_out_is_retried_and_the_host_keeps_serving() {
 /// A handler that panics once must count as a failed attempt like any other: retried, then
 /// done; the triggers behind it are processed; the worker survives.
 ///
-/// Today the panic unwinds through `AutomationWorker::step` and ends the worker task: the
-/// automation stops for good (until the host restarts, where the same trigger panics again),
-/// and the panic is only reported when the host shuts down. The host does keep serving HTTP.
+/// The bug it pins: the panic used to unwind through `AutomationWorker::step` and end the worker
+/// task, stopping the automation for good. The worker now catches it as a failed attempt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regression_panicking_handler_kills_the_automation_worker() {
     let store = MemoryStore::new();
