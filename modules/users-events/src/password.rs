@@ -8,6 +8,19 @@ use fairway_runtime::http::ApiError;
 
 use crate::values::Password;
 
+/// Most password hashes computed at once. Each Argon2 run holds ~19 MiB; unbounded, a burst of
+/// registrations and logins would hold that many times over.
+pub const MAX_CONCURRENT_HASHES: usize = 4;
+
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONCURRENT_HASHES);
+
+async fn hashing_permit() -> Result<tokio::sync::SemaphorePermit<'static>, ApiError> {
+    HASHING
+        .acquire()
+        .await
+        .map_err(|_| ApiError::unavailable("password hashing is shut down"))
+}
+
 /// Why a password could not be hashed.
 #[derive(Debug, thiserror::Error)]
 #[error("password hashing failed: {0}")]
@@ -35,6 +48,7 @@ pub fn verify_blocking(password: &str, phc: &str) -> bool {
 /// Hashes `password` on the blocking pool, salted from the runtime's environment.
 pub async fn hash(rt: &Runtime, password: Password) -> Result<String, ApiError> {
     let salt = rt.env().new_id().into_bytes();
+    let _permit = hashing_permit().await?;
     tokio::task::spawn_blocking(move || hash_blocking(&password, salt))
         .await
         .map_err(|e| ApiError::internal(format!("password hashing task failed: {e}")))?
@@ -43,6 +57,7 @@ pub async fn hash(rt: &Runtime, password: Password) -> Result<String, ApiError> 
 
 /// Checks `password` against `phc` on the blocking pool.
 pub async fn verify(password: String, phc: String) -> Result<bool, ApiError> {
+    let _permit = hashing_permit().await?;
     tokio::task::spawn_blocking(move || verify_blocking(&password, &phc))
         .await
         .map_err(|e| ApiError::internal(format!("password check task failed: {e}")))
