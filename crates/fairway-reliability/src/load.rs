@@ -251,8 +251,7 @@ impl LoadReport {
     /// Memory is flat: the last third's median RSS is within 25% (and at most 32 MiB) of the
     /// second third's. `true` when there are too few samples to tell.
     pub fn memory_flat(&self) -> bool {
-        self.rss_thirds().is_none_or(|(mid, last)| {
-            last <= mid + (mid / 4).clamp(1024, 32 * 1024)
-        })
+        self.rss_thirds()
+            .is_none_or(|(mid, last)| last <= mid + (mid / 4).clamp(1024, 32 * 1024))
     }
 }
