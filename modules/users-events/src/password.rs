@@ -1,72 +1,205 @@
-//! Password hashing with argon2 (Argon2id, the crate's default cost), off the async executor.
+//! Password hashing with argon2 (Argon2id, the crate's default cost) on two dedicated threads,
+//! each reusing its Argon2 working memory.
 //! The PHC string is what events store; the salt comes from the runtime's environment.
 
-use argon2::password_hash::{PasswordHash, SaltString};
-use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use argon2::password_hash::{self, Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use fairway_runtime::Runtime;
 use fairway_runtime::http::ApiError;
 
 use crate::values::Password;
-
-/// Most password hashes computed at once. Each Argon2 run holds ~19 MiB; unbounded, a burst of
-/// registrations and logins would hold that many times over.
-pub const MAX_CONCURRENT_HASHES: usize = 4;
-
-static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONCURRENT_HASHES);
-
-async fn hashing_permit() -> Result<tokio::sync::SemaphorePermit<'static>, ApiError> {
-    HASHING
-        .acquire()
-        .await
-        .map_err(|_| ApiError::unavailable("password hashing is shut down"))
-}
 
 /// Why a password could not be hashed.
 #[derive(Debug, thiserror::Error)]
 #[error("password hashing failed: {0}")]
 pub struct HashError(String);
 
-/// Hashes `password` with a 16-byte `salt` (blocking: tens of milliseconds by design).
+thread_local! {
+    /// Each hashing thread's Argon2 working memory (~19 MiB), allocated once and reused, so
+    /// hashing allocates nothing per password and memory stays flat under load.
+    static BLOCKS: std::cell::RefCell<Vec<Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs Argon2 with `params` into an output of `out_len` bytes, in this thread's reused memory.
+fn compute(
+    argon: &Argon2<'_>,
+    params: &Params,
+    password: &[u8],
+    salt: &[u8],
+    out_len: usize,
+) -> password_hash::Result<Output> {
+    BLOCKS.with(|cell| {
+        let mut blocks = cell.borrow_mut();
+        let need = params.block_count();
+        if blocks.len() < need {
+            blocks.resize(need, Block::default());
+        }
+        let memory = blocks.get_mut(..need).ok_or(password_hash::Error::Crypto)?;
+        Output::init_with(out_len, |out| {
+            argon
+                .hash_password_into_with_memory(password, salt, out, &mut *memory)
+                .map_err(|_| password_hash::Error::Crypto)
+        })
+    })
+}
+
+/// Hashes `password` with a 16-byte `salt` (blocking: tens of milliseconds by design). The
+/// result is a standard PHC string (Argon2id, the crate's default cost).
 pub fn hash_blocking(password: &Password, salt: [u8; 16]) -> Result<String, HashError> {
-    let salt = SaltString::encode_b64(&salt).map_err(|e| HashError(e.to_string()))?;
-    Argon2::default()
-        .hash_password(password.expose().as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| HashError(e.to_string()))
+    let params = Params::DEFAULT;
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let err = |e: password_hash::Error| HashError(e.to_string());
+    let salt_string = SaltString::encode_b64(&salt).map_err(err)?;
+    let output = compute(
+        &argon,
+        &params,
+        password.expose().as_bytes(),
+        &salt,
+        Params::DEFAULT_OUTPUT_LEN,
+    )
+    .map_err(err)?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(err)?,
+        salt: Some(salt_string.as_salt()),
+        hash: Some(output),
+    };
+    Ok(phc.to_string())
 }
 
 /// Whether `password` matches the PHC string `phc` (blocking). A malformed `phc` never matches.
+/// The comparison is constant-time.
 pub fn verify_blocking(password: &str, phc: &str) -> bool {
-    match PasswordHash::new(phc) {
-        Ok(parsed) => Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
-        Err(_) => false,
-    }
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params)) = (
+        Algorithm::try_from(parsed.algorithm),
+        Params::try_from(&parsed),
+    ) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from).transpose() {
+        Ok(v) => v.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let argon = Argon2::new(algorithm, version, params.clone());
+    let mut buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut buf) else {
+        return false;
+    };
+    compute(&argon, &params, password.as_bytes(), salt, expected.len())
+        .is_ok_and(|computed| computed == expected)
 }
 
-/// Hashes `password` on the blocking pool, salted from the runtime's environment.
+/// Threads that compute password hashes. Hashing runs on these few dedicated threads, never on
+/// the async runtime's blocking pool: each Argon2 run allocates ~19 MiB, and the allocator keeps
+/// such memory per thread, so spreading hashes over many pool threads made memory grow with the
+/// number of threads that ever hashed (measured: 18 MB -> 850 MB under load). With two threads
+/// it stays at a few tens of MiB; requests queue for a thread instead.
+pub const HASH_THREADS: usize = 2;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+struct HashPool {
+    jobs: std::sync::Mutex<std::sync::mpsc::Sender<Job>>,
+}
+
+static POOL: std::sync::LazyLock<HashPool> = std::sync::LazyLock::new(|| {
+    let (tx, rx) = std::sync::mpsc::channel::<Job>();
+    let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+    for i in 0..HASH_THREADS {
+        let rx = rx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("password-hash-{i}"))
+            .spawn(move || {
+                loop {
+                    let job = match rx.lock() {
+                        Ok(r) => r.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a password hashing thread");
+        }
+    }
+    // If no thread started, `rx` is gone with the last clone and every send fails: requests get
+    // a 503 instead of waiting forever.
+    HashPool {
+        jobs: std::sync::Mutex::new(tx),
+    }
+});
+
+async fn on_hash_thread<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move || {
+        let _ = tx.send(f());
+    });
+    POOL.jobs
+        .lock()
+        .map_err(|_| ApiError::unavailable("password hashing is unavailable"))?
+        .send(job)
+        .map_err(|_| ApiError::unavailable("password hashing is unavailable"))?;
+    rx.await
+        .map_err(|_| ApiError::internal("a password hashing job was lost"))
+}
+
+/// Hashes `password` on a hashing thread, salted from the runtime's environment.
 pub async fn hash(rt: &Runtime, password: Password) -> Result<String, ApiError> {
     let salt = rt.env().new_id().into_bytes();
-    let _permit = hashing_permit().await?;
-    tokio::task::spawn_blocking(move || hash_blocking(&password, salt))
-        .await
-        .map_err(|e| ApiError::internal(format!("password hashing task failed: {e}")))?
+    on_hash_thread(move || hash_blocking(&password, salt))
+        .await?
         .map_err(|e| ApiError::internal(e.to_string()))
 }
 
-/// Checks `password` against `phc` on the blocking pool.
+/// Checks `password` against `phc` on a hashing thread.
 pub async fn verify(password: String, phc: String) -> Result<bool, ApiError> {
-    let _permit = hashing_permit().await?;
-    tokio::task::spawn_blocking(move || verify_blocking(&password, &phc))
-        .await
-        .map_err(|e| ApiError::internal(format!("password check task failed: {e}")))
+    on_hash_thread(move || verify_blocking(&password, &phc)).await
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hashes_are_standard_phc_strings() {
+        use argon2::PasswordVerifier;
+        let pw = Password::parse("correct horse").unwrap();
+        let phc = hash_blocking(&pw, [9; 16]).unwrap();
+        let parsed = PasswordHash::new(&phc).unwrap();
+        // The stock verifier accepts ours, and ours accepts the stock hasher's.
+        assert!(
+            Argon2::default()
+                .verify_password(b"correct horse", &parsed)
+                .is_ok()
+        );
+        assert!(
+            Argon2::default()
+                .verify_password(b"wrong", &parsed)
+                .is_err()
+        );
+        use argon2::PasswordHasher;
+        let salt = SaltString::encode_b64(&[3; 16]).unwrap();
+        let stock = Argon2::default()
+            .hash_password(b"pw-1234567", &salt)
+            .unwrap()
+            .to_string();
+        assert!(verify_blocking("pw-1234567", &stock));
+        assert!(!verify_blocking("pw-1234568", &stock));
+        assert!(!verify_blocking("pw-1234567", "$argon2id$v=19$garbage"));
+    }
 
     #[test]
     fn a_hash_verifies_its_password_only() {
