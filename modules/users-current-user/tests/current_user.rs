@@ -106,6 +106,10 @@ async fn the_route_checks_the_token() {
         serde_json::json!({"email":"u1@x.io","username":"u1","bio":null,"image":null})
     );
 
+    // The scheme is case-insensitive (RFC 9110); other schemes and a bare token are not accepted.
+    assert_eq!(get(addr, Some(&format!("token {good}"))).await.0, 200);
+    assert_eq!(get(addr, Some(&format!("TOKEN {good}"))).await.0, 200);
+    assert_eq!(get(addr, Some(&good)).await.0, 401);
     assert_eq!(get(addr, None).await.0, 401);
     assert_eq!(get(addr, Some(&format!("Bearer {good}"))).await.0, 401);
     assert_eq!(get(addr, Some("Token garbage")).await.0, 401);

@@ -30,10 +30,12 @@ impl FromRequestParts<Runtime> for AuthUser {
             .ok_or_else(|| unauthorized("missing Authorization header"))?
             .to_str()
             .map_err(|_| unauthorized("the Authorization header is not text"))?;
+        // Auth schemes are case-insensitive (RFC 9110 §11.1).
         let token = value
-            .strip_prefix("Token ")
-            .ok_or_else(|| unauthorized("expected `Authorization: Token <token>`"))?
-            .trim();
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Token"))
+            .map(|(_, token)| token.trim())
+            .ok_or_else(|| unauthorized("expected `Authorization: Token <token>`"))?;
         token::check(rt, token)?
             .map(AuthUser)
             .map_err(|e| unauthorized(e.to_string()))

@@ -163,6 +163,24 @@ pub async fn hash(rt: &Runtime, password: Password) -> Result<String, ApiError> 
         .map_err(|e| ApiError::internal(e.to_string()))
 }
 
+/// A real hash of a password nobody has, so that a login for an unknown email costs the same
+/// time as one with a wrong password (no way to probe which emails are registered).
+static ABSENT_USER: std::sync::LazyLock<Option<String>> = std::sync::LazyLock::new(|| {
+    let password = Password::parse("no user has this password: timing only").ok()?;
+    hash_blocking(&password, [0x5a; 16]).ok()
+});
+
+/// Spends the time of one verification and answers `false`: for logins whose user does not exist.
+pub async fn verify_absent(password: String) -> Result<bool, ApiError> {
+    on_hash_thread(move || {
+        if let Some(phc) = ABSENT_USER.as_deref() {
+            let _ = verify_blocking(&password, phc);
+        }
+        false
+    })
+    .await
+}
+
 /// Checks `password` against `phc` on a hashing thread.
 pub async fn verify(password: String, phc: String) -> Result<bool, ApiError> {
     on_hash_thread(move || verify_blocking(&password, &phc)).await
@@ -172,6 +190,14 @@ pub async fn verify(password: String, phc: String) -> Result<bool, ApiError> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_absent_user_costs_a_verification_and_never_matches() {
+        assert!(ABSENT_USER.is_some(), "the timing hash must exist");
+        for pw in ["", "no user has this password: timing only", "x"] {
+            assert!(!verify_absent(pw.to_owned()).await.unwrap());
+        }
+    }
 
     #[test]
     fn hashes_are_standard_phc_strings() {

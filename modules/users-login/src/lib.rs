@@ -153,22 +153,32 @@ pub async fn login(rt: &Runtime, email: Email, password: String) -> Result<Strin
     let view = EmailHolder {
         email: email.clone(),
     };
-    let Some(user_id) = view.holder(&rt.live(&view).await?.state) else {
-        return Err(invalid());
+    let holder = view.holder(&rt.live(&view).await?.state);
+    let current = match holder {
+        Some(user_id) => rt
+            .live(&Credentials {
+                user_id: user_id.clone(),
+            })
+            .await?
+            .state
+            .map(|c| (user_id, c)),
+        None => None,
     };
-    let Some(current) = rt
-        .live(&Credentials {
-            user_id: user_id.clone(),
-        })
-        .await?
-        .state
-    else {
-        return Err(invalid());
-    };
-    if current.email != email || !password::verify(password, current.password_hash).await? {
-        return Err(invalid());
+    match current {
+        Some((user_id, c)) if c.email == email => {
+            if password::verify(password, c.password_hash).await? {
+                token::issue(rt, &user_id)
+            } else {
+                Err(invalid())
+            }
+        }
+        // No such user: spend the same time as a wrong password, so that logins cannot tell
+        // which emails are registered.
+        _ => {
+            password::verify_absent(password).await?;
+            Err(invalid())
+        }
     }
-    token::issue(rt, &user_id)
 }
 
 /// The request body.
