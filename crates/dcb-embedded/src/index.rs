@@ -87,6 +87,32 @@ impl Index {
         self.count += newer.count;
     }
 
+    /// The type lists, tag lists and ids (for snapshots).
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn parts(
+        &self,
+    ) -> (
+        impl Iterator<Item = (&str, &[u64])>,
+        impl Iterator<Item = (&str, &[u64])>,
+        impl Iterator<Item = (&Uuid, u64)>,
+    ) {
+        (
+            self.types.iter().map(|(k, v)| (&**k, v.as_slice())),
+            self.tags.iter().map(|(k, v)| (&**k, v.as_slice())),
+            self.ids.iter().map(|(k, v)| (k, *v)),
+        )
+    }
+
+    /// Sets the posting list of a type (snapshot loading).
+    pub(crate) fn put_type(&mut self, key: String, list: Vec<u64>) {
+        self.types.insert(key.into_boxed_str(), list);
+    }
+
+    /// Sets the posting list of a tag (snapshot loading).
+    pub(crate) fn put_tag(&mut self, key: String, list: Vec<u64>) {
+        self.tags.insert(key.into_boxed_str(), list);
+    }
+
     /// Number of index entries (type + tag postings) held in memory.
     pub(crate) fn postings(&self) -> usize {
         self.types.values().map(Vec::len).sum::<usize>()

@@ -8,8 +8,10 @@
 //! own append.
 //!
 //! The type, tag and id indexes are derived data kept in memory (one posting per type and per tag
-//! of each event: linear in tags) and rebuilt from the events when the store opens, so the durable
-//! commit writes only the events. See `keys` for the on-disk layout.
+//! of each event: linear in tags), so the durable commit writes only the events. They are saved to
+//! an index snapshot when the store closes and every million events, and at open they are loaded
+//! from it and completed from the events after it (or rebuilt from all events when there is no
+//! usable snapshot). See `keys` for the on-disk layout and `snapshot` for the snapshot file.
 //!
 //! Layer: a backend. Depends on `dcb-core` and fjall; must not depend on the framework, the host,
 //! or FoundationDB.
@@ -29,6 +31,7 @@
 
 mod index;
 pub mod keys;
+pub mod snapshot;
 mod store;
 mod writer;
 

@@ -93,6 +93,37 @@ impl Disk {
         Ok(())
     }
 
+    /// The index snapshot of `dir` when it is usable for this store (its head is an event held
+    /// here), else an empty index; the reason a snapshot was not used is logged.
+    pub(crate) fn load_snapshot(&self, dir: &Path, enabled: bool) -> Result<Index, StoreError> {
+        if !enabled {
+            return Ok(Index::default());
+        }
+        match crate::snapshot::read(dir) {
+            Ok(None) => Ok(Index::default()),
+            Ok(Some(ix)) => {
+                let held = ix.head == 0
+                    || self
+                        .events
+                        .contains_key(keys::event_key(ix.head))
+                        .map_err(fjall_err)?;
+                if held {
+                    Ok(ix)
+                } else {
+                    tracing::warn!(
+                        head = ix.head,
+                        "index snapshot is ahead of the events; rebuilding the indexes"
+                    );
+                    Ok(Index::default())
+                }
+            }
+            Err(reason) => {
+                tracing::warn!(%reason, "index snapshot unusable; rebuilding the indexes");
+                Ok(Index::default())
+            }
+        }
+    }
+
     /// Every stored consumer checkpoint.
     pub(crate) fn checkpoints(&self) -> Result<HashMap<String, Position>, StoreError> {
         let mut checkpoints = HashMap::new();
@@ -209,6 +240,10 @@ fn clear_incomplete_creation(path: &Path) -> Result<(), StoreError> {
 }
 
 pub(crate) struct Shared {
+    /// Events between index snapshots (0: none).
+    pub(crate) snapshot_every: u64,
+    /// The head of the snapshot the store was opened from (0: none).
+    pub(crate) snapshot_head: u64,
     disk: RwLock<Option<Arc<Disk>>>,
     pub(crate) recent: RwLock<Recent>,
     index: RwLock<Index>,
@@ -354,17 +389,27 @@ pub struct Options {
     /// Bytes of recently committed event records kept in memory, so that reads of recent events
     /// skip the disk structures (default 64 MiB; 0 turns the cache off).
     pub recent_bytes: usize,
+    /// Write an index snapshot every this many events, and when the store closes (default one
+    /// million; 0 turns snapshots off: every open rebuilds the indexes from all events).
+    pub index_snapshot_every: u64,
 }
 
 impl Default for Options {
     fn default() -> Options {
         Options {
             recent_bytes: 64 * 1024 * 1024,
+            index_snapshot_every: 1_000_000,
         }
     }
 }
 
 impl Options {
+    /// Sets [`Options::index_snapshot_every`].
+    pub fn index_snapshot_every(mut self, events: u64) -> Options {
+        self.index_snapshot_every = events;
+        self
+    }
+
     /// Sets [`Options::recent_bytes`].
     pub fn recent_bytes(mut self, bytes: usize) -> Options {
         self.recent_bytes = bytes;
@@ -401,8 +446,15 @@ impl EmbeddedStore {
         let path = path.as_ref().to_path_buf();
         std::fs::create_dir_all(&path).map_err(StoreError::storage)?;
         let disk = Disk::open(&path)?;
-        let mut index = Index::default();
+        let mut index = disk.load_snapshot(&path, options.index_snapshot_every > 0)?;
+        let from_snapshot = index.count;
+        let snapshot_head = index.head;
         disk.scan_into(&mut index)?;
+        tracing::debug!(
+            from_snapshot,
+            scanned = index.count - from_snapshot,
+            "indexes loaded"
+        );
         let checkpoints = disk.checkpoints()?;
         tracing::debug!(path = %path.display(), events = index.count, "embedded store opened");
         let head = index.head;
@@ -412,6 +464,8 @@ impl EmbeddedStore {
                 cap: options.recent_bytes,
                 ..Recent::default()
             }),
+            snapshot_every: options.index_snapshot_every,
+            snapshot_head,
             index: RwLock::new(index),
             checkpoints: Mutex::new(checkpoints),
             head: watch::channel(head).0,

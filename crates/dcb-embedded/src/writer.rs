@@ -93,6 +93,9 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>) {
     let mut failed: Option<String> = None;
     let mut next = shared.index_read().head + 1;
     let mut last_attempt: Option<Instant> = None;
+    // Opened without a snapshot (or from an older one): the next snapshot is due counting from
+    // there, and closing writes one.
+    let mut snapshot_head = shared.snapshot_head;
     while let Ok(first) = rx.recv() {
         if failed.is_some() && last_attempt.is_none_or(|t| t.elapsed() >= RECOVERY_BACKOFF) {
             last_attempt = Some(Instant::now());
@@ -136,6 +139,26 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>) {
             job = rx.try_recv().ok();
         }
         commit(&shared, &mut group, &mut failed, &mut next);
+        let head = shared.index_read().head;
+        if shared.snapshot_every > 0 && head.saturating_sub(snapshot_head) >= shared.snapshot_every
+        {
+            snapshot(&shared);
+            snapshot_head = head;
+        }
+    }
+    // The store is closing: save the indexes so that the next open starts from here.
+    if shared.snapshot_every > 0 && shared.index_read().head != snapshot_head {
+        snapshot(&shared);
+    }
+}
+
+fn snapshot(shared: &Shared) {
+    let index = shared.index_read();
+    match crate::snapshot::write(shared.path(), &index) {
+        Ok(()) => tracing::debug!(head = index.head, "index snapshot written"),
+        Err(e) => {
+            tracing::warn!(error = %e, "index snapshot not written (the next open rebuilds more)")
+        }
     }
 }
 

@@ -44,9 +44,15 @@ async fn embedded() -> Fixture {
     fixture(Options::default()).await
 }
 
-/// A cache of 2 KiB: reads cross from cached records to the LSM in the middle of a read.
+/// A cache of 2 KiB (reads cross from cached records to the LSM in the middle of a read) and an
+/// index snapshot every 3 events (reopens load a snapshot, then index the events after it).
 async fn embedded_small_cache() -> Fixture {
-    fixture(Options::default().recent_bytes(2048)).await
+    fixture(
+        Options::default()
+            .recent_bytes(2048)
+            .index_snapshot_every(3),
+    )
+    .await
 }
 
 dcb_core::conformance_suite!(embedded);

@@ -60,7 +60,10 @@ fn crash_child(dir: String) {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let store = Arc::new(EmbeddedStore::open(&dir).unwrap());
+        // Frequent index snapshots, so that kills also land around snapshot writes and reopens
+        // start from a snapshot older than the last acknowledged append.
+        let options = dcb_embedded::Options::default().index_snapshot_every(64);
+        let store = Arc::new(EmbeddedStore::open_with(&dir, options).unwrap());
         let out = Arc::new(Mutex::new(std::io::stdout()));
         let mut tasks = Vec::new();
         for w in 0..WRITERS {

@@ -1,0 +1,138 @@
+//! Index snapshots: the in-memory indexes written to one file, so that opening a large store
+//! reads the snapshot and indexes only the events after it instead of the whole log.
+//!
+//! ```text
+//! index.snapshot = "FWIX" | version u32 BE (1) | crc32 of body u32 BE | body
+//! body           = postcard(SnapshotV1 { head, count, types, tags, ids })
+//!                  posting lists delta-encoded (first position, then differences)
+//! ```
+//!
+//! The snapshot is derived data: the events in fjall stay the only truth. It is written
+//! atomically (temporary file, fsync, rename, fsync of the directory) when the store closes and
+//! every `Options::index_snapshot_every` events. At open it is used only if it is intact and its
+//! head is an event the store holds; anything else (missing, damaged, from another store, a
+//! newer format) is ignored with a log line and the indexes are rebuilt from the events.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use dcb_core::Uuid;
+use serde::{Deserialize, Serialize};
+
+use crate::index::Index;
+
+const MAGIC: &[u8; 4] = b"FWIX";
+const VERSION: u32 = 1;
+/// The snapshot's file name in the data directory.
+pub const FILE: &str = "index.snapshot";
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotV1 {
+    head: u64,
+    count: u64,
+    types: Vec<(String, Vec<u64>)>,
+    tags: Vec<(String, Vec<u64>)>,
+    ids: Vec<([u8; 16], u64)>,
+}
+
+fn deltas(list: &[u64]) -> Vec<u64> {
+    let mut prev = 0;
+    list.iter()
+        .map(|&p| {
+            let d = p - prev;
+            prev = p;
+            d
+        })
+        .collect()
+}
+
+fn undeltas(list: Vec<u64>) -> Option<Vec<u64>> {
+    let mut prev = 0u64;
+    let mut out = Vec::with_capacity(list.len());
+    for d in list {
+        // Positions strictly increase: every delta but a first position of 0... is positive.
+        if d == 0 {
+            return None;
+        }
+        prev = prev.checked_add(d)?;
+        out.push(prev);
+    }
+    Some(out)
+}
+
+/// The snapshot file of data directory `dir`.
+pub fn path(dir: &Path) -> PathBuf {
+    dir.join(FILE)
+}
+
+/// Writes `index` as the snapshot of `dir`, atomically.
+pub(crate) fn write(dir: &Path, index: &Index) -> std::io::Result<()> {
+    let (types, tags, ids) = index.parts();
+    let body = SnapshotV1 {
+        head: index.head,
+        count: index.count,
+        types: types.map(|(k, v)| (k.to_owned(), deltas(v))).collect(),
+        tags: tags.map(|(k, v)| (k.to_owned(), deltas(v))).collect(),
+        ids: ids.map(|(id, p)| (*id.as_bytes(), p)).collect(),
+    };
+    let body = postcard::to_stdvec(&body).map_err(std::io::Error::other)?;
+    let mut bytes = Vec::with_capacity(12 + body.len());
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&VERSION.to_be_bytes());
+    bytes.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
+    bytes.extend_from_slice(&body);
+    let tmp = dir.join(format!("{FILE}.tmp"));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path(dir))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Reads the snapshot of `dir`: `Ok(None)` when there is none, `Err` with the reason when it
+/// cannot be used.
+pub(crate) fn read(dir: &Path) -> Result<Option<Index>, String> {
+    let bytes = match std::fs::read(path(dir)) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    if bytes.len() < 12 || &bytes[..4] != MAGIC {
+        return Err("not an index snapshot".into());
+    }
+    let version = u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+    if version != VERSION {
+        return Err(format!(
+            "snapshot format {version}, this build reads {VERSION}"
+        ));
+    }
+    let crc = u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    let body = &bytes[12..];
+    if crc32fast::hash(body) != crc {
+        return Err("checksum mismatch".into());
+    }
+    let snap: SnapshotV1 = postcard::from_bytes(body).map_err(|e| e.to_string())?;
+    let mut index = Index::continuing_after(0);
+    for (k, v) in snap.types {
+        let v = undeltas(v).ok_or("positions out of order")?;
+        if v.last().is_some_and(|&p| p > snap.head) {
+            return Err("a position past the snapshot's head".into());
+        }
+        index.put_type(k, v);
+    }
+    for (k, v) in snap.tags {
+        let v = undeltas(v).ok_or("positions out of order")?;
+        if v.last().is_some_and(|&p| p > snap.head) {
+            return Err("a position past the snapshot's head".into());
+        }
+        index.put_tag(k, v);
+    }
+    for (id, p) in snap.ids {
+        index.ids.insert(Uuid::from_bytes(id), p);
+    }
+    index.head = snap.head;
+    index.count = snap.count;
+    Ok(Some(index))
+}
