@@ -9,7 +9,7 @@ use dcb_embedded::{EmbeddedStore, Options, snapshot};
 
 fn ev(i: u64) -> Event {
     Event::new(
-        if i % 3 == 0 { "A" } else { "B" },
+        if i.is_multiple_of(3) { "A" } else { "B" },
         format!("{i}").into_bytes(),
     )
     .tag(format!("n:{}", i % 17))
