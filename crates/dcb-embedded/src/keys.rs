@@ -8,9 +8,10 @@
 //! keyspace "meta"       key: b"schema"                              value: SCHEMA_VERSION as u32 big-endian
 //! ```
 //!
-//! Only the events (and consumer state) are durable. The type, tag and id indexes are derived
-//! data, kept in memory and rebuilt from the `events` keyspace when the store opens; they are
-//! therefore absent from this layout. Changing the layout means bumping [`SCHEMA_VERSION`] and
+//! Only the events (and consumer state) are durable in the commit. The type, tag and id indexes
+//! are derived data, kept in memory, saved now and then to `index.snapshot` next to fjall's files
+//! (see `crate::snapshot`, a format of its own with its own version), and completed or rebuilt
+//! from the `events` keyspace when the store opens; they are therefore absent from this layout. Changing the layout means bumping [`SCHEMA_VERSION`] and
 //! teaching `open` to read (or migrate) the older version; an unknown version refuses to open.
 
 /// The layout version written to `meta/schema`.
