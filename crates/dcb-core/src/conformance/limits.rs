@@ -163,61 +163,43 @@ pub async fn rejects_too_many_conditions(store: Store) {
     );
 }
 
-/// A condition query with one item too many.
-pub async fn rejects_too_many_query_items(store: Store) {
-    seed_standard(&store).await;
-    let q = Query::items((0..=MAX_QUERY_ITEMS).map(|i| QueryItem::new().tag(format!("q{i}"))));
+/// A query over its limits is rejected identically as an append condition (nothing written) and
+/// as a read: `TooMany { field, count: max + 1, max }`.
+async fn assert_query_rejected(store: &Store, q: Query, field: &'static str, max: usize) {
     let req =
         AppendRequest::new(vec![ev("A", &[])]).condition(AppendCondition::none_match(q.clone()));
-    let err = rejected(&store, req).await;
+    let err = rejected(store, req).await;
     let expected = InputError::TooMany {
-        field: "query items",
-        count: MAX_QUERY_ITEMS + 1,
-        max: MAX_QUERY_ITEMS,
+        field,
+        count: max + 1,
+        max,
     };
     assert_eq!(err, expected);
     assert_eq!(
         expect_input_error(store.read(q, crate::ReadOptions::new()).await),
         expected
     );
+}
+
+/// A condition query with one item too many.
+pub async fn rejects_too_many_query_items(store: Store) {
+    seed_standard(&store).await;
+    let q = Query::items((0..=MAX_QUERY_ITEMS).map(|i| QueryItem::new().tag(format!("q{i}"))));
+    assert_query_rejected(&store, q, "query items", MAX_QUERY_ITEMS).await;
 }
 
 /// A query item with one type too many.
 pub async fn rejects_too_many_query_types(store: Store) {
     seed_standard(&store).await;
     let q = Query::item(QueryItem::new().types((0..=MAX_ITEM_TERMS).map(|i| format!("T{i}"))));
-    let req =
-        AppendRequest::new(vec![ev("A", &[])]).condition(AppendCondition::none_match(q.clone()));
-    let err = rejected(&store, req).await;
-    let expected = InputError::TooMany {
-        field: "query types",
-        count: MAX_ITEM_TERMS + 1,
-        max: MAX_ITEM_TERMS,
-    };
-    assert_eq!(err, expected);
-    assert_eq!(
-        expect_input_error(store.read(q, crate::ReadOptions::new()).await),
-        expected
-    );
+    assert_query_rejected(&store, q, "query types", MAX_ITEM_TERMS).await;
 }
 
 /// A query item with one tag too many.
 pub async fn rejects_too_many_query_tags(store: Store) {
     seed_standard(&store).await;
     let q = Query::item(QueryItem::new().tags((0..=MAX_ITEM_TERMS).map(|i| format!("t{i}"))));
-    let req =
-        AppendRequest::new(vec![ev("A", &[])]).condition(AppendCondition::none_match(q.clone()));
-    let err = rejected(&store, req).await;
-    let expected = InputError::TooMany {
-        field: "query tags",
-        count: MAX_ITEM_TERMS + 1,
-        max: MAX_ITEM_TERMS,
-    };
-    assert_eq!(err, expected);
-    assert_eq!(
-        expect_input_error(store.read(q, crate::ReadOptions::new()).await),
-        expected
-    );
+    assert_query_rejected(&store, q, "query tags", MAX_ITEM_TERMS).await;
 }
 
 /// A control character in a type.
