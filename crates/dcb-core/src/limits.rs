@@ -28,8 +28,8 @@ pub const MAX_EVENTS_PER_APPEND: usize = 10_000;
 pub const MAX_APPEND_BYTES: usize = 4 * 1024 * 1024;
 /// Most append conditions on one append.
 pub const MAX_CONDITIONS: usize = 16;
-/// Most items in one query.
-pub const MAX_QUERY_ITEMS: usize = 64;
+/// Most items in one query (public DCB conformance suites expect at least 128).
+pub const MAX_QUERY_ITEMS: usize = 128;
 /// Most types, and most tags, in one query item.
 pub const MAX_ITEM_TERMS: usize = 64;
 /// Longest consumer name (checkpoints and consumer state), in bytes.

@@ -188,6 +188,52 @@ pub async fn rejects_too_many_query_items(store: Store) {
     assert_query_rejected(&store, q, "query items", MAX_QUERY_ITEMS).await;
 }
 
+/// A query of exactly [`MAX_QUERY_ITEMS`] items (public DCB conformance suites send 128) is
+/// evaluated in full, as a read and as an append condition: every item counts.
+pub async fn evaluates_a_query_at_the_item_limit(store: Store) {
+    seed_standard(&store).await;
+    // One event per item; items alternate between tag-only and type-and-tag.
+    let events: Vec<Event> = (0..MAX_QUERY_ITEMS)
+        .map(|i| ev(if i % 2 == 0 { "Even" } else { "Odd" }, &[&format!("q{i}")]))
+        .collect();
+    let written = append(&store, events).await;
+    let q = Query::items((0..MAX_QUERY_ITEMS).map(|i| {
+        let item = QueryItem::new().tag(format!("q{i}"));
+        if i % 2 == 0 { item } else { item.r#type("Odd") }
+    }));
+    let (head, found) = read(&store, q.clone(), crate::ReadOptions::new()).await;
+    assert_eq!(
+        positions(&found),
+        written.positions,
+        "every item must match its event"
+    );
+    assert_eq!(head, written.last());
+    // As a condition: passes after the head, fails when only the last item matches a new event.
+    let ok = try_append(
+        &store,
+        vec![ev("Unrelated", &["q-other"])],
+        vec![AppendCondition::new(q.clone(), head)],
+    )
+    .await;
+    assert!(ok.is_ok(), "{ok:?}");
+    let head = store.head().await.ok().flatten();
+    let last = MAX_QUERY_ITEMS - 1;
+    append(&store, vec![ev("Odd", &[&format!("q{last}")])]).await;
+    let failed = try_append(
+        &store,
+        vec![ev("Late", &[])],
+        vec![AppendCondition::new(q, head)],
+    )
+    .await;
+    assert!(
+        matches!(
+            failed,
+            Err(crate::StoreError::ConditionFailed { condition: 0 })
+        ),
+        "the last of {MAX_QUERY_ITEMS} items must count: {failed:?}"
+    );
+}
+
 /// A query item with one type too many.
 pub async fn rejects_too_many_query_types(store: Store) {
     seed_standard(&store).await;

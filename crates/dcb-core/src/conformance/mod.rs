@@ -240,6 +240,7 @@ macro_rules! __conformance_for_each_rule {
             limits::rejects_append_too_large,
             limits::rejects_too_many_conditions,
             limits::rejects_too_many_query_items,
+            limits::evaluates_a_query_at_the_item_limit,
             limits::rejects_too_many_query_types,
             limits::rejects_too_many_query_tags,
             limits::rejects_control_character_in_type,
