@@ -19,6 +19,8 @@ use rand::Rng;
 
 const KILLS: usize = 24;
 const WRITERS: u64 = 4;
+/// Only a guard against a hung child; the test waits for the first acknowledgement itself.
+const FIRST_ACK_DEADLINE: Duration = Duration::from_secs(120);
 
 fn batch_events(batch: u64, len: u64) -> Vec<Event> {
     (0..len)
@@ -120,29 +122,38 @@ fn acknowledged_batches_survive_sigkill() {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        // The reader forwards each ACK as it arrives, so the parent can wait for the first one.
+        let (tx, rx) = std::sync::mpsc::channel::<(u64, u128, u64)>();
         let reader = std::thread::spawn(move || {
-            let mut lines = Vec::new();
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 let parts: Vec<&str> = line.split_whitespace().collect();
                 if parts.len() == 4 && parts[0] == "ACK" {
-                    lines.push((
+                    let ack = (
                         parts[1].parse::<u64>().unwrap(),
                         parts[2].parse::<u128>().unwrap(),
                         parts[3].parse::<u64>().unwrap(),
-                    ));
+                    );
+                    if tx.send(ack).is_err() {
+                        break;
+                    }
                 }
             }
-            lines
         });
-        std::thread::sleep(Duration::from_millis(rng.random_range(150..600)));
+        // Wait for the child's first acknowledgement (the deadline only guards against a hang:
+        // a debug child on a loaded machine may take long to open the store), then let it run
+        // a random while more so that kills land at every stage of a commit.
+        let first_ack = rx.recv_timeout(FIRST_ACK_DEADLINE);
+        if first_ack.is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("round {round}: the child acknowledged nothing within {FIRST_ACK_DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..400)));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        let lines = reader.join().unwrap();
-        assert!(
-            !lines.is_empty() || round > 0,
-            "the child acknowledged nothing in round {round}"
-        );
+        reader.join().unwrap();
+        let lines: Vec<_> = first_ack.into_iter().chain(rx.try_iter()).collect();
         for (batch, pos, len) in lines {
             acked.insert(batch, (pos, len));
         }

@@ -168,6 +168,14 @@ async fn full_data_directory_gives_503_loses_nothing_and_reopens() {
                     op: Op::CreateList { list },
                     position: position_of(&r),
                 });
+            } else {
+                // Which request meets the full disk is timing: the first failure of any kind
+                // is the one that must say why (the add-items to a list that was never created
+                // then get 404, which is right and not the finding).
+                if first_failure.is_none() {
+                    first_failure = Some((i, r.clone()));
+                }
+                break;
             }
         }
         let list = if i < 10 {
