@@ -43,15 +43,15 @@ pub const SCHEMA_VERSION: u8 = 1;
 /// Length of an encoded position.
 pub const POS_LEN: usize = 12;
 
-const TAG_SCHEMA: u8 = b'v';
-const TAG_HEAD: u8 = b'h';
-const TAG_EVENT: u8 = b'e';
-const TAG_TYPE: u8 = b't';
-const TAG_TAG: u8 = b'g';
-const TAG_ID: u8 = b'i';
-const TAG_BATCH: u8 = b'b';
-const TAG_CHECKPOINT: u8 = b'c';
-const TAG_STATE: u8 = b's';
+pub(crate) const TAG_SCHEMA: u8 = b'v';
+pub(crate) const TAG_HEAD: u8 = b'h';
+pub(crate) const TAG_EVENT: u8 = b'e';
+pub(crate) const TAG_TYPE: u8 = b't';
+pub(crate) const TAG_TAG: u8 = b'g';
+pub(crate) const TAG_ID: u8 = b'i';
+pub(crate) const TAG_BATCH: u8 = b'b';
+pub(crate) const TAG_CHECKPOINT: u8 = b'c';
+pub(crate) const TAG_STATE: u8 = b's';
 
 /// The key builder of one namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]

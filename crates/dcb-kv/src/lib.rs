@@ -44,6 +44,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod engine;
+pub mod key_decode;
 pub mod keys;
 pub mod kv;
 mod sim;
