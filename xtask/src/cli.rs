@@ -4,7 +4,7 @@ use anyhow::{Context, Result, bail};
 
 use super::scaffold::{Request, new_module};
 use super::workspace::{Kind, Mode, module_crates, rel, root};
-use super::{catalog, fail_if_stale, sync_all};
+use super::{catalog, fail_if_stale, stress, sync_all};
 
 /// The help text.
 pub const HELP: &str = "cargo xtask <task>
@@ -18,6 +18,12 @@ tasks:
         docs/catalog.md from modules/; --check only reports stale files (exit 1).
   catalog [--check]
         regenerate (or check) docs/catalog.md only.
+  ci
+        run exactly the checks CI runs (.ci/checks: format, clippy, the tests, the fuzz smoke
+        when a nightly toolchain is present), without CI's package installs.
+  stress-tests [--runs N] [--burners N] [--no-disk] [-- CARGO TEST ARGS]
+        run the whole test suite N times in a row (default 3) while N CPU burners (default 2)
+        and a disk writer (fsync loop) run beside it; fails at the first failing run.
   help
         this text.";
 
@@ -106,6 +112,21 @@ fn run() -> Result<()> {
                 (Mode::Update, true) => println!("updated {}", catalog::CATALOG),
             }
         }
+        "ci" => {
+            if !rest.is_empty() {
+                bail!("unexpected arguments {rest:?}; run `cargo xtask help`");
+            }
+            let status = std::process::Command::new("bash")
+                .arg(root.join(".ci/checks"))
+                .current_dir(&root)
+                .status()
+                .context("cannot run bash .ci/checks")?;
+            if !status.success() {
+                bail!(".ci/checks failed ({status})");
+            }
+        }
+        "stress-tests" => stress::run(&root, &stress::parse(rest)?)?,
+        stress::LOAD_TASK => stress::load_process(rest)?,
         other => bail!("unknown task {other:?}; run `cargo xtask help`"),
     }
     Ok(())

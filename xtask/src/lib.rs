@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod cli;
 pub mod scaffold;
 pub mod source;
+pub mod stress;
 pub mod sync;
 pub mod templates;
 pub mod workspace;
