@@ -6,8 +6,11 @@
 #[path = "../../../fuzz/src/targets.rs"]
 mod targets;
 
+#[path = "../../../fuzz/src/store_targets.rs"]
+mod store_targets;
+
 use dcb_core::codec::encode_event;
-use dcb_core::{Event, Position, Uuid};
+use dcb_core::{Event, EventStore, Position, Uuid};
 use proptest::prelude::*;
 
 fn seeds() -> Vec<Vec<u8>> {
@@ -40,12 +43,59 @@ fn seeds() -> Vec<Vec<u8>> {
         br#"{"items":[{"tags":["\u0000"]}]}"#.to_vec(),
         format!("{}{}", "[".repeat(5000), "]".repeat(5000)).into_bytes(),
     ];
+    // A real index snapshot (written when a store closes), whole and as a body, and real keys
+    // of the KV layout (the mode byte the targets take is prepended by the caller).
+    let snap = real_snapshot();
+    out.push(snap[12..].to_vec());
+    for n in [0, 4, 8, 12, 13, snap.len() / 2, snap.len() - 1] {
+        out.push(snap[..n].to_vec());
+    }
+    out.push(snap);
+    let keys = dcb_kv::keys::Keys::new("fairway");
+    let pos = Position::new(1 << 80).unwrap().to_bytes();
+    for prefix in [
+        keys.type_prefix("BookBorrowed"),
+        keys.tag_prefix("book:b1"),
+        keys.events_prefix(),
+    ] {
+        out.push([&prefix[..], &pos[..]].concat());
+        out.push(prefix[keys.root().len()..].to_vec());
+    }
+    out.push(keys.state("view", b"key"));
+    out.push(keys.checkpoint("view"));
+    out.push(keys.id(&Uuid::from_u128(7)));
+    out.push(keys.head());
     // Every one-byte truncation of a valid record.
     let good = encode_event(&e, 1, 2);
     for n in 0..good.len() {
         out.push(good[..n].to_vec());
     }
     out
+}
+
+/// The bytes of the index snapshot a small embedded store writes when it closes.
+fn real_snapshot() -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = dcb_embedded::EmbeddedStore::open(dir.path()).unwrap();
+        for i in 0..20u128 {
+            let e = Event::new(if i % 2 == 0 { "A" } else { "B" }, Vec::new())
+                .tag(format!("t:{}", i % 3))
+                .with_id(Uuid::from_u128(i + 1));
+            store.append(vec![e], Vec::new()).await.unwrap();
+        }
+        drop(store);
+    });
+    let bytes = std::fs::read(dcb_embedded::snapshot::path(dir.path())).unwrap();
+    assert!(
+        dcb_embedded::snapshot::inspect(&bytes).is_ok_and(|s| s.count == 20 && s.ids == 20),
+        "the seed snapshot must decode"
+    );
+    bytes
 }
 
 #[test]
@@ -55,9 +105,15 @@ fn fuzz_target_bodies_on_seed_inputs() {
         targets::codec(s);
         targets::position(s);
         targets::query_json(s);
+        store_targets::snapshot(s);
+        store_targets::kv_keys(s);
+        for mode in 0..8u8 {
+            store_targets::snapshot(&[&[mode][..], s].concat());
+            store_targets::kv_keys(&[&[mode][..], s].concat());
+        }
     }
     eprintln!(
-        "fuzz targets: {} seed inputs through 3 targets",
+        "fuzz targets: {} seed inputs through 5 targets",
         seeds.len()
     );
 }
@@ -70,6 +126,8 @@ proptest! {
         targets::codec(&data);
         targets::position(&data);
         targets::query_json(&data);
+        store_targets::snapshot(&data);
+        store_targets::kv_keys(&data);
     }
 
     #[test]
