@@ -110,6 +110,11 @@ fn with_offset(bytes: &[u8], offset: usize) -> Vec<u8> {
 
 #[async_trait]
 impl KvTransaction for FdbTx {
+    async fn read_version(&self) -> Result<u64, KvError> {
+        let v = self.tx.get_read_version().await.map_err(map_err)?;
+        u64::try_from(v).map_err(|_| KvError::fatal(format!("negative read version {v}")))
+    }
+
     async fn get(&self, key: &[u8], snapshot: bool) -> Result<Option<Vec<u8>>, KvError> {
         let value = self.tx.get(key, snapshot).await.map_err(map_err)?;
         Ok(value.map(|v| v.to_vec()))

@@ -299,6 +299,7 @@ impl Cursor {
                 limit,
                 reverse,
                 snapshot,
+                target_bytes: 0,
             })
             .await?;
         let Some((last, _)) = batch.pairs.last() else {
@@ -1104,6 +1105,7 @@ impl<D: KvDatabase> EventStore for KvStore<D> {
                                 limit: want,
                                 reverse: false,
                                 snapshot: true,
+                                target_bytes: 0,
                             })
                             .await?)
                     })

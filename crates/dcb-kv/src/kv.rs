@@ -4,7 +4,9 @@
 //! sees its own writes, and commits optimistically: when a transaction that committed after its
 //! read version wrote into a range it read *serializably* (not `snapshot`), the commit fails with
 //! a retryable [`KvErrorKind::Conflict`]. Versionstamped writes put the 10-byte commit
-//! versionstamp into a key or value at a given offset.
+//! versionstamp (8-byte commit version, 2-byte batch number) into a key or value at a given
+//! offset. A versionstamped key's write conflict range is the exact key it becomes: the commit
+//! proxy adds it once the stamp is known (the client adds none).
 //!
 //! [`crate::SimKv`] implements it in memory; `dcb-fdb` maps it onto `foundationdb::Transaction`.
 
@@ -30,6 +32,13 @@ pub enum KvErrorKind {
     MaybeCommitted,
     /// The transaction hit its timeout. During a commit, the outcome is unknown.
     Timeout,
+    /// The transaction is over the store's size limit (FoundationDB `transaction_too_large`,
+    /// 2101): nothing was written; not retried.
+    TransactionTooLarge,
+    /// A key is over the store's key size limit (`key_too_large`, 2102): not retried.
+    KeyTooLarge,
+    /// A value is over the store's value size limit (`value_too_large`, 2103): not retried.
+    ValueTooLarge,
     /// Anything else: not retried.
     Fatal,
 }
@@ -72,6 +81,10 @@ pub struct RangeRead<'a> {
     pub reverse: bool,
     /// A snapshot read registers no read conflict.
     pub snapshot: bool,
+    /// Soft cap on the bytes (keys and values) of one batch, `0` for none. A backend stops a
+    /// batch once it holds this many bytes (always returning at least one pair when there is
+    /// one) and sets `more`.
+    pub target_bytes: usize,
 }
 
 /// The result of a [`RangeRead`].
@@ -96,6 +109,11 @@ pub trait KvDatabase: Send + Sync + 'static {
 /// One optimistic transaction. Writes are buffered until [`KvTransaction::commit`].
 #[async_trait]
 pub trait KvTransaction: Send + Sync + 'static {
+    /// The version this transaction reads at (FoundationDB `get_read_version`): the newest
+    /// committed version when it started. Versionstamps begin with a commit version in the same
+    /// (per-cluster) sequence.
+    async fn read_version(&self) -> Result<u64, KvError>;
+
     /// Reads one key. A non-snapshot read registers a read conflict on the key.
     async fn get(&self, key: &[u8], snapshot: bool) -> Result<Option<Vec<u8>>, KvError>;
 
@@ -114,8 +132,10 @@ pub trait KvTransaction: Send + Sync + 'static {
     fn clear_range(&self, begin: &[u8], end: &[u8]);
 
     /// Sets a key whose bytes `offset..offset + 10` are replaced by the commit versionstamp.
-    /// The key is unreadable in this transaction. Its write conflict range covers every key the
-    /// versionstamp could produce from this transaction's read version upwards.
+    /// The key is unreadable in this transaction. Its write conflict range is the stamped key
+    /// itself, added at commit (FoundationDB's commit proxy does it). Since the stamp is above
+    /// every version any concurrent reader read at, a serializable read of a range reaching up
+    /// to the end of the key's prefix always intersects it.
     fn set_versionstamped_key(&self, key: &[u8], offset: usize, value: &[u8]);
 
     /// Sets a value whose bytes `offset..offset + 10` are replaced by the commit versionstamp.

@@ -53,4 +53,7 @@ pub use engine::{KvOptions, KvStore, MAX_EVENTS_PER_VERSIONSTAMP};
 pub use kv::{
     KvDatabase, KvError, KvErrorKind, KvTransaction, RangeBatch, RangeRead, Versionstamp,
 };
-pub use sim::{Faults, SimConfig, SimKv, SimStats, SimTx};
+pub use sim::{
+    CommitFault, FDB_KEY_SIZE_LIMIT, FDB_TX_SIZE_LIMIT, FDB_VALUE_SIZE_LIMIT, Faults, Latency,
+    MUTATION_OVERHEAD, RANGE_OVERHEAD, SimConfig, SimKv, SimStats, SimTx,
+};
