@@ -83,8 +83,8 @@ pub use command::{
 };
 pub use env::{Environment, SystemEnv, TestEnv};
 pub use event::{
-    DecodeError, DomainEvent, EncodeError, EventSet, Metadata, NewEvent, RECORDED_AT_KEY,
-    Sequenced, TypeOutsideSet, restrict, tag,
+    DecodeError, DomainEvent, EncodeError, EventSet, Metadata, NewEvent, RECORDED_AT_KEY, REDACTED,
+    Sequenced, TypeOutsideSet, redact, restrict, tag,
 };
 pub use lease::{Lease, lease_consumer};
 pub use metrics::{AutomationMetrics, Metrics, ViewMetrics};
@@ -94,7 +94,9 @@ pub use module::{
 pub use runtime::Runtime;
 pub use services::{Email, MailError, Mailer, MemoryMailer, OutboxMailer, Secrets, Services};
 pub use shutdown::{Shutdown, ShutdownTrigger, shutdown_channel};
-pub use view::{LiveState, LiveView, MaterializedView, VIEW_BATCH, ViewError, view_consumer};
+pub use view::{
+    LiveState, LiveView, MaterializedView, VIEW_BATCH, ViewError, ViewReadGuard, view_consumer,
+};
 
 #[doc(hidden)]
 pub mod __private {

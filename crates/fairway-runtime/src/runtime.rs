@@ -1,14 +1,13 @@
 //! The handle modules run against: the store, the environment, metrics and view progress.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use dcb_core::{EventStore, Position};
-use tokio::sync::watch;
+use dcb_core::EventStore;
 
 use crate::env::{Environment, SystemEnv};
 use crate::metrics::Metrics;
 use crate::services::Services;
+use crate::view::Progress;
 
 /// The shared handle every command, view, automation and HTTP handler uses (also the axum
 /// state). Cheap to clone.
@@ -91,37 +90,5 @@ impl Runtime {
 
     pub(crate) fn progress(&self) -> &Progress {
         &self.progress
-    }
-}
-
-/// How far each materialized view has processed, in memory (read-your-writes waits on it).
-#[derive(Clone, Default)]
-pub(crate) struct Progress {
-    views: Arc<Mutex<HashMap<String, watch::Sender<Option<Position>>>>>,
-}
-
-impl Progress {
-    pub(crate) fn sender(&self, view: &str) -> watch::Sender<Option<Position>> {
-        let mut map = self.views.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(view.to_owned())
-            .or_insert_with(|| watch::channel(None).0)
-            .clone()
-    }
-
-    /// Records that `view` has processed everything up to `position` (never moves back, except
-    /// through [`Progress::reset`]).
-    pub(crate) fn advance(&self, view: &str, position: Option<Position>) {
-        self.sender(view).send_if_modified(|p| {
-            if position > *p {
-                *p = position;
-                true
-            } else {
-                false
-            }
-        });
-    }
-
-    pub(crate) fn reset(&self, view: &str) {
-        self.sender(view).send_replace(None);
     }
 }

@@ -1,16 +1,32 @@
 //! Views: live (folded on each request) and materialized (a read model kept current by a
 //! subscription-like loop, stored with its checkpoint in one commit).
+//!
+//! Reading a materialized view consistently: [`Runtime::wait_for_view`] (or
+//! [`Runtime::view_ready`]) returns a [`ViewReadGuard`] once the view provably covers the
+//! requested position; hold it while reading. A rebuild in this process deletes the read model
+//! only while no guard is held, and a guard is only handed out when the (re)built model has
+//! caught up past the position, so a read never answers from a partially rebuilt model.
+//!
+//! When is a position covered? When the stored checkpoint (committed atomically with the
+//! states) is at or past it; or when an update pass of this process proved that no event the
+//! view reads lies between the checkpoint it started from (`base`) and the head it read, and the
+//! stored checkpoint is still at least `base` (a reset by a rebuild, here or in another process,
+//! moves it back and voids the proof until the rebuild re-applied up to `base`); or when the
+//! store shows no event of the view's query between the stored checkpoint and the position.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use dcb_core::{CheckpointGuard, Position, Query, ReadOptions, StateCommit, StoreError};
 use futures::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::{OwnedRwLockReadGuard, RwLock, watch};
 
 use crate::event::{DecodeError, EventSet, Sequenced, TypeOutsideSet, restrict};
 use crate::lease::LeaseKeeper;
@@ -26,6 +42,12 @@ pub const VIEW_LEASE_TTL: Duration = Duration::from_secs(15);
 
 /// Pause after a failed view update before trying again.
 pub const VIEW_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// The `Retry-After` (seconds) of a 503 for a view that did not catch up in time.
+pub const VIEW_RETRY_AFTER_SECS: u64 = 1;
+
+/// The state key holding a view's layout version ([`MaterializedView::version`]).
+const VERSION_KEY: &[u8] = b"m/version";
 
 /// Why a view could not be read or updated.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +70,7 @@ pub enum ViewError {
         /// The JSON error.
         message: String,
     },
-    /// The view did not reach the position in time.
+    /// The view did not reach the position in time (HTTP: 503 with `Retry-After`).
     #[error("view {view} did not reach position {position} within {timeout:?}")]
     Timeout {
         /// The view.
@@ -58,6 +80,117 @@ pub enum ViewError {
         /// The time waited.
         timeout: Duration,
     },
+}
+
+impl IntoResponse for ViewError {
+    /// A timeout is 503 `view_not_ready` with `Retry-After`; the rest as
+    /// [`ApiError`](crate::http::ApiError) maps them.
+    fn into_response(self) -> Response {
+        match self {
+            ViewError::Timeout { .. } => {
+                let mut response = crate::http::ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "view_not_ready",
+                    format!("{self}; retry shortly"),
+                )
+                .into_response();
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(VIEW_RETRY_AFTER_SECS),
+                );
+                response
+            }
+            other => crate::http::ApiError::from(other).into_response(),
+        }
+    }
+}
+
+/// Held while reading a materialized view after [`Runtime::wait_for_view`] or
+/// [`Runtime::view_ready`]: a rebuild in this process does not delete the read model while any
+/// guard is held, so what the wait proved stays true until the guard is dropped.
+pub struct ViewReadGuard {
+    _permit: OwnedRwLockReadGuard<()>,
+}
+
+impl Debug for ViewReadGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ViewReadGuard").finish_non_exhaustive()
+    }
+}
+
+/// What an update pass proved: no event the view reads lies in `(base, head]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Seen {
+    base: Option<Position>,
+    head: Option<Position>,
+}
+
+/// One view's in-process coordination.
+struct ViewSlot {
+    /// The latest proof of an update pass (read-your-writes waits watch it).
+    seen: watch::Sender<Seen>,
+    /// Serializes update passes and rebuilds in this process.
+    update: tokio::sync::Mutex<()>,
+    /// Readers hold it shared; deleting the read model (a rebuild) holds it exclusively.
+    readers: Arc<RwLock<()>>,
+    /// The view's restricted query, once a worker or an update pass of this process named it.
+    query: Mutex<Option<Query>>,
+    /// The view's layout version, once named (0: unknown).
+    version: AtomicU32,
+    /// The stored layout version is the view's (checked, or the view was rebuilt).
+    layout_ok: AtomicBool,
+}
+
+impl ViewSlot {
+    fn new() -> ViewSlot {
+        ViewSlot {
+            seen: watch::channel(Seen::default()).0,
+            update: tokio::sync::Mutex::new(()),
+            readers: Arc::new(RwLock::new(())),
+            query: Mutex::new(None),
+            version: AtomicU32::new(0),
+            layout_ok: AtomicBool::new(false),
+        }
+    }
+
+    fn register(&self, query: &Query, version: u32) {
+        let mut q = self.query.lock().unwrap_or_else(|p| p.into_inner());
+        if q.is_none() {
+            *q = Some(query.clone());
+        }
+        self.version.store(version, Ordering::Release);
+    }
+
+    fn query(&self) -> Option<Query> {
+        self.query.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Records a proof, keeping the one that reaches furthest.
+    fn note(&self, base: Option<Position>, head: Option<Position>) {
+        self.seen.send_if_modified(|s| {
+            if head > s.head || (head == s.head && base < s.base) {
+                *s = Seen { base, head };
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+/// The in-process state of every materialized view (one per [`Runtime`] and its clones).
+#[derive(Clone, Default)]
+pub(crate) struct Progress {
+    views: Arc<Mutex<HashMap<String, Arc<ViewSlot>>>>,
+}
+
+impl Progress {
+    fn slot(&self, view: &str) -> Arc<ViewSlot> {
+        let mut map = self.views.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(view.to_owned())
+            .or_insert_with(|| Arc::new(ViewSlot::new()))
+            .clone()
+    }
 }
 
 /// A view folded from its query on each request (fine for small slices).
@@ -107,6 +240,12 @@ pub trait MaterializedView: Send + Sync + 'static {
     fn keys(&self, event: &Sequenced<Self::Events>) -> Vec<String>;
     /// Updates one key's state (`None` = absent; set it to `None` to delete).
     fn evolve(&self, key: &str, state: &mut Option<Self::State>, event: &Sequenced<Self::Events>);
+    /// The layout version of the stored read model (default 1). Bump it when `keys` or `State`
+    /// change incompatibly: when the worker finds a read model stored with another version it
+    /// rebuilds the view from the first event (reads wait meanwhile, as during any rebuild).
+    fn version(&self) -> u32 {
+        1
+    }
 }
 
 /// The consumer name of a view's storage.
@@ -183,24 +322,35 @@ impl Runtime {
             .collect()
     }
 
-    /// Waits until view `name` has processed everything up to `position` (read-your-writes after
-    /// a command returned its positions).
+    /// Waits until view `name` covers everything up to `position` (read-your-writes after a
+    /// command returned its positions), then returns a guard to hold while reading it.
+    ///
+    /// Covered means: the stored checkpoint is at or past `position`, or no event the view
+    /// reads lies between the stored checkpoint and `position` (proved by an update pass of
+    /// this process, or by the store when this process knows the view's query). During a
+    /// rebuild the read model restarts from nothing, so the wait lasts until the rebuild has
+    /// re-applied everything up to `position`; after `timeout`, [`ViewError::Timeout`] (HTTP
+    /// 503 with `Retry-After`).
     pub async fn wait_for_view(
         &self,
         name: &str,
         position: Position,
         timeout: Duration,
-    ) -> Result<(), ViewError> {
+    ) -> Result<ViewReadGuard, ViewError> {
+        let slot = self.progress().slot(name);
         let consumer = view_consumer(name);
-        let mut rx = self.progress().sender(name).subscribe();
+        let mut rx = slot.seen.subscribe();
         let wait = async {
             loop {
-                // The stored checkpoint covers views updated by another replica; the in-memory
-                // progress covers positions the view has seen but does not read.
-                if self.store().checkpoint(&consumer).await? >= Some(position)
-                    || *rx.borrow() >= Some(position)
-                {
-                    return Ok::<(), ViewError>(());
+                let seen = *rx.borrow_and_update();
+                if self.covers(&slot, &consumer, position, seen).await? {
+                    let permit = slot.readers.clone().read_owned().await;
+                    // A rebuild may have deleted the read model before the permit was granted.
+                    let seen = *rx.borrow_and_update();
+                    if self.covers(&slot, &consumer, position, seen).await? {
+                        return Ok::<ViewReadGuard, ViewError>(ViewReadGuard { _permit: permit });
+                    }
+                    continue;
                 }
                 tokio::select! {
                     _ = rx.changed() => {}
@@ -218,17 +368,146 @@ impl Runtime {
         }
     }
 
+    /// The guard for reading view `name`: with `after`, [`Runtime::wait_for_view`] for it;
+    /// without, the same for the store's head now, so a read never answers from a state older
+    /// than the moment it arrived (in particular not from a view being rebuilt).
+    pub async fn view_ready(
+        &self,
+        name: &str,
+        after: Option<Position>,
+        timeout: Duration,
+    ) -> Result<ViewReadGuard, ViewError> {
+        let target = match after {
+            Some(p) => Some(p),
+            None => self.store().head().await?,
+        };
+        match target {
+            Some(p) => self.wait_for_view(name, p, timeout).await,
+            None => {
+                let slot = self.progress().slot(name);
+                let permit = tokio::time::timeout(timeout, slot.readers.clone().read_owned())
+                    .await
+                    .map_err(|_| ViewError::Timeout {
+                        view: name.to_owned(),
+                        position: Position::ZERO,
+                        timeout,
+                    })?;
+                Ok(ViewReadGuard { _permit: permit })
+            }
+        }
+    }
+
+    async fn covers(
+        &self,
+        slot: &ViewSlot,
+        consumer: &str,
+        position: Position,
+        seen: Seen,
+    ) -> Result<bool, ViewError> {
+        let version = slot.version.load(Ordering::Acquire);
+        if version != 0 && !slot.layout_ok.load(Ordering::Acquire) {
+            // A read model stored with another layout is about to be rebuilt: not covered.
+            if stored_version(self, consumer).await? != version {
+                return Ok(false);
+            }
+            slot.layout_ok.store(true, Ordering::Release);
+        }
+        let query = slot.query();
+        let checkpoint = self.store().checkpoint(consumer).await?;
+        if checkpoint >= Some(position) {
+            return Ok(true);
+        }
+        if seen.head >= Some(position) && checkpoint >= seen.base {
+            return Ok(true);
+        }
+        let Some(query) = query else {
+            return Ok(false);
+        };
+        let options = ReadOptions::new().after_opt(checkpoint).limit(1);
+        let mut next = self.store().read(query, options).await?;
+        Ok(match next.next().await {
+            None => true,
+            Some(e) => e?.position > position,
+        })
+    }
+
     /// Applies every event after the view's checkpoint (in commits of at most [`VIEW_BATCH`]
     /// events) and returns the position the view has now processed up to (the head it read).
+    /// When the stored layout version differs from [`MaterializedView::version`], the view is
+    /// rebuilt first.
     pub async fn catch_up<V: MaterializedView>(
         &self,
         view: &V,
     ) -> Result<Option<Position>, ViewError> {
+        let slot = self.progress().slot(view.name());
+        let query = restrict(&view.query(), V::Events::TYPES)?;
+        slot.register(&query, view.version());
+        if !slot.layout_ok.load(Ordering::Acquire) {
+            let _readers = slot.readers.write().await;
+            let _update = slot.update.lock().await;
+            if !slot.layout_ok.load(Ordering::Acquire) {
+                self.check_layout(view).await?;
+                slot.layout_ok.store(true, Ordering::Release);
+            }
+        }
+        let _update = slot.update.lock().await;
+        self.apply_pending(view, &slot, query).await
+    }
+
+    /// Rebuilds the view when its stored layout version is not the view's.
+    async fn check_layout<V: MaterializedView>(&self, view: &V) -> Result<(), ViewError> {
+        let consumer = view_consumer(view.name());
+        let stored = stored_version(self, &consumer).await?;
+        if stored == view.version() {
+            return Ok(());
+        }
+        if self.store().checkpoint(&consumer).await?.is_some() {
+            tracing::info!(
+                view = view.name(),
+                stored,
+                version = view.version(),
+                "the stored read model has another layout version: rebuilding it"
+            );
+            self.metrics()
+                .view(view.name())
+                .rebuilds
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        self.reset_view(view).await
+    }
+
+    /// Deletes the read model and checkpoint and records the layout version.
+    async fn reset_view<V: MaterializedView>(&self, view: &V) -> Result<(), ViewError> {
+        let consumer = view_consumer(view.name());
+        self.store().reset_consumer(&consumer).await?;
+        if view.version() != 1 {
+            self.store()
+                .commit_state(StateCommit {
+                    consumer,
+                    writes: vec![(
+                        VERSION_KEY.to_vec(),
+                        Some(view.version().to_string().into_bytes()),
+                    )],
+                    checkpoint: None,
+                    guard: CheckpointGuard::Exactly(None),
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The update pass itself; the caller holds the slot's update lock.
+    async fn apply_pending<V: MaterializedView>(
+        &self,
+        view: &V,
+        slot: &ViewSlot,
+        query: Query,
+    ) -> Result<Option<Position>, ViewError> {
         let name = view.name();
         let consumer = view_consumer(name);
-        let query = restrict(&view.query(), V::Events::TYPES)?;
         let metrics = self.metrics().view(name);
         let mut cursor = self.store().checkpoint(&consumer).await?;
+        let base = cursor;
         loop {
             let options = ReadOptions::new().after_opt(cursor).limit(VIEW_BATCH);
             let mut stream = self.store().read(query.clone(), options).await?;
@@ -277,7 +556,9 @@ impl Runtime {
             }
             if n < VIEW_BATCH {
                 let reached = head.max(cursor);
-                self.progress().advance(name, reached);
+                // Proved: nothing the view reads lies in (cursor, reached]. Valid while the
+                // stored checkpoint is at least `cursor` (a reset voids it).
+                slot.note(cursor, reached);
                 let lag = head
                     .map_or(0, |h| h.get())
                     .saturating_sub(reached.map_or(0, |p| p.get()));
@@ -286,24 +567,35 @@ impl Runtime {
                     .store(u64::try_from(lag).unwrap_or(u64::MAX), Ordering::Relaxed);
                 return Ok(reached);
             }
-            self.progress().advance(name, cursor);
+            slot.note(base.max(cursor), cursor);
         }
     }
 
     /// Deletes the view's read model and checkpoint, then rebuilds it from the first event.
+    ///
+    /// In this process it waits for the reads holding a [`ViewReadGuard`] to finish before
+    /// deleting anything, and the view's worker pauses until it is done; reads that arrive
+    /// meanwhile wait until the rebuilt model covers their position. Counted in
+    /// `rebuilds` as soon as it starts.
     pub async fn rebuild<V: MaterializedView>(
         &self,
         view: &V,
     ) -> Result<Option<Position>, ViewError> {
-        self.store()
-            .reset_consumer(&view_consumer(view.name()))
-            .await?;
-        self.progress().reset(view.name());
+        let slot = self.progress().slot(view.name());
+        let query = restrict(&view.query(), V::Events::TYPES)?;
+        slot.register(&query, view.version());
         self.metrics()
             .view(view.name())
             .rebuilds
             .fetch_add(1, Ordering::Relaxed);
-        self.catch_up(view).await
+        let _update = {
+            let _readers = slot.readers.write().await;
+            let update = slot.update.lock().await;
+            self.reset_view(view).await?;
+            slot.layout_ok.store(true, Ordering::Release);
+            update
+        };
+        self.apply_pending(view, &slot, query).await
     }
 
     /// Keeps a materialized view current until `shutdown`: while this replica holds the view's
@@ -316,6 +608,13 @@ impl Runtime {
         shutdown: Shutdown,
         replica: impl Into<String>,
     ) {
+        if let Ok(query) = restrict(&view.query(), V::Events::TYPES) {
+            // Read-your-writes waits on this replica can then ask the store, even while
+            // another replica holds the lease.
+            self.progress()
+                .slot(view.name())
+                .register(&query, view.version());
+        }
         let gauge = self.metrics().view(view.name()).lease_held.clone();
         let mut lease = LeaseKeeper::new(
             &view_consumer(view.name()),
@@ -365,6 +664,19 @@ impl Runtime {
         .instrument(span)
         .await
     }
+}
+
+/// The layout version a view's read model was stored with (absent: 1; unreadable: 0, which no
+/// view has, so it is rebuilt).
+async fn stored_version(rt: &Runtime, consumer: &str) -> Result<u32, ViewError> {
+    let stored = rt.store().get_state(consumer, VERSION_KEY).await?;
+    Ok(match stored {
+        None => 1,
+        Some(v) => std::str::from_utf8(&v)
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0),
+    })
 }
 
 async fn pause(shutdown: &Shutdown, d: Duration) {

@@ -7,3 +7,4 @@ mod example;
 mod harness;
 mod http;
 mod integration;
+mod view_rebuild;
