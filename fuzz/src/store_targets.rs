@@ -22,7 +22,11 @@ pub fn snapshot(data: &[u8]) {
             // A snapshot that decodes is internally consistent (`inspect` checks each posting
             // list against the head); an empty one indexes nothing.
             if s.head == 0 {
-                assert_eq!(s.types + s.tags, 0, "postings in a snapshot with head 0");
+                assert_eq!(
+                    s.types + s.tags + s.ids,
+                    0,
+                    "postings or ids in a snapshot with head 0"
+                );
             }
         }
         Err(reason) => assert!(!reason.is_empty(), "an empty reason"),

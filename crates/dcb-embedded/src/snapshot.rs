@@ -47,6 +47,10 @@ fn deltas(list: &[u64]) -> Vec<u64> {
 }
 
 fn undeltas(list: Vec<u64>) -> Option<Vec<u64>> {
+    // The index never holds an empty posting list, so a snapshot never does either.
+    if list.is_empty() {
+        return None;
+    }
     let mut prev = 0u64;
     let mut out = Vec::with_capacity(list.len());
     for d in list {
@@ -158,20 +162,23 @@ fn decode(bytes: &[u8]) -> Result<Index, String> {
     let snap: SnapshotV1 = postcard::from_bytes(body).map_err(|e| e.to_string())?;
     let mut index = Index::continuing_after(0);
     for (k, v) in snap.types {
-        let v = undeltas(v).ok_or("positions out of order")?;
+        let v = undeltas(v).ok_or("an empty posting list or positions out of order")?;
         if v.last().is_some_and(|&p| p > snap.head) {
             return Err("a position past the snapshot's head".into());
         }
         index.put_type(k, v);
     }
     for (k, v) in snap.tags {
-        let v = undeltas(v).ok_or("positions out of order")?;
+        let v = undeltas(v).ok_or("an empty posting list or positions out of order")?;
         if v.last().is_some_and(|&p| p > snap.head) {
             return Err("a position past the snapshot's head".into());
         }
         index.put_tag(k, v);
     }
     for (id, p) in snap.ids {
+        if p == 0 || p > snap.head {
+            return Err("an event id at a position past the snapshot's head".into());
+        }
         index.ids.insert(Uuid::from_bytes(id), p);
     }
     index.head = snap.head;

@@ -112,6 +112,24 @@ fn fuzz_target_bodies_on_seed_inputs() {
             store_targets::kv_keys(&[&[mode][..], s].concat());
         }
     }
+    // `FAIRWAY_WRITE_FUZZ_SEEDS=fuzz/corpus cargo test -p fairway-reliability --test
+    // fuzz_targets` writes these seeds as the cargo-fuzz corpora (what `fuzz/corpus` started
+    // from before the fuzzers added to it).
+    if let Some(dir) = std::env::var_os("FAIRWAY_WRITE_FUZZ_SEEDS") {
+        let dir = std::path::PathBuf::from(dir);
+        for target in ["codec", "position", "query_json", "snapshot", "kv_keys"] {
+            let d = dir.join(target);
+            std::fs::create_dir_all(&d).unwrap();
+            for (i, s) in seeds.iter().enumerate() {
+                let bytes = if matches!(target, "snapshot" | "kv_keys") {
+                    [&[(i % 8) as u8][..], s].concat()
+                } else {
+                    s.clone()
+                };
+                std::fs::write(d.join(format!("seed-{i:03}")), bytes).unwrap();
+            }
+        }
+    }
     eprintln!(
         "fuzz targets: {} seed inputs through 5 targets",
         seeds.len()
@@ -149,4 +167,26 @@ proptest! {
         targets::query_json(text.as_bytes());
         targets::position(text.as_bytes());
     }
+}
+
+/// Found by the `snapshot` fuzzer: a checksummed snapshot whose body holds an empty posting
+/// list (and, by review of the same decoder, an event id past the snapshot's head) was accepted.
+/// The index never holds either; such a snapshot is now refused and the indexes are rebuilt.
+#[test]
+fn regression_snapshot_with_empty_posting_list_or_id_past_head_is_refused() {
+    use dcb_embedded::snapshot::{frame, inspect};
+    // The fuzzer's input: mode byte (odd: frame the rest), then the body.
+    let found = [0x2f, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00];
+    store_targets::snapshot(&found);
+    assert!(inspect(&frame(&found[1..])).is_err());
+    // head 1, count 1, no types, no tags, one id at position 5.
+    let mut id_past_head = vec![0x01, 0x01, 0x00, 0x00, 0x01];
+    id_past_head.extend_from_slice(&[0u8; 16]);
+    id_past_head.push(0x05);
+    let err = inspect(&frame(&id_past_head)).unwrap_err();
+    assert!(err.contains("past the snapshot's head"), "{err}");
+    // The same body with the id at position 1 is a valid snapshot.
+    let n = id_past_head.len();
+    id_past_head[n - 1] = 0x01;
+    assert!(inspect(&frame(&id_past_head)).is_ok_and(|s| s.ids == 1 && s.head == 1));
 }
