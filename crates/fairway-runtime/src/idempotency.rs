@@ -1,17 +1,36 @@
-//! Idempotency keys: an `Idempotency-Key` header on `POST`, `PUT` or `PATCH` makes the request
-//! safe to retry. The first response (status, content type, body) is stored durably in the
-//! store's consumer state and replayed for the same key and the same request; the same key with
-//! a different request (method, path or body) is rejected with 422 `idempotency_key_reused`.
+//! Idempotency keys (after the IETF httpapi `Idempotency-Key` draft): an `Idempotency-Key`
+//! header on `POST`, `PUT` or `PATCH` makes the request safe to retry. The first successful
+//! response is stored durably in the store's consumer state and replayed for the same key and
+//! the same request; the same key with a different request is 422 `idempotency_key_reused`;
+//! the same key while its first request still runs (on this host) is 409
+//! `idempotency_in_progress`.
 //!
-//! Storage: consumer [`IDEMPOTENCY_CONSUMER`] (`http.idempotency`), key `k/{header}`, value the
-//! JSON [`IdempotencyRecord`]: a fingerprint of the request (a UUID v5, i.e. SHA-1, of method,
-//! path and body) and the response. Records are written after the handler ran, so a replay works
-//! after a restart. Responses with a 5xx status are not recorded (a retry may succeed), nor are
-//! bodies over [`MAX_RECORDED_BODY`] or that are not UTF-8. Records older than [`RECORD_TTL`]
-//! are ignored and overwritten; nothing deletes them otherwise.
+//! **Scope.** Keys belong to a principal: the SHA-256 of the `Authorization` header, or the
+//! anonymous scope when there is none. The runtime does not know users; a principal is "whoever
+//! presents these credentials", so user A's key never replays to B, to another token or to an
+//! anonymous client, and a new token starts a new scope.
 //!
-//! While a request with a key is running, another request with the same key on this host gets
-//! 409 `idempotency_in_progress`.
+//! **Fingerprint.** SHA-256 of the method, the matched route (`/api/lists/{listId}`), the
+//! request target (path and query), the `Content-Type`, the principal and the body.
+//!
+//! **What is stored.** Only `2xx` responses of a route that matched (the middleware sees the
+//! route through axum's `MatchedPath`, so an unknown route, which has none, is never looked up
+//! nor stored), with a UTF-8 body of at most [`MAX_RECORDED_BODY`] bytes. Nothing else is:
+//! not `4xx` (an extractor's 400/401/413/415 or a command's rejection: in Fairway a refused
+//! request appends nothing, so running it again is safe, and the client can fix its token,
+//! content type or body and retry with the same key), not `5xx` (a retry may succeed), not the
+//! 400/413 this middleware itself answers for a bad key or a body over the limit.
+//!
+//! **Expiry.** A record is honoured for its TTL ([`DEFAULT_TTL`], 24 h, see
+//! [`Idempotency::ttl`]) and then deleted: each record has an expiry index entry
+//! (`x/{expiry}/...`), and a sweep (at most every [`SWEEP_INTERVAL`], started by a keyed
+//! request) deletes every expired record, oldest first. Storage is bounded by the keyed
+//! successful responses of the last TTL.
+//!
+//! Storage: consumer [`IDEMPOTENCY_CONSUMER`] (`http.idempotency`), keys
+//! `r/{principal}/{key}` → the JSON [`IdempotencyRecord`] and
+//! `x/{expires_at_ms as 16 hex digits}/{principal}/{key}` → empty. Records of earlier versions
+//! (`k/{key}`, not scoped) are deleted by the first sweep.
 //!
 //! ```no_run
 //! # fn f(rt: fairway_runtime::Runtime, router: axum::Router) -> axum::Router {
@@ -21,17 +40,18 @@
 //! ```
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::body::{Body, Bytes, HttpBody as _};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use dcb_core::StateCommit;
+use dcb_core::{StateCommit, StoreError};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
+use sha2::{Digest, Sha256};
 
 use crate::env::millis;
 use crate::http::ApiError;
@@ -45,17 +65,22 @@ pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 /// The longest accepted key, in bytes.
 pub const MAX_KEY_LEN: usize = 255;
-/// The largest response body that is recorded.
-pub const MAX_RECORDED_BODY: usize = 64 * 1024;
-/// How long a record is honoured.
-pub const RECORD_TTL: Duration = Duration::from_secs(24 * 3600);
+/// The largest response body that is recorded (a bigger one is passed on, not recorded).
+pub const MAX_RECORDED_BODY: usize = 32 * 1024;
+/// How long a record is honoured by default before it is deleted.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
+/// How often at most a sweep deletes expired records.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// The principal of requests without `Authorization`.
+pub const ANONYMOUS: &str = "anonymous";
 
-const FINGERPRINT_NAMESPACE: Uuid = Uuid::from_u128(0x6a1f_8f1e_2c57_4b7e_9d0a_51c3_e2b4_7f90);
+/// Expiry index entries examined per sweep commit.
+const SWEEP_BATCH: usize = 512;
 
 /// A recorded response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdempotencyRecord {
-    /// Fingerprint of method, path and body of the first request.
+    /// Fingerprint of the first request ([`fingerprint`]).
     pub fingerprint: String,
     /// The response status.
     pub status: u16,
@@ -65,25 +90,139 @@ pub struct IdempotencyRecord {
     pub body: String,
     /// When it was recorded (ms since the epoch).
     pub recorded_at_ms: u64,
+    /// When it expires and may be deleted (ms since the epoch).
+    pub expires_at_ms: u64,
 }
 
-/// The middleware's state: the runtime, the body limit and the keys in flight.
+/// The middleware's state: the runtime, the body limit, the TTL and the keys in flight.
 #[derive(Debug, Clone)]
 pub struct Idempotency {
     runtime: Runtime,
     body_limit: usize,
+    ttl: Duration,
     in_flight: Arc<Mutex<HashSet<String>>>,
+    next_sweep_ms: Arc<AtomicU64>,
 }
 
 impl Idempotency {
-    /// Records in `runtime`'s store; request bodies over `body_limit` get 413.
+    /// Records in `runtime`'s store for [`DEFAULT_TTL`]; request bodies over `body_limit` get
+    /// 413.
     pub fn new(runtime: Runtime, body_limit: usize) -> Idempotency {
         Idempotency {
             runtime,
             body_limit,
+            ttl: DEFAULT_TTL,
             in_flight: Arc::default(),
+            next_sweep_ms: Arc::default(),
         }
     }
+
+    /// How long records are honoured before they are deleted.
+    pub fn ttl(mut self, ttl: Duration) -> Idempotency {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Deletes every record whose expiry has passed (and records of earlier versions); returns
+    /// how many records it deleted.
+    pub async fn sweep(&self) -> Result<usize, StoreError> {
+        let store = self.runtime.store();
+        let now_ms = millis(self.runtime.env().now());
+        let mut deleted = 0;
+        // Unscoped records of earlier versions.
+        loop {
+            let rows = store
+                .scan_state(IDEMPOTENCY_CONSUMER, b"k/", None, SWEEP_BATCH)
+                .await?;
+            if rows.is_empty() {
+                break;
+            }
+            deleted += rows.len();
+            commit(store, rows.into_iter().map(|(k, _)| (k, None)).collect()).await?;
+        }
+        loop {
+            let rows = store
+                .scan_state(IDEMPOTENCY_CONSUMER, b"x/", None, SWEEP_BATCH)
+                .await?;
+            let full = rows.len() == SWEEP_BATCH;
+            let mut writes = Vec::new();
+            let mut reached_unexpired = false;
+            for (index_key, _) in rows {
+                let Some((expires_at_ms, record_key)) = parse_index_key(&index_key) else {
+                    writes.push((index_key, None));
+                    continue;
+                };
+                if expires_at_ms > now_ms {
+                    reached_unexpired = true;
+                    break;
+                }
+                // The record may have been written again since (a later request reusing the
+                // key after this one expired): delete it only if it is expired too.
+                let current = store.get_state(IDEMPOTENCY_CONSUMER, &record_key).await?;
+                let expired = current.is_some_and(|raw| {
+                    serde_json::from_slice::<IdempotencyRecord>(&raw)
+                        .map_or(true, |r| r.expires_at_ms <= now_ms)
+                });
+                if expired {
+                    deleted += 1;
+                    writes.push((record_key, None));
+                }
+                writes.push((index_key, None));
+            }
+            if writes.is_empty() {
+                break;
+            }
+            commit(store, writes).await?;
+            if reached_unexpired || !full {
+                break;
+            }
+        }
+        if deleted > 0 {
+            tracing::info!(deleted, "expired idempotency records deleted");
+        }
+        Ok(deleted)
+    }
+
+    /// Starts a sweep in the background when the last one is [`SWEEP_INTERVAL`] old.
+    fn maybe_sweep(&self, now_ms: u64) {
+        let next = self.next_sweep_ms.load(Ordering::Relaxed);
+        if now_ms < next {
+            return;
+        }
+        let interval = u64::try_from(SWEEP_INTERVAL.as_millis()).unwrap_or(u64::MAX);
+        if self
+            .next_sweep_ms
+            .compare_exchange(
+                next,
+                now_ms.saturating_add(interval),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.sweep().await {
+                tracing::warn!(error = %e, "sweeping idempotency records failed");
+            }
+        });
+    }
+}
+
+async fn commit(
+    store: &dyn dcb_core::EventStore,
+    writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+) -> Result<(), StoreError> {
+    store
+        .commit_state(StateCommit {
+            consumer: IDEMPOTENCY_CONSUMER.to_owned(),
+            writes,
+            checkpoint: None,
+            ..StateCommit::default()
+        })
+        .await
 }
 
 /// Removes a key from the in-flight set when the request ends (also on panic or cancel).
@@ -101,23 +240,86 @@ impl Drop for InFlight {
     }
 }
 
-fn record_key(key: &str) -> Vec<u8> {
-    let mut k = b"k/".to_vec();
-    k.extend_from_slice(key.as_bytes());
-    k
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
 }
 
-/// The fingerprint of a request: UUID v5 (SHA-1) of method, path with query, and body.
-pub fn fingerprint(method: &Method, path: &str, body: &[u8]) -> String {
-    let mut input = Vec::with_capacity(body.len() + path.len() + 16);
-    input.extend_from_slice(method.as_str().as_bytes());
-    input.push(b' ');
-    input.extend_from_slice(path.as_bytes());
-    input.push(b'\n');
-    input.extend_from_slice(body);
-    Uuid::new_v5(&FINGERPRINT_NAMESPACE, &input)
-        .simple()
-        .to_string()
+/// The principal of a request: the hex SHA-256 of its `Authorization` header value(s), or
+/// [`ANONYMOUS`].
+pub fn principal(headers: &HeaderMap) -> String {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter().peekable();
+    if values.peek().is_none() {
+        return ANONYMOUS.to_owned();
+    }
+    let mut hash = Sha256::new();
+    for v in values {
+        hash.update(v.as_bytes());
+        hash.update(b"\n");
+    }
+    hex(&hash.finalize())
+}
+
+/// The parts of a request its fingerprint covers.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestParts<'a> {
+    /// The method.
+    pub method: &'a Method,
+    /// The matched route, e.g. `/api/lists/{listId}`.
+    pub route: &'a str,
+    /// The request target: path and query.
+    pub target: &'a str,
+    /// The `Content-Type` header, if any.
+    pub content_type: Option<&'a [u8]>,
+    /// The principal ([`principal`]).
+    pub principal: &'a str,
+    /// The body.
+    pub body: &'a [u8],
+}
+
+/// The fingerprint of a request: hex SHA-256 over its parts, each length-prefixed.
+pub fn fingerprint(parts: &RequestParts<'_>) -> String {
+    let mut hash = Sha256::new();
+    let content_type = parts.content_type.map(|c| {
+        let mut v = vec![1u8];
+        v.extend_from_slice(c);
+        v
+    });
+    for field in [
+        parts.method.as_str().as_bytes(),
+        parts.route.as_bytes(),
+        parts.target.as_bytes(),
+        content_type.as_deref().unwrap_or(&[0]),
+        parts.principal.as_bytes(),
+        parts.body,
+    ] {
+        hash.update((field.len() as u64).to_be_bytes());
+        hash.update(field);
+    }
+    hex(&hash.finalize())
+}
+
+fn record_key(principal: &str, key: &str) -> Vec<u8> {
+    format!("r/{principal}/{key}").into_bytes()
+}
+
+fn index_key(expires_at_ms: u64, principal: &str, key: &str) -> Vec<u8> {
+    format!("x/{expires_at_ms:016x}/{principal}/{key}").into_bytes()
+}
+
+/// `x/{16 hex}/{principal}/{key}` → (expiry, `r/{principal}/{key}`).
+fn parse_index_key(k: &[u8]) -> Option<(u64, Vec<u8>)> {
+    let rest = k.strip_prefix(b"x/")?;
+    let (digits, tail) = (rest.get(..16)?, rest.get(16..)?);
+    let tail = tail.strip_prefix(b"/")?;
+    let expires = u64::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()?;
+    let mut record = b"r/".to_vec();
+    record.extend_from_slice(tail);
+    Some((expires, record))
 }
 
 fn check_key(value: &HeaderValue) -> Result<String, ApiError> {
@@ -152,7 +354,8 @@ fn replay(record: IdempotencyRecord) -> Response {
     response
 }
 
-/// The middleware (use with `axum::middleware::from_fn_with_state`).
+/// The middleware (use with `axum::middleware::from_fn_with_state`, as a layer of the router
+/// so that it runs after routing and sees the matched route).
 pub async fn middleware(
     State(state): State<Idempotency>,
     request: Request,
@@ -168,7 +371,15 @@ pub async fn middleware(
     if !unsafe_method {
         return next.run(request).await;
     }
-    match with_key(state, value.clone(), request, next).await {
+    let Some(route) = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+    else {
+        // No route matched: the fallback answers (404), and nothing is looked up or stored.
+        return next.run(request).await;
+    };
+    match with_key(state, value.clone(), route, request, next).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
@@ -177,6 +388,7 @@ pub async fn middleware(
 async fn with_key(
     state: Idempotency,
     value: HeaderValue,
+    route: String,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
@@ -194,21 +406,47 @@ async fn with_key(
                 ),
             )
         })?;
-    let path = parts
+    let target = parts
         .uri
         .path_and_query()
         .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned());
-    let print = fingerprint(&parts.method, &path, &bytes);
+    let who = principal(&parts.headers);
+    let print = fingerprint(&RequestParts {
+        method: &parts.method,
+        route: &route,
+        target: &target,
+        content_type: parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .map(HeaderValue::as_bytes),
+        principal: &who,
+        body: &bytes,
+    });
     let store = state.runtime.store();
     let now_ms = millis(state.runtime.env().now());
-    let ttl_ms = u64::try_from(RECORD_TTL.as_millis()).unwrap_or(u64::MAX);
+    state.maybe_sweep(now_ms);
 
-    let stored = store
-        .get_state(IDEMPOTENCY_CONSUMER, &record_key(&key))
-        .await?;
-    if let Some(raw) = stored {
+    let scoped = format!("{who}/{key}");
+    let _guard = {
+        let mut set = state.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        if !set.insert(scoped.clone()) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "idempotency_in_progress",
+                "a request with this Idempotency-Key is in progress",
+            ));
+        }
+        InFlight {
+            set: state.in_flight.clone(),
+            key: scoped,
+        }
+    };
+
+    let rkey = record_key(&who, &key);
+    let mut stale_index = None;
+    if let Some(raw) = store.get_state(IDEMPOTENCY_CONSUMER, &rkey).await? {
         match serde_json::from_slice::<IdempotencyRecord>(&raw) {
-            Ok(record) if now_ms.saturating_sub(record.recorded_at_ms) < ttl_ms => {
+            Ok(record) if now_ms < record.expires_at_ms => {
                 if record.fingerprint == print {
                     return Ok(replay(record));
                 }
@@ -218,46 +456,39 @@ async fn with_key(
                     "this Idempotency-Key was used for a different request",
                 ));
             }
-            Ok(_) => {}
+            Ok(expired) => stale_index = Some(index_key(expired.expires_at_ms, &who, &key)),
             Err(e) => tracing::warn!(error = %e, "unreadable idempotency record ignored"),
         }
     }
 
-    let _guard = {
-        let mut set = state.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        if !set.insert(key.clone()) {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "idempotency_in_progress",
-                "a request with this Idempotency-Key is in progress",
-            ));
-        }
-        InFlight {
-            set: state.in_flight.clone(),
-            key: key.clone(),
-        }
-    };
-
     let response = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
+    if !response.status().is_success() {
+        return Ok(response);
+    }
+    let recordable = response
+        .body()
+        .size_hint()
+        .upper()
+        .is_some_and(|n| n <= MAX_RECORDED_BODY as u64);
+    if !recordable {
+        tracing::warn!(
+            key,
+            "response not recorded for idempotency: its body may exceed {MAX_RECORDED_BODY} bytes"
+        );
+        return Ok(response);
+    }
     let (mut parts, body) = response.into_parts();
-    let body = axum::body::to_bytes(body, usize::MAX)
+    let body = axum::body::to_bytes(body, MAX_RECORDED_BODY)
         .await
         .map_err(|e| ApiError::internal(format!("cannot read the response body: {e}")))?;
-    if parts.status.is_server_error() {
+    let Ok(text) = std::str::from_utf8(&body) else {
+        tracing::warn!(key, "response not recorded for idempotency: not UTF-8");
         return Ok(Response::from_parts(parts, Body::from(body)));
-    }
-    let text = match std::str::from_utf8(&body) {
-        Ok(t) if body.len() <= MAX_RECORDED_BODY => t.to_owned(),
-        _ => {
-            tracing::warn!(
-                key,
-                "response not recorded for idempotency: too large or not UTF-8"
-            );
-            return Ok(Response::from_parts(parts, Body::from(body)));
-        }
     };
+    let ttl_ms = u64::try_from(state.ttl.as_millis()).unwrap_or(u64::MAX);
+    let expires_at_ms = now_ms.saturating_add(ttl_ms);
     let record = IdempotencyRecord {
         fingerprint: print,
         status: parts.status.as_u16(),
@@ -266,156 +497,33 @@ async fn with_key(
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
-        body: text,
+        body: text.to_owned(),
         recorded_at_ms: now_ms,
+        expires_at_ms,
     };
-    match serde_json::to_vec(&record) {
+    let recorded = match serde_json::to_vec(&record) {
         Ok(value) => {
-            let commit = StateCommit {
-                consumer: IDEMPOTENCY_CONSUMER.to_owned(),
-                writes: vec![(record_key(&key), Some(value))],
-                checkpoint: None,
-                ..StateCommit::default()
-            };
-            if let Err(e) = store.commit_state(commit).await {
-                // The request did take effect; a retry with this key will run it again.
-                tracing::error!(error = %e, key, "cannot record the idempotent response");
-                parts
-                    .headers
-                    .insert("idempotency-not-recorded", HeaderValue::from_static("true"));
+            let mut writes = vec![
+                (rkey, Some(value)),
+                (index_key(expires_at_ms, &who, &key), Some(Vec::new())),
+            ];
+            if let Some(old) = stale_index {
+                writes.push((old, None));
             }
+            commit(store, writes).await.map_err(|e| e.to_string())
         }
-        Err(e) => tracing::error!(error = %e, "cannot encode the idempotency record"),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = recorded {
+        // The request did take effect; a retry with this key will run it again.
+        tracing::error!(error = %e, key, "cannot record the idempotent response");
+        parts
+            .headers
+            .insert("idempotency-not-recorded", HeaderValue::from_static("true"));
     }
     Ok(Response::from_parts(parts, Body::from(body)))
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fingerprints_cover_method_path_and_body() {
-        let a = fingerprint(&Method::POST, "/a", b"{}");
-        assert_eq!(a, fingerprint(&Method::POST, "/a", b"{}"));
-        assert_ne!(a, fingerprint(&Method::PUT, "/a", b"{}"));
-        assert_ne!(a, fingerprint(&Method::POST, "/b", b"{}"));
-        assert_ne!(a, fingerprint(&Method::POST, "/a", b"{ }"));
-    }
-
-    #[test]
-    fn keys_are_checked() {
-        assert_eq!(
-            check_key(&HeaderValue::from_static("abc-1")).unwrap(),
-            "abc-1"
-        );
-        assert!(check_key(&HeaderValue::from_static("")).is_err());
-        assert!(check_key(&HeaderValue::from_static("a b")).is_err());
-        let long = "k".repeat(MAX_KEY_LEN + 1);
-        assert!(check_key(&HeaderValue::from_str(&long).unwrap()).is_err());
-    }
-
-    use std::sync::atomic::{AtomicU32, Ordering};
-
-    use axum::Router;
-    use axum::routing::post;
-    use tower::ServiceExt as _;
-
-    /// A router whose handler counts its calls and answers 201, or 503 while `fail` is set.
-    fn app(rt: Runtime, calls: Arc<AtomicU32>, fail: Arc<AtomicU32>) -> Router {
-        Router::new()
-            .route(
-                "/things",
-                post(move |body: String| async move {
-                    let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
-                    if fail.load(Ordering::SeqCst) > 0 {
-                        return (StatusCode::SERVICE_UNAVAILABLE, "down".to_owned());
-                    }
-                    (StatusCode::CREATED, format!("call {n}: {body}"))
-                }),
-            )
-            .layer(axum::middleware::from_fn_with_state(
-                Idempotency::new(rt, 1024),
-                middleware,
-            ))
-    }
-
-    async fn send(app: &Router, key: Option<&str>, body: &str) -> (StatusCode, String, bool) {
-        let mut req = Request::builder().method("POST").uri("/things");
-        if let Some(k) = key {
-            req = req.header(IDEMPOTENCY_HEADER, k);
-        }
-        let resp = app
-            .clone()
-            .oneshot(req.body(Body::from(body.to_owned())).unwrap())
-            .await
-            .unwrap();
-        let status = resp.status();
-        let replayed = resp.headers().contains_key(REPLAYED_HEADER);
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        (
-            status,
-            String::from_utf8_lossy(&bytes).into_owned(),
-            replayed,
-        )
-    }
-
-    #[tokio::test]
-    async fn the_first_response_is_replayed_and_a_different_request_refused() {
-        let rt = Runtime::new(Arc::new(dcb_core::MemoryStore::new()));
-        let calls = Arc::new(AtomicU32::new(0));
-        let fail = Arc::new(AtomicU32::new(0));
-        let app = app(rt.clone(), calls.clone(), fail.clone());
-
-        let first = send(&app, Some("k1"), "a").await;
-        assert_eq!(first, (StatusCode::CREATED, "call 1: a".into(), false));
-        let again = send(&app, Some("k1"), "a").await;
-        assert_eq!(again, (StatusCode::CREATED, "call 1: a".into(), true));
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
-
-        let (status, body, _) = send(&app, Some("k1"), "b").await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-        assert!(body.contains("idempotency_key_reused"), "{body}");
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
-
-        // Without a key, or with another one, the handler runs.
-        assert_eq!(send(&app, None, "a").await.1, "call 2: a");
-        assert_eq!(send(&app, Some("k2"), "a").await.1, "call 3: a");
-
-        // A record lives in the store: a fresh middleware on the same store replays it.
-        let other = super::tests::app(rt, Arc::new(AtomicU32::new(0)), fail);
-        assert_eq!(
-            send(&other, Some("k1"), "a").await,
-            (StatusCode::CREATED, "call 1: a".into(), true)
-        );
-    }
-
-    #[tokio::test]
-    async fn server_errors_are_not_recorded() {
-        let rt = Runtime::new(Arc::new(dcb_core::MemoryStore::new()));
-        let calls = Arc::new(AtomicU32::new(0));
-        let fail = Arc::new(AtomicU32::new(1));
-        let app = app(rt, calls.clone(), fail.clone());
-        assert_eq!(
-            send(&app, Some("k"), "x").await.0,
-            StatusCode::SERVICE_UNAVAILABLE
-        );
-        fail.store(0, Ordering::SeqCst);
-        assert_eq!(
-            send(&app, Some("k"), "x").await,
-            (StatusCode::CREATED, "call 2: x".into(), false)
-        );
-    }
-
-    #[tokio::test]
-    async fn bodies_over_the_limit_are_413() {
-        let rt = Runtime::new(Arc::new(dcb_core::MemoryStore::new()));
-        let app = app(rt, Arc::default(), Arc::default());
-        let (status, body, _) = send(&app, Some("k"), &"x".repeat(2048)).await;
-        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-        assert!(body.contains("body_too_large"), "{body}");
-    }
-}
+mod tests;
