@@ -4,11 +4,17 @@
 //! order; `[]` for a borrower holding nothing) from the `library-borrowed-books` read model,
 //! kept current in the background from `BookBorrowed` and `BookReturned`.
 //!
+//! Size: not paged, because the domain caps it: a borrower holds at most
+//! [`MAX_BOOKS_PER_BORROWER`] (5) books (the borrow command refuses a sixth with 409), so the
+//! response is at most [`MAX_RESPONSE_BYTES`] (346 bytes, five 64-byte ids).
+//!
 //! Consistency: the read model lags the store by a few milliseconds. A client that wants to see
 //! its own write passes the position a command returned (`position` in the borrow response, the
 //! `fairway-position` header of a return): `?after=<position>` waits (up to five seconds, then
-//! 503 `unavailable`) until the view has processed it. Without `after` the answer is whatever
-//! the view has processed so far.
+//! 503 `view_not_ready` with `Retry-After`) until the view has processed it. Without `after`
+//! the request waits the same way for the store's head at the time it arrived. While the view
+//! is being rebuilt, both wait until the rebuild has passed that position, so an answer never
+//! comes from a partly rebuilt read model.
 //!
 //! Given/when/then:
 //!
@@ -33,14 +39,18 @@ use axum::extract::{Path, Query as UrlQuery, State};
 use dcb_core::Position;
 use fairway_runtime::http::ApiError;
 use fairway_runtime::{MaterializedView, Module, ModuleKind, Runtime, Sequenced};
-use library_events::{BookId, BorrowerId, LoanEvents};
+use library_events::{BookId, BorrowerId, LoanEvents, MAX_BOOKS_PER_BORROWER, MAX_ID_LEN};
 use serde::{Deserialize, Serialize};
 
 /// The view's name (its storage is `view:library-borrowed-books`).
 pub const VIEW_NAME: &str = "library-borrowed-books";
 
-/// How long a request with `?after=` waits for the view.
+/// How long a request waits for the view.
 pub const WAIT: Duration = Duration::from_secs(5);
+
+/// The largest response body: `{"books":[...]}` with [`MAX_BOOKS_PER_BORROWER`] ids of
+/// [`MAX_ID_LEN`] bytes (ids are ASCII that JSON does not escape).
+pub const MAX_RESPONSE_BYTES: usize = 11 + MAX_BOOKS_PER_BORROWER * (MAX_ID_LEN + 3);
 
 /// The read model: borrower id → the books they hold.
 #[derive(Debug, Clone, Copy, Default)]
@@ -99,12 +109,10 @@ async fn books(
     State(rt): State<Runtime>,
     Path(borrower_id): Path<String>,
     UrlQuery(params): UrlQuery<AfterParam>,
-) -> Result<Json<Holdings>, ApiError> {
+) -> axum::response::Result<Json<Holdings>> {
     let borrower =
         BorrowerId::parse(&borrower_id).map_err(|e| ApiError::bad_field("borrowerId", e))?;
-    if let Some(p) = params.after {
-        rt.wait_for_view(VIEW_NAME, p, WAIT).await?;
-    }
+    let _reading = rt.view_ready(VIEW_NAME, params.after, WAIT).await?;
     let holdings = rt.view_get(&BorrowedBooks, borrower.as_str()).await?;
     Ok(Json(holdings.unwrap_or_default()))
 }

@@ -128,3 +128,13 @@ async fn a_reader_waiting_for_a_commands_position_sees_its_write() {
         w.await.unwrap();
     }
 }
+
+/// The response is not paged because the domain caps it: at most five books of 64-byte ids.
+#[test]
+fn the_largest_response_is_bounded_by_the_five_book_rule() {
+    let books = (0..library_events::MAX_BOOKS_PER_BORROWER)
+        .map(|i| book(&format!("{i}").repeat(library_events::MAX_ID_LEN)))
+        .collect();
+    let size = serde_json::to_vec(&Holdings { books }).unwrap().len();
+    assert_eq!(size, library_borrowed_books::MAX_RESPONSE_BYTES);
+}
