@@ -17,14 +17,29 @@ use futures::future::BoxFuture;
 mod code {
     pub const NOT_COMMITTED: i32 = 1020;
     pub const TRANSACTION_TIMED_OUT: i32 = 1031;
+    pub const TRANSACTION_TOO_LARGE: i32 = 2101;
+    pub const KEY_TOO_LARGE: i32 = 2102;
+    pub const VALUE_TOO_LARGE: i32 = 2103;
 }
 
-/// Maps an FDB error onto the seam's error kinds.
+/// The seam's error kind of an FDB error code, for the codes the mapping names.
+pub(crate) fn kind_of_code(code: i32) -> Option<KvErrorKind> {
+    match code {
+        code::NOT_COMMITTED => Some(KvErrorKind::Conflict),
+        code::TRANSACTION_TIMED_OUT => Some(KvErrorKind::Timeout),
+        code::TRANSACTION_TOO_LARGE => Some(KvErrorKind::TransactionTooLarge),
+        code::KEY_TOO_LARGE => Some(KvErrorKind::KeyTooLarge),
+        code::VALUE_TOO_LARGE => Some(KvErrorKind::ValueTooLarge),
+        _ => None,
+    }
+}
+
+/// Maps an FDB error onto the seam's error kinds: the named codes first (1020 conflict, 1031
+/// timeout with an unknown outcome, 2101/2102/2103 size refusals, which the engine reports as
+/// typed input errors), then FDB's own predicates.
 pub(crate) fn map_err(e: FdbError) -> KvError {
-    let kind = if e.code() == code::NOT_COMMITTED {
-        KvErrorKind::Conflict
-    } else if e.code() == code::TRANSACTION_TIMED_OUT {
-        KvErrorKind::Timeout
+    let kind = if let Some(kind) = kind_of_code(e.code()) {
+        kind
     } else if e.is_maybe_committed() {
         KvErrorKind::MaybeCommitted
     } else if e.is_retryable() {
@@ -35,33 +50,33 @@ pub(crate) fn map_err(e: FdbError) -> KvError {
     KvError::new(kind, format!("{} ({})", e.message(), e.code()))
 }
 
-/// A FoundationDB database handle as a [`KvDatabase`]; every transaction gets a timeout and a
-/// retry limit.
+/// A FoundationDB database handle as a [`KvDatabase`]; every transaction gets a timeout.
+///
+/// No `retry_limit` is set: the engine runs every attempt in a fresh transaction and never calls
+/// `on_error`, so FoundationDB's retry limit would never apply; the engine's
+/// `KvOptions::max_retries` bounds the attempts.
 #[derive(Clone)]
 pub struct FdbDatabase {
     db: Arc<Database>,
     timeout_ms: i32,
-    retry_limit: i32,
 }
 
 impl std::fmt::Debug for FdbDatabase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FdbDatabase")
             .field("timeout_ms", &self.timeout_ms)
-            .field("retry_limit", &self.retry_limit)
             .finish_non_exhaustive()
     }
 }
 
 impl FdbDatabase {
     /// Wraps an open database.
-    pub fn new(db: Database, timeout: Duration, retry_limit: u32) -> FdbDatabase {
+    pub fn new(db: Database, timeout: Duration) -> FdbDatabase {
         FdbDatabase {
             db: Arc::new(db),
             timeout_ms: i32::try_from(timeout.as_millis())
                 .unwrap_or(i32::MAX)
                 .max(1),
-            retry_limit: i32::try_from(retry_limit).unwrap_or(i32::MAX),
         }
     }
 
@@ -77,8 +92,6 @@ impl KvDatabase for FdbDatabase {
     fn begin(&self) -> Result<FdbTx, KvError> {
         let tx = self.db.create_trx().map_err(map_err)?;
         tx.set_option(TransactionOption::Timeout(self.timeout_ms))
-            .map_err(map_err)?;
-        tx.set_option(TransactionOption::RetryLimit(self.retry_limit))
             .map_err(map_err)?;
         Ok(FdbTx {
             tx,
@@ -123,6 +136,9 @@ impl KvTransaction for FdbTx {
     async fn get_range(&self, read: RangeRead<'_>) -> Result<RangeBatch, KvError> {
         let opt = RangeOption {
             limit: Some(read.limit.max(1)),
+            // Exact with a byte target: at most `limit` rows and about `target_bytes` bytes
+            // per request (0 = no byte cap), so large values never make one huge request.
+            target_bytes: read.target_bytes,
             mode: StreamingMode::Exact,
             reverse: read.reverse,
             ..RangeOption::from((read.begin, read.end))
@@ -196,6 +212,20 @@ impl KvTransaction for FdbTx {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn size_refusals_map_to_their_kinds() {
+        assert_eq!(kind_of_code(2101), Some(KvErrorKind::TransactionTooLarge));
+        assert_eq!(kind_of_code(2102), Some(KvErrorKind::KeyTooLarge));
+        assert_eq!(kind_of_code(2103), Some(KvErrorKind::ValueTooLarge));
+        assert_eq!(kind_of_code(1031), Some(KvErrorKind::Timeout));
+        assert_eq!(kind_of_code(1020), Some(KvErrorKind::Conflict));
+        assert_eq!(
+            kind_of_code(1021),
+            None,
+            "left to FDB's maybe-committed predicate"
+        );
+    }
 
     #[test]
     fn versionstamp_parameters_carry_a_little_endian_offset() {

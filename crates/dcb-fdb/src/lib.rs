@@ -17,12 +17,15 @@
 //! ```
 //!
 //! What the mapping does: every [`dcb_kv::KvTransaction`] call is the FDB call of the same name
-//! (`get`, `get_range` in `Exact` streaming mode, `set`, `clear`, `clear_range`, `atomic_op` with
-//! `SetVersionstampedKey`/`SetVersionstampedValue` and the 4-byte little-endian offset, `watch`,
-//! `get_versionstamp` + `commit`); every transaction gets FDB's `timeout` and `retry_limit`
-//! options; FDB error codes map onto the engine's retry classes (`not_committed` → conflict,
-//! `commit_unknown_result` → maybe committed, `transaction_timed_out` → timeout, other retryable
-//! codes → retryable, the rest fatal).
+//! (`get`, `get_range` in `Exact` streaming mode with a byte target, `set`, `clear`,
+//! `clear_range`, `atomic_op` with `SetVersionstampedKey`/`SetVersionstampedValue` and the 4-byte
+//! little-endian offset, `watch`, `get_read_version`, `get_versionstamp` + `commit`); every
+//! transaction gets FDB's `timeout` option (no `retry_limit`: the engine retries in fresh
+//! transactions and bounds the attempts itself); FDB error codes map onto the engine's classes
+//! (`not_committed` → conflict, `commit_unknown_result` → maybe committed,
+//! `transaction_timed_out` → timeout, `transaction_too_large`/`key_too_large`/`value_too_large`
+//! → size refusals reported as typed input errors, other retryable codes → retryable, the rest
+//! fatal).
 
 #[cfg(feature = "fdb")]
 mod adapter;

@@ -16,24 +16,22 @@ use crate::adapter::FdbDatabase;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FdbOptions {
     /// The engine's options: its per-attempt deadline (also set as each FDB transaction's
-    /// `timeout` option), retry budget, transaction-size bound and read batching.
+    /// `timeout` option), retry budget (the engine runs each attempt in a fresh transaction and
+    /// counts attempts itself, so FDB's `retry_limit` is not used), transaction-size bound and
+    /// read batching.
     pub kv: KvOptions,
-    /// FDB's own `retry_limit` option on every transaction (the engine makes fresh transactions
-    /// and counts attempts itself; this bounds any `on_error` loop in the client).
-    pub retry_limit: u32,
 }
 
 impl Default for FdbOptions {
     fn default() -> Self {
         FdbOptions {
             kv: KvOptions::default().tx_timeout(Duration::from_secs(5)),
-            retry_limit: 50,
         }
     }
 }
 
 impl FdbOptions {
-    /// Defaults: 5 s per transaction, 50 attempts, 9 MB per transaction.
+    /// Defaults: 5 s per transaction, 50 attempts, 5 MB per transaction, 1 MB per read request.
     pub fn new() -> FdbOptions {
         FdbOptions::default()
     }
@@ -62,7 +60,7 @@ impl FdbStore {
     ) -> Result<FdbStore, StoreError> {
         crate::network::boot()?;
         let db = Database::new(cluster_file).map_err(StoreError::storage)?;
-        let db = FdbDatabase::new(db, options.kv.tx_timeout, options.retry_limit);
+        let db = FdbDatabase::new(db, options.kv.tx_timeout);
         let inner = KvStore::open(db, namespace, options.kv).await?;
         Ok(FdbStore { inner })
     }

@@ -16,6 +16,20 @@ use futures::future::BoxFuture;
 /// The size of a commit versionstamp: 8-byte commit version + 2-byte batch number.
 pub const VERSIONSTAMP_LEN: usize = 10;
 
+/// FoundationDB's `TRANSACTION_SIZE_LIMIT`: bytes per transaction, as its client counts them.
+pub const FDB_TX_SIZE_LIMIT: usize = 10_000_000;
+/// FoundationDB's `KEY_SIZE_LIMIT`.
+pub const FDB_KEY_SIZE_LIMIT: usize = 10_000;
+/// FoundationDB's `VALUE_SIZE_LIMIT`.
+pub const FDB_VALUE_SIZE_LIMIT: usize = 100_000;
+/// `sizeof(MutationRef)` in FoundationDB 7.3: what each mutation adds to a transaction's size
+/// on top of its key and value.
+pub const MUTATION_OVERHEAD: usize = 56;
+/// `sizeof(KeyRangeRef)`: what each conflict range adds on top of its two keys.
+pub const RANGE_OVERHEAD: usize = 32;
+/// Bytes of the offset appended to a versionstamped key or value parameter.
+pub const STAMP_OFFSET_LEN: usize = 4;
+
 /// A 10-byte commit versionstamp.
 pub type Versionstamp = [u8; VERSIONSTAMP_LEN];
 

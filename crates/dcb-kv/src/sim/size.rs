@@ -15,31 +15,24 @@
 //! Over 10 000 000 bytes the commit fails with `transaction_too_large` (2101). A key over
 //! 10 000 bytes is `key_too_large` (2102), a value over 100 000 bytes `value_too_large` (2103).
 //!
-//! This model does not coalesce overlapping conflict ranges or repeated writes of one key, which
-//! FoundationDB does before it measures: its figure is an upper bound of FoundationDB's.
+//! Read conflict ranges are coalesced, as the client keeps them; write conflict ranges and
+//! repeated writes of one key are not (FoundationDB merges those too), so the figure is an upper
+//! bound of FoundationDB's.
 
 use crate::kv::{KvError, KvErrorKind};
 
 use super::tx::{Mutation, Range};
 
-/// `sizeof(MutationRef)` in FoundationDB 7.3.
-pub const MUTATION_OVERHEAD: usize = 56;
-/// `sizeof(KeyRangeRef)`.
-pub const RANGE_OVERHEAD: usize = 32;
-/// Bytes of the versionstamp offset appended to a versionstamped key or value.
-pub const STAMP_OFFSET_LEN: usize = 4;
-/// `TRANSACTION_SIZE_LIMIT`.
-pub const FDB_TX_SIZE_LIMIT: usize = 10_000_000;
-/// `KEY_SIZE_LIMIT`.
-pub const FDB_KEY_SIZE_LIMIT: usize = 10_000;
-/// `VALUE_SIZE_LIMIT`.
-pub const FDB_VALUE_SIZE_LIMIT: usize = 100_000;
+pub use crate::kv::{
+    FDB_KEY_SIZE_LIMIT, FDB_TX_SIZE_LIMIT, FDB_VALUE_SIZE_LIMIT, MUTATION_OVERHEAD, RANGE_OVERHEAD,
+    STAMP_OFFSET_LEN,
+};
 
 /// The size FoundationDB's client measures for a transaction with these mutations and conflict
 /// ranges (write conflict ranges are derived from the mutations, as the client does).
 pub(crate) fn transaction_size(writes: &[Mutation], read_conflicts: &[Range]) -> usize {
     let range = |b: usize, e: usize| RANGE_OVERHEAD + b + e;
-    let mut total: usize = read_conflicts
+    let mut total: usize = coalesce(read_conflicts)
         .iter()
         .map(|(b, e)| range(b.len(), e.len()))
         .sum();
@@ -56,6 +49,24 @@ pub(crate) fn transaction_size(writes: &[Mutation], read_conflicts: &[Range]) ->
         };
     }
     total
+}
+
+/// Read conflict ranges merged where they overlap or touch, as FoundationDB's client keeps them.
+fn coalesce(ranges: &[Range]) -> Vec<Range> {
+    let mut sorted: Vec<&Range> = ranges.iter().collect();
+    sorted.sort();
+    let mut out: Vec<Range> = Vec::with_capacity(sorted.len());
+    for (b, e) in sorted {
+        match out.last_mut() {
+            Some((_, last_end)) if b <= last_end => {
+                if e > last_end {
+                    *last_end = e.clone();
+                }
+            }
+            _ => out.push((b.clone(), e.clone())),
+        }
+    }
+    out
 }
 
 /// FoundationDB's key and value size limits, checked at commit.
