@@ -663,14 +663,21 @@ impl EventStore for EmbeddedStore {
             remaining: options.limit.unwrap_or(u64::MAX),
             buffer: Default::default(),
         };
-        let stream = futures::stream::unfold(state, |mut st| async move {
-            if st.buffer.is_empty()
-                && let Err(e) = st.fill()
-            {
-                st.span = None;
-                return Some((Err(e), st));
+        let stream = futures::stream::unfold((state, false), |(mut st, filled)| async move {
+            if st.buffer.is_empty() {
+                // Each chunk is synchronous work (memory or fjall). Between chunks a long read
+                // yields to the scheduler, so that a scan, a rebuild or an export never holds
+                // an async worker for more than one chunk: timers and other requests on the
+                // same runtime keep running. A read of one chunk never yields.
+                if filled && st.remaining > 0 && st.span.is_some() {
+                    tokio::task::yield_now().await;
+                }
+                if let Err(e) = st.fill() {
+                    st.span = None;
+                    return Some((Err(e), (st, true)));
+                }
             }
-            st.buffer.pop_front().map(|e| (Ok(e), st))
+            st.buffer.pop_front().map(|e| (Ok(e), (st, true)))
         });
         Ok(ReadStream::new(to_head(head), stream.boxed()))
     }
