@@ -12,7 +12,7 @@ use dcb_embedded::{EmbeddedStore, Options};
 
 /// Opens `path`, waiting briefly if the previous handle's writer is still releasing the lock.
 fn open(path: &PathBuf, options: Options) -> EmbeddedStore {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         match EmbeddedStore::open_with(path, options) {
             Ok(s) => return s,

@@ -26,7 +26,7 @@ fn tool(var: &str, default: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| default.to_owned())
 }
 /// The longest any awaited condition may take.
-const WAIT: Duration = Duration::from_secs(20);
+const WAIT: Duration = Duration::from_secs(90);
 
 /// Polls `check` until it yields `Some`, at most [`WAIT`].
 async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T

@@ -512,7 +512,7 @@ async fn directory_entry(
     UrlQuery(params): UrlQuery<AfterParam>,
 ) -> Result<Json<Entry>, ApiError> {
     if let Some(p) = params.after {
-        rt.wait_for_view(Directory.name(), p, Duration::from_secs(5))
+        rt.wait_for_view(Directory.name(), p, Duration::from_secs(60))
             .await?;
     }
     let entry = rt.view_get(&Directory, &user_id).await?;
