@@ -1,28 +1,26 @@
 //! The console's routes: the page, its assets and the JSON API.
 
-use std::collections::HashMap;
-use std::convert::Infallible;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use axum::Router;
 use axum::extract::{OriginalUri, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use dcb_core::{Position, Query, ReadOptions, SequencedEvent, SubscriptionItem};
+use dcb_core::{EventStore, Position, Query, ReadOptions, SequencedEvent};
 use fairway_runtime::http::ApiError;
 use fairway_runtime::{
     Host, ModuleKind, RECORDED_AT_KEY, Runtime, Shutdown, automation_consumer, view_consumer,
 };
-use futures::{Stream, StreamExt};
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::AdminToken;
 use crate::params::{Params, parse_position};
 use crate::sampler::{Sampler, rates};
+use crate::tail::Tails;
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const CONSOLE_JS: &str = include_str!("assets/console.js");
@@ -39,6 +37,9 @@ pub(crate) struct Inner {
     pub(crate) shutdown: Option<Shutdown>,
     pub(crate) sampler: Sampler,
     pub(crate) rebuilds: Mutex<HashMap<String, RebuildStatus>>,
+    /// Per event type, the data fields shown as `"[redacted]"`.
+    pub(crate) sensitive: BTreeMap<String, BTreeSet<String>>,
+    pub(crate) tails: Tails,
 }
 
 /// The handlers' state.
@@ -62,6 +63,18 @@ impl ConsoleState {
 
     fn rt(&self) -> &Runtime {
         &self.0.runtime
+    }
+
+    pub(crate) fn store(&self) -> Arc<dyn EventStore> {
+        self.0.runtime.store_arc()
+    }
+
+    pub(crate) fn tails(&self) -> &Tails {
+        &self.0.tails
+    }
+
+    pub(crate) fn shutdown(&self) -> Option<Shutdown> {
+        self.0.shutdown.clone()
     }
 
     fn now_ms(&self) -> u64 {
@@ -162,7 +175,7 @@ pub(crate) fn router(state: ConsoleState) -> Router {
         .route("/assets/console.js", get(script))
         .route("/assets/console.css", get(style))
         .route("/api/events", get(list_events))
-        .route("/api/events/live", get(live_events))
+        .route("/api/events/live", get(crate::tail::live_events))
         .route("/api/events/{position}", get(event_detail))
         .route("/api/modules", get(modules))
         .route("/api/board.svg", get(board))
@@ -213,7 +226,7 @@ pub(crate) async fn index(OriginalUri(uri): OriginalUri, RawQuery(raw): RawQuery
             (header::CACHE_CONTROL, "no-cache"),
             (
                 header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; base-uri 'self'",
+                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; base-uri 'self'; frame-ancestors 'none'",
             ),
         ],
         page,
@@ -249,7 +262,7 @@ async fn style() -> impl IntoResponse {
 }
 
 /// An event as the console shows it in lists.
-fn summary(e: &SequencedEvent) -> Value {
+pub(crate) fn summary(e: &SequencedEvent) -> Value {
     json!({
         "position": e.position,
         "type": e.event.event_type,
@@ -267,13 +280,22 @@ fn recorded_at(e: &SequencedEvent) -> Option<u64> {
         .and_then(|v| v.parse::<u64>().ok())
 }
 
-/// An event with everything: metadata and data (JSON when it is JSON, else text, else hex).
-fn detail(e: &SequencedEvent) -> Value {
+/// An event with everything: metadata and data (JSON when it is JSON, else text, else hex), its
+/// sensitive fields (`sensitive`) shown as `"[redacted]"`.
+fn detail(e: &SequencedEvent, sensitive: &BTreeMap<String, BTreeSet<String>>) -> Value {
     let mut v = summary(e);
     v["metadata"] = json!(e.event.metadata);
     let data = &e.event.data;
     let (encoding, value) = match serde_json::from_slice::<Value>(data) {
-        Ok(j) => ("json", j),
+        Ok(mut j) => {
+            if let Some(fields) = sensitive.get(&e.event.event_type) {
+                let n = fairway_runtime::redact(&mut j, fields);
+                if n > 0 {
+                    v["redacted"] = json!(n);
+                }
+            }
+            ("json", j)
+        }
         Err(_) => match std::str::from_utf8(data) {
             Ok(s) => ("text", Value::String(s.to_owned())),
             Err(_) => (
@@ -359,71 +381,7 @@ async fn event_detail(
         .into_iter()
         .find(|e| e.position == position)
         .ok_or_else(|| ApiError::not_found(format!("no event at position {position}")))?;
-    Ok(axum::Json(detail(&found)))
-}
-
-/// `GET /api/events/live?type=&tag=&after=`: server-sent events. Each new event matching the
-/// filter is an `event` message (`id` = its position, data = the event summary); a
-/// `caught_up` message marks the switch to live; an `error` message ends the stream. Starts after
-/// `after`, the `Last-Event-ID` header (a reconnecting browser), or the current head.
-async fn live_events(
-    State(st): State<ConsoleState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, ApiError> {
-    let p = Params::parse(raw.as_deref(), &["type", "tag", "after"])?;
-    let query = p.query()?;
-    let mut after = p.position("after")?;
-    if after.is_none()
-        && let Some(last) = headers
-            .get("last-event-id")
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty())
-    {
-        after = Some(parse_position("Last-Event-ID", last)?);
-    }
-    if after.is_none() {
-        after = st.rt().store().head().await?;
-    }
-    let subscription = st.rt().store().subscribe(query, after);
-    let events = subscription
-        .scan(false, |failed, item| {
-            if *failed {
-                return futures::future::ready(None);
-            }
-            let msg = match item {
-                Ok(SubscriptionItem::Event(e)) => SseEvent::default()
-                    .event("event")
-                    .id(e.position.to_string())
-                    .data(summary(&e).to_string()),
-                Ok(SubscriptionItem::CaughtUp { head }) => SseEvent::default()
-                    .event("caught_up")
-                    .data(json!({ "head": head }).to_string()),
-                Err(e) => {
-                    *failed = true;
-                    SseEvent::default()
-                        .event("error")
-                        .data(ApiError::from(e).body().to_string())
-                }
-            };
-            futures::future::ready(Some(Ok::<_, Infallible>(msg)))
-        })
-        .boxed();
-    let events: futures::stream::BoxStream<'static, Result<SseEvent, Infallible>> =
-        match st.0.shutdown.clone() {
-            Some(sd) => events.take_until(async move { sd.wait().await }).boxed(),
-            None => events,
-        };
-    Ok(sse(events).into_response())
-}
-
-fn sse(
-    events: impl Stream<Item = Result<SseEvent, Infallible>> + Send + 'static,
-) -> impl IntoResponse {
-    (
-        [(header::CACHE_CONTROL, "no-cache")],
-        Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))),
-    )
+    Ok(axum::Json(detail(&found, &st.0.sensitive)))
 }
 
 /// `GET /api/modules`: the catalog, the views and the automations.
@@ -747,5 +705,6 @@ async fn store(
         "counters_available": counted,
         "samples": samples,
         "rates": rates,
+        "live_tails": st.0.tails.stats(),
     })))
 }

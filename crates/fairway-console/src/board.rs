@@ -244,6 +244,7 @@ mod tests {
             appends: appends.iter().map(|s| (*s).to_owned()).collect(),
             workers: Vec::new(),
             max_attempts: None,
+            sensitive_fields: Default::default(),
         }
     }
 

@@ -11,9 +11,17 @@
 //! (or leaves it out, which turns it off).
 //!
 //! Everything it serves is embedded in the binary: the page, its script and its style sheet are
-//! `include_str!`ed, nothing is fetched from elsewhere at run time. Reading is open to whoever
-//! can reach the mount point; replaying or purging a dead letter and rebuilding a view need the
-//! [`AdminToken`] as `Authorization: Bearer <token>`.
+//! `include_str!`ed, nothing is fetched from elsewhere at run time.
+//!
+//! **Who can read it.** The console shows every event, so a host serves it on a listener of its
+//! own bound to loopback (`fairway serve` refuses any other address): reading is open to
+//! whoever can connect there; replaying or purging a dead letter and rebuilding a view also need
+//! the [`AdminToken`] as `Authorization: Bearer <token>`. Every request's `Host` must be one of
+//! [`DEFAULT_HOSTS`] or a name given to [`Console::allow_hosts`] (else 421), so that a web page
+//! on another origin cannot read it through DNS rebinding. Event fields declared sensitive
+//! ([`fairway_runtime::DomainEvent::SENSITIVE_FIELDS`]) are shown as `"[redacted]"`. At most
+//! [`DEFAULT_MAX_LIVE_TAILS`] live tails stream at once (see [`Console::max_live_tails`]), all
+//! fed by one store subscription. Every error is in the runtime's JSON error shape.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -28,8 +36,10 @@
 
 mod api;
 mod board;
+mod guard;
 mod params;
 mod sampler;
+mod tail;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,13 +47,18 @@ use std::time::Duration;
 use fairway_runtime::{Host, Runtime, Secrets, Shutdown};
 
 pub use board::board_svg;
+pub use guard::DEFAULT_HOSTS;
 pub use sampler::{Sample, StoreCounters};
+pub use tail::HUB_CAPACITY as DEFAULT_TAIL_BUFFER;
 
 /// The secret name the console's admin token is derived from (see [`AdminToken::from_secrets`]).
 pub const ADMIN_SECRET: &str = "console.admin";
 
 /// How often the store is sampled by default.
 pub const DEFAULT_SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
+/// Live tails served at once by default (see [`Console::max_live_tails`]).
+pub const DEFAULT_MAX_LIVE_TAILS: usize = 64;
 
 /// How much history the store samples cover by default.
 pub const DEFAULT_HISTORY: Duration = Duration::from_secs(10 * 60);
@@ -149,6 +164,9 @@ pub struct Console {
     sample_every: Duration,
     history: Duration,
     counters: Option<CounterFn>,
+    max_live_tails: usize,
+    tail_buffer: usize,
+    hosts: Vec<String>,
 }
 
 impl std::fmt::Debug for Console {
@@ -172,7 +190,32 @@ impl Console {
             sample_every: DEFAULT_SAMPLE_EVERY,
             history: DEFAULT_HISTORY,
             counters: None,
+            max_live_tails: DEFAULT_MAX_LIVE_TAILS,
+            tail_buffer: DEFAULT_TAIL_BUFFER,
+            hosts: Vec::new(),
         }
+    }
+
+    /// Most live tails (`GET api/events/live`) streaming at once (default
+    /// [`DEFAULT_MAX_LIVE_TAILS`]); more are refused with 503 and `Retry-After`.
+    pub fn max_live_tails(mut self, max: usize) -> Console {
+        self.max_live_tails = max;
+        self
+    }
+
+    /// How many events a live tail may fall behind (default [`DEFAULT_TAIL_BUFFER`], at least
+    /// 1): a tail further behind gets an `error` message (code `tail_lagged`) and ends, instead
+    /// of being buffered. The buffer holds event summaries without their data.
+    pub fn tail_buffer(mut self, events: usize) -> Console {
+        self.tail_buffer = events;
+        self
+    }
+
+    /// Host names the console answers to besides [`DEFAULT_HOSTS`] (e.g. the address it listens
+    /// on, or a name an SSH tunnel or reverse proxy uses); requests with any other `Host` get 421.
+    pub fn allow_hosts(mut self, names: impl IntoIterator<Item = impl Into<String>>) -> Console {
+        self.hosts.extend(names.into_iter().map(Into::into));
+        self
     }
 
     /// Ends the live tails (server-sent events) when `shutdown` fires, so that a graceful
@@ -215,9 +258,11 @@ impl Console {
         if prefix.is_empty() {
             return router.merge(self.router());
         }
-        router
-            .nest(prefix, self.router())
-            .route(&format!("{prefix}/"), axum::routing::get(api::index))
+        let page = guard::guarded(
+            axum::Router::new().route(&format!("{prefix}/"), axum::routing::get(api::index)),
+            &self.hosts,
+        );
+        router.nest(prefix, self.router()).merge(page)
     }
 
     /// The console's routes: the page at `/`, its assets under `/assets/`, the JSON API under
@@ -233,14 +278,17 @@ impl Console {
             usize::try_from(self.history.as_millis() / self.sample_every.as_millis().max(1))
                 .unwrap_or(usize::MAX)
                 .clamp(2, 100_000);
+        let sensitive = self.host.sensitive_fields();
         let state = api::ConsoleState::new(api::Inner {
             runtime: self.runtime,
+            sensitive,
+            tails: tail::Tails::new(self.max_live_tails, self.tail_buffer),
             host: self.host,
             token: self.token,
             shutdown: self.shutdown,
             sampler: sampler::Sampler::new(self.sample_every, capacity, counters),
             rebuilds: Default::default(),
         });
-        api::router(state)
+        guard::guarded(api::router(state), &self.hosts)
     }
 }

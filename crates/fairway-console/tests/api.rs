@@ -54,13 +54,13 @@ async fn greet(f: &Fixture, name: &str) -> String {
     v["position"].as_str().unwrap().to_owned()
 }
 
-/// Polls `check` every 20 ms for up to 10 s.
+/// Polls `check` every 20 ms for up to 60 s (a guard against a hang, not a clock).
 async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while tokio::time::Instant::now() < deadline {
         if check().await {
             return;
@@ -274,7 +274,7 @@ async fn live_tail_streams_new_events_as_server_sent_events() {
     greet(&f, "bob").await; // filtered out
     let ada = greet(&f, "ada").await;
     let mut text = String::new();
-    tokio::time::timeout(Duration::from_secs(10), async {
+    tokio::time::timeout(Duration::from_secs(60), async {
         while !(text.contains("event: event") && text.contains("event: caught_up")) {
             let chunk = body.next().await.unwrap().unwrap();
             text.push_str(&String::from_utf8_lossy(&chunk));
@@ -292,7 +292,7 @@ async fn live_tail_streams_new_events_as_server_sent_events() {
 
     // The stream ends when the console's shutdown fires.
     f.stop.trigger();
-    tokio::time::timeout(Duration::from_secs(10), async {
+    tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(chunk) = body.next().await {
             chunk.unwrap();
         }
@@ -568,7 +568,7 @@ async fn store_counters_default_to_the_hosts_extra_metrics() {
     )
     .sample_every(Duration::from_millis(10))
     .router();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let res = app
             .clone()
@@ -606,4 +606,160 @@ fn admin_tokens_are_checked_and_never_printed() {
     assert_eq!(a, b);
     assert_eq!(a.reveal().len(), 64);
     assert!(a.reveal().bytes().all(|c| c.is_ascii_hexdigit()));
+}
+
+/// Opens a live tail; returns the status, headers and (for a 200) the body stream.
+async fn open_tail(
+    f: &Fixture,
+) -> (
+    StatusCode,
+    axum::http::HeaderMap,
+    axum::body::BodyDataStream,
+) {
+    let res = f
+        .app
+        .clone()
+        .oneshot(
+            Request::get("/console/api/events/live")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    (status, headers, res.into_body().into_data_stream())
+}
+
+async fn tail_stats(f: &Fixture) -> Value {
+    let (status, v) = json(f, "GET", "/console/api/store", None).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    v["live_tails"].clone()
+}
+
+#[tokio::test]
+async fn regression_live_tails_are_capped_and_share_one_store_subscription() {
+    let f = support::fixture_with(Duration::from_secs(5), |c| c.max_live_tails(3));
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let (status, _, body) = open_tail(&f).await;
+        assert_eq!(status, StatusCode::OK);
+        open.push(body);
+    }
+    for _ in 0..20 {
+        let (status, headers, body) = open_tail(&f).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(headers[header::RETRY_AFTER], "5");
+        let bytes = axum::body::to_bytes(axum::body::Body::from_stream(body), 1 << 16)
+            .await
+            .unwrap();
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["error"]["code"], "too_many_tails", "{v}");
+    }
+    let ada = greet(&f, "ada").await;
+    // Every open tail gets the event; one store subscription feeds them all.
+    for body in &mut open {
+        let mut text = String::new();
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while !text.contains(&format!("id: {ada}")) {
+                let chunk = body.next().await.unwrap().unwrap();
+                text.push_str(&String::from_utf8_lossy(&chunk));
+            }
+        })
+        .await
+        .expect("each tail gets the new event within 10 s");
+    }
+    let stats = tail_stats(&f).await;
+    assert_eq!(stats["open"], 3, "{stats}");
+    assert_eq!(stats["max"], 3, "{stats}");
+    assert_eq!(stats["refused"], 20, "{stats}");
+    assert_eq!(stats["store_subscriptions"], 1, "{stats}");
+    // A closed tail frees its place.
+    open.pop();
+    let (status, _, _body) = open_tail(&f).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(tail_stats(&f).await["store_subscriptions"], 1);
+}
+
+#[tokio::test]
+async fn regression_a_tail_that_falls_behind_is_dropped_with_an_error() {
+    let f = support::fixture_with(Duration::from_secs(5), |c| c.tail_buffer(4));
+    let (status, _, mut body) = open_tail(&f).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut last = String::new();
+    for i in 0..12 {
+        last = greet(&f, &format!("p{i}")).await;
+    }
+    // Wait until the hub has broadcast everything while this tail read nothing.
+    eventually("the hub to broadcast the last greeting", || async {
+        tail_stats(&f).await["broadcast_up_to"] == Value::String(last.clone())
+    })
+    .await;
+    let mut text = String::new();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(chunk) = body.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        }
+    })
+    .await
+    .expect("the lagging tail ends");
+    assert!(text.contains("event: error"), "{text}");
+    assert!(text.contains("tail_lagged"), "{text}");
+}
+
+#[tokio::test]
+async fn regression_console_redacts_sensitive_fields() {
+    let f = fixture(Duration::from_secs(5));
+    let pos = greet(&f, "eve").await;
+    let (status, d) = json(&f, "GET", &format!("/console/api/events/{pos}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{d}");
+    assert_eq!(d["data"]["secret"], "[redacted]", "{d}");
+    assert_eq!(d["data"]["message"], "hello eve", "{d}");
+    assert_eq!(d["redacted"], 1, "{d}");
+    let (_, m) = json(&f, "GET", "/console/api/modules", None).await;
+    assert!(
+        m["modules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["sensitive_fields"]["Greeted"] == serde_json::json!(["secret"])),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn regression_console_errors_are_json_and_foreign_hosts_refused() {
+    let f = fixture(Duration::from_secs(5));
+    let (status, headers, body) = send(&f, "POST", "/console/api/events", None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body:?}"));
+    assert_eq!(v["error"]["code"], "method_not_allowed", "{v}");
+    assert!(headers.contains_key(header::ALLOW), "{headers:?}");
+
+    let call = |host: &'static str| {
+        let app = f.app.clone();
+        async move {
+            let res = app
+                .oneshot(
+                    Request::get("/console/api/events")
+                        .header(header::HOST, host)
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            let status = res.status();
+            let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+        }
+    };
+    let (status, v) = call("rebind.evil.example:8081").await;
+    assert_eq!(status, StatusCode::MISDIRECTED_REQUEST, "{v}");
+    assert_eq!(v["error"]["code"], "host_not_allowed", "{v}");
+    for ok in ["localhost:8081", "127.0.0.1", "[::1]:9"] {
+        let (status, v) = call(ok).await;
+        assert_eq!(status, StatusCode::OK, "{ok}: {v}");
+    }
 }

@@ -36,6 +36,41 @@ pub trait DomainEvent: Serialize + DeserializeOwned + Debug + Send + Sync + 'sta
 
     /// The tags this event carries, e.g. `["user:42", "email:ada@example.com"]` (see [`tag`]).
     fn tags(&self) -> Vec<String>;
+
+    /// Top-level keys of the stored JSON data that hold secrets (password hashes, tokens): the
+    /// dev console and `fairway events` show them as [`REDACTED`] unless the operator asks for
+    /// them. The keys are the JSON names (after any `serde(rename)`), e.g. `&["passwordHash"]`.
+    /// Declared once here, they reach the host through the modules' self-description
+    /// ([`ModuleInfo::sensitive_fields`](crate::ModuleInfo::sensitive_fields)).
+    const SENSITIVE_FIELDS: &'static [&'static str] = &[];
+}
+
+/// What a redacted field's value is replaced with.
+pub const REDACTED: &str = "[redacted]";
+
+/// Replaces the value of each of `fields` present in the JSON object `data` with [`REDACTED`];
+/// returns how many were replaced. Anything that is not an object is left as it is.
+///
+/// ```
+/// let mut data = serde_json::json!({"userId": "u1", "passwordHash": "$argon2id$..."});
+/// assert_eq!(fairway_runtime::redact(&mut data, ["passwordHash"]), 1);
+/// assert_eq!(data["passwordHash"], "[redacted]");
+/// ```
+pub fn redact<S: AsRef<str>>(
+    data: &mut serde_json::Value,
+    fields: impl IntoIterator<Item = S>,
+) -> usize {
+    let Some(object) = data.as_object_mut() else {
+        return 0;
+    };
+    let mut n = 0;
+    for field in fields {
+        if let Some(v) = object.get_mut(field.as_ref()) {
+            *v = serde_json::Value::String(REDACTED.to_owned());
+            n += 1;
+        }
+    }
+    n
 }
 
 /// A tag `"{prefix}:{value}"`, e.g. `tag("user", 42)` is `"user:42"`.
@@ -53,6 +88,9 @@ pub fn tag(prefix: &str, value: impl Display) -> String {
 pub trait EventSet: Sized + Debug + Send + Sync + 'static {
     /// The stored types of the variants.
     const TYPES: &'static [&'static str];
+
+    /// Per variant type, its [`DomainEvent::SENSITIVE_FIELDS`] (none by default).
+    const SENSITIVE_FIELDS: &'static [(&'static str, &'static [&'static str])] = &[];
 
     /// Decodes one stored event.
     fn decode(event_type: &str, data: &[u8]) -> Result<Self, DecodeError>;
@@ -87,6 +125,11 @@ macro_rules! event_set {
 
         impl $crate::EventSet for $name {
             const TYPES: &'static [&'static str] = &[$(<$ty as $crate::DomainEvent>::TYPE),+];
+
+            const SENSITIVE_FIELDS: &'static [(&'static str, &'static [&'static str])] = &[$((
+                <$ty as $crate::DomainEvent>::TYPE,
+                <$ty as $crate::DomainEvent>::SENSITIVE_FIELDS,
+            )),+];
 
             fn decode(event_type: &str, data: &[u8]) -> ::std::result::Result<Self, $crate::DecodeError> {
                 $(

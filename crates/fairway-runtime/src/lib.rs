@@ -83,8 +83,8 @@ pub use command::{
 };
 pub use env::{Environment, SystemEnv, TestEnv};
 pub use event::{
-    DecodeError, DomainEvent, EncodeError, EventSet, Metadata, NewEvent, RECORDED_AT_KEY,
-    Sequenced, TypeOutsideSet, restrict, tag,
+    DecodeError, DomainEvent, EncodeError, EventSet, Metadata, NewEvent, RECORDED_AT_KEY, REDACTED,
+    Sequenced, TypeOutsideSet, redact, restrict, tag,
 };
 pub use lease::{Lease, lease_consumer};
 pub use metrics::{AutomationMetrics, Metrics, ViewMetrics};

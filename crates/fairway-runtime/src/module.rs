@@ -1,6 +1,7 @@
 //! Modules and the host: each module crate exports one `module()` value describing itself; a
 //! host builds one axum router and the background workers from a list of them.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -63,6 +64,24 @@ pub struct ModuleInfo {
     pub workers: Vec<String>,
     /// Max attempts per trigger, for automations.
     pub max_attempts: Option<u32>,
+    /// Per event type it reads or appends, the data fields that hold secrets
+    /// ([`DomainEvent::SENSITIVE_FIELDS`]); types without any are absent.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub sensitive_fields: BTreeMap<String, Vec<String>>,
+}
+
+impl ModuleInfo {
+    fn add_sensitive(&mut self, event_type: &str, fields: &[&str]) {
+        if fields.is_empty() {
+            return;
+        }
+        push_unique(
+            self.sensitive_fields
+                .entry(event_type.to_owned())
+                .or_default(),
+            fields.iter().map(|f| (*f).to_owned()),
+        );
+    }
 }
 
 type WorkerFn = Arc<dyn Fn(Runtime, Shutdown, String) -> BoxFuture<'static, ()> + Send + Sync>;
@@ -134,6 +153,7 @@ impl Module {
                 appends: Vec::new(),
                 workers: Vec::new(),
                 max_attempts: None,
+                sensitive_fields: BTreeMap::new(),
             },
             router: Router::new(),
             workers: Vec::new(),
@@ -187,6 +207,9 @@ impl Module {
             &mut self.info.reads,
             E::TYPES.iter().map(|t| (*t).to_owned()),
         );
+        for (event_type, fields) in E::SENSITIVE_FIELDS {
+            self.info.add_sensitive(event_type, fields);
+        }
         self
     }
 
@@ -198,6 +221,7 @@ impl Module {
     /// Declares one event type as appended.
     pub fn appends<E: DomainEvent>(mut self) -> Module {
         push_unique(&mut self.info.appends, [E::TYPE.to_owned()]);
+        self.info.add_sensitive(E::TYPE, E::SENSITIVE_FIELDS);
         self
     }
 
@@ -334,6 +358,20 @@ impl Host {
     /// Every module's self-description.
     pub fn catalog(&self) -> Vec<ModuleInfo> {
         self.modules.iter().map(|m| m.info.clone()).collect()
+    }
+
+    /// Per event type, the data fields any module declares sensitive
+    /// ([`DomainEvent::SENSITIVE_FIELDS`]): what the console and `fairway events` redact.
+    pub fn sensitive_fields(&self) -> BTreeMap<String, BTreeSet<String>> {
+        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for m in &self.modules {
+            for (event_type, fields) in &m.info.sensitive_fields {
+                out.entry(event_type.clone())
+                    .or_default()
+                    .extend(fields.iter().cloned());
+            }
+        }
+        out
     }
 
     /// The names of every materialized view of the modules.

@@ -13,6 +13,7 @@
 //! ```
 
 mod layers;
+mod listen;
 mod modules;
 mod ops;
 mod serve;
@@ -20,6 +21,7 @@ mod store;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -56,22 +58,98 @@ impl StoreArgs {
     }
 }
 
+/// A duration flag: `500ms`, `10s`, `2m`, or a bare number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 500ms, 10s, 2m)"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        _ => return Err(format!("{text:?}: the unit must be ms, s or m")),
+    };
+    if d.is_zero() {
+        return Err("must be more than zero".to_owned());
+    }
+    Ok(d)
+}
+
+/// A loopback address (the console serves on nothing else).
+fn parse_loopback(text: &str) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = text
+        .parse()
+        .map_err(|e| format!("{text:?} is not an address like 127.0.0.1:8081: {e}"))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "{addr} is not a loopback address: the console shows every event, so it listens on \
+             loopback only (reach it from elsewhere through an SSH tunnel)"
+        ));
+    }
+    Ok(addr)
+}
+
+/// `fairway serve`'s flags.
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the startup line shows it).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Largest accepted request body, in bytes (bigger ones get 413).
+    #[arg(long, default_value_t = fairway_runtime::DEFAULT_BODY_LIMIT)]
+    body_limit: usize,
+    /// Where the dev console listens: a loopback address only [default: 127.0.0.1 on the
+    /// --listen port + 1, or a free port when --listen has port 0].
+    #[arg(long, value_parser = parse_loopback)]
+    console_listen: Option<SocketAddr>,
+    /// Another name the console answers to in the Host header (repeatable), besides
+    /// localhost, 127.0.0.1, [::1] and its listen address; any other Host gets 421.
+    #[arg(long = "console-host", value_name = "NAME")]
+    console_hosts: Vec<String>,
+    /// Do not serve the dev console.
+    #[arg(long)]
+    no_console: bool,
+    /// Most live tails (server-sent event streams) the console serves at once; more get 503.
+    #[arg(long, default_value_t = fairway_console::DEFAULT_MAX_LIVE_TAILS)]
+    max_live_tails: usize,
+    /// Most connections open at once on the public listener; at the cap an idle one is closed
+    /// to make room. Must leave room under the open-files limit (checked at start).
+    #[arg(long, default_value_t = listen::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// Time a client has to send a complete request head once it started [e.g. 500ms, 10s].
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    header_timeout: Duration,
+    /// A connection with no request in progress and nothing received for this long is closed.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    idle_timeout: Duration,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+impl ServeArgs {
+    fn console_addr(&self) -> Option<SocketAddr> {
+        if self.no_console {
+            return None;
+        }
+        Some(self.console_listen.unwrap_or_else(|| {
+            let port = match self.listen.port() {
+                0 | u16::MAX => 0,
+                p => p + 1,
+            };
+            SocketAddr::from(([127, 0, 0, 1], port))
+        }))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the HTTP API and run views and automations until SIGTERM or Ctrl-C.
-    Serve {
-        /// Address to listen on (port 0 picks a free port; the startup line shows it).
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
-        /// Largest accepted request body, in bytes (bigger ones get 413).
-        #[arg(long, default_value_t = fairway_runtime::DEFAULT_BODY_LIMIT)]
-        body_limit: usize,
-        /// Do not serve the dev console under /console.
-        #[arg(long)]
-        no_console: bool,
-        #[command(flatten)]
-        store: StoreArgs,
-    },
+    Serve(Box<ServeArgs>),
     /// Print events as JSON lines, filtered by type and tag; `--follow` keeps printing new ones.
     Events {
         #[command(flatten)]
@@ -123,19 +201,24 @@ async fn run() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
+    // Everything this process creates (store files, secrets, outbox) is its user's only.
+    store::private_umask();
     match cli.command {
-        Command::Serve {
-            listen,
-            body_limit,
-            no_console,
-            store,
-        } => {
+        Command::Serve(args) => {
             let options = serve::ServeOptions {
-                listen,
-                body_limit,
-                console: !no_console,
+                listen: args.listen,
+                body_limit: args.body_limit,
+                console: args.console_addr(),
+                console_hosts: args.console_hosts.clone(),
+                max_live_tails: args.max_live_tails,
+                limits: listen::ConnLimits {
+                    max_connections: args.max_connections,
+                    header_timeout: args.header_timeout,
+                    idle_timeout: args.idle_timeout,
+                },
             };
-            serve::run(options, &store.data_dir, &store.backend()).await
+            store::secure_data_dir(&args.store.data_dir)?;
+            serve::run(options, &args.store.data_dir, &args.store.backend()).await
         }
         Command::Events { filter, store } => ops::events(&store.backend(), filter).await,
         Command::Dlq { action, store } => ops::dlq(&store.backend(), action).await,

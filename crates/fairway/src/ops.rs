@@ -2,6 +2,7 @@
 //! open the store themselves, so they run while the server is stopped (the embedded store
 //! allows one process at a time).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,6 +40,10 @@ pub struct EventFilter {
     /// Keep running and print new events as they are appended (until Ctrl-C).
     #[arg(long)]
     follow: bool,
+    /// Print the data fields the modules declare sensitive (password hashes, ...) instead of
+    /// "[redacted]".
+    #[arg(long)]
+    show_sensitive: bool,
 }
 
 impl EventFilter {
@@ -129,11 +134,18 @@ struct EventLine<'a> {
     id: Option<dcb_core::Uuid>,
 }
 
-/// One event as a JSON line: data as JSON when it is JSON, else as text.
-pub fn event_line(e: &SequencedEvent) -> anyhow::Result<String> {
-    let data = serde_json::from_slice(&e.event.data).unwrap_or_else(|_| {
+/// Per event type, the data fields to print as `"[redacted]"`.
+type Sensitive = BTreeMap<String, BTreeSet<String>>;
+
+/// One event as a JSON line: data as JSON when it is JSON (its `sensitive` fields redacted),
+/// else as text.
+pub fn event_line(e: &SequencedEvent, sensitive: &Sensitive) -> anyhow::Result<String> {
+    let mut data = serde_json::from_slice(&e.event.data).unwrap_or_else(|_| {
         serde_json::Value::String(String::from_utf8_lossy(&e.event.data).into_owned())
     });
+    if let Some(fields) = sensitive.get(&e.event.event_type) {
+        fairway_runtime::redact(&mut data, fields);
+    }
     Ok(serde_json::to_string(&EventLine {
         position: e.position,
         event_type: &e.event.event_type,
@@ -155,6 +167,11 @@ fn print_line(line: &str) -> anyhow::Result<()> {
 pub async fn events(backend: &Backend, filter: EventFilter) -> anyhow::Result<()> {
     let opened = store::open(backend).await?;
     let store = opened.store.clone();
+    let sensitive = if filter.show_sensitive {
+        Sensitive::new()
+    } else {
+        Host::new(Runtime::new(store.clone()), modules::all()).sensitive_fields()
+    };
     let query = filter.query();
     let mut last_seen = filter.after;
     let (head, batch) = match filter.last {
@@ -178,14 +195,14 @@ pub async fn events(backend: &Backend, filter: EventFilter) -> anyhow::Result<()
             let head = stream.head();
             while let Some(e) = stream.next().await {
                 let e = e?;
-                print_line(&event_line(&e)?)?;
+                print_line(&event_line(&e, &sensitive)?)?;
                 last_seen = Some(e.position);
             }
             (head, Vec::new())
         }
     };
     for e in &batch {
-        print_line(&event_line(e)?)?;
+        print_line(&event_line(e, &sensitive)?)?;
         last_seen = Some(e.position);
     }
     if !filter.follow {
@@ -197,7 +214,7 @@ pub async fn events(backend: &Backend, filter: EventFilter) -> anyhow::Result<()
     loop {
         tokio::select! {
             item = sub.next() => match item {
-                Some(Ok(SubscriptionItem::Event(e))) => print_line(&event_line(&e)?)?,
+                Some(Ok(SubscriptionItem::Event(e))) => print_line(&event_line(&e, &sensitive)?)?,
                 Some(Ok(SubscriptionItem::CaughtUp { .. })) => {}
                 Some(Err(e)) => return Err(e).context("the subscription failed"),
                 None => return Ok(()),

@@ -1,5 +1,6 @@
-//! Opening the store a command works on (embedded in the data directory, or FoundationDB), and
-//! the counting wrapper behind the store metrics of `/metrics`.
+//! Opening the store a command works on (embedded in the data directory, or FoundationDB), the
+//! data directory's permissions, the file-descriptor limit, and the counting wrapper behind the
+//! store metrics of `/metrics`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -55,6 +56,74 @@ impl Backend {
     }
 }
 
+/// The process umask: every file and directory it creates is its owner's only (0600 / 0700).
+pub const UMASK: u32 = 0o077;
+
+/// Makes files and directories this process creates private to its user (umask [`UMASK`]).
+pub fn private_umask() {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(UMASK));
+}
+
+/// Creates `dir` if needed and makes it private: the directory and every directory below it
+/// 0700, every file in them without group or other permissions (0600 for an ordinary file).
+/// Directories made by an older version under a umask of 022 are tightened too.
+pub fn secure_data_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    let mut pending = vec![dir.to_path_buf()];
+    // Bounded: the walk follows no symlinks, so it visits each entry of the tree once.
+    while let Some(d) = pending.pop() {
+        set_mode(&d, 0o700)?;
+        let entries =
+            std::fs::read_dir(&d).with_context(|| format!("cannot list {}", d.display()))?;
+        for entry in entries {
+            let entry = entry.with_context(|| format!("cannot list {}", d.display()))?;
+            let kind = entry.file_type()?;
+            let path = entry.path();
+            if kind.is_dir() {
+                pending.push(path);
+            } else if kind.is_file() {
+                let mode = entry.metadata()?.permissions().mode();
+                if mode & 0o077 != 0 {
+                    set_mode(&path, mode & 0o700)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot restrict the permissions of {}", path.display()))
+}
+
+/// File descriptors kept free for the store, the secrets, the outbox and the console, below the
+/// limit the connection caps must stay under.
+pub const FD_RESERVE: u64 = 128;
+
+/// Raises the soft limit on open files to the hard limit; returns the soft limit now in force
+/// (`None` when unlimited).
+pub fn raise_fd_limit() -> Option<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(error = %e, "cannot raise the open-files limit");
+        }
+    }
+    getrlimit(Resource::Nofile).current
+}
+
 /// An open store.
 pub struct Opened {
     /// The store, shared.
@@ -64,18 +133,27 @@ pub struct Opened {
 /// Opens the backend; a data directory held by a running server is a clear error.
 pub async fn open(backend: &Backend) -> anyhow::Result<Opened> {
     match backend {
-        Backend::Embedded(dir) => match dcb_embedded::EmbeddedStore::open(dir) {
-            Ok(s) => Ok(Opened { store: Arc::new(s) }),
-            Err(StoreError::Locked(_)) => Err(anyhow!(
-                "data directory is in use by a running server ({}): stop it first, or use its HTTP API",
-                dir.display()
-            )),
-            Err(e) => Err(e).with_context(|| format!("cannot open the store at {}", dir.display())),
-        },
+        Backend::Embedded(dir) => {
+            if let Some(data_dir) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                secure_data_dir(data_dir)?;
+            }
+            open_embedded(dir)
+        }
         Backend::Fdb {
             cluster_file,
             namespace,
         } => open_fdb(cluster_file, namespace).await,
+    }
+}
+
+fn open_embedded(dir: &Path) -> anyhow::Result<Opened> {
+    match dcb_embedded::EmbeddedStore::open(dir) {
+        Ok(s) => Ok(Opened { store: Arc::new(s) }),
+        Err(StoreError::Locked(_)) => Err(anyhow!(
+            "data directory is in use by a running server ({}): stop it first, or use its HTTP API",
+            dir.display()
+        )),
+        Err(e) => Err(e).with_context(|| format!("cannot open the store at {}", dir.display())),
     }
 }
 

@@ -46,6 +46,7 @@ pub struct UserRegistered {
 
 impl DomainEvent for UserRegistered {
     const TYPE: &'static str = "UserRegistered";
+    const SENSITIVE_FIELDS: &'static [&'static str] = &["passwordHash"];
     fn tags(&self) -> Vec<String> {
         vec![
             user_tag(&self.user_id),
@@ -94,6 +95,7 @@ pub struct UserPasswordChanged {
 
 impl DomainEvent for UserPasswordChanged {
     const TYPE: &'static str = "UserPasswordChanged";
+    const SENSITIVE_FIELDS: &'static [&'static str] = &["passwordHash"];
     fn tags(&self) -> Vec<String> {
         vec![user_tag(&self.user_id)]
     }

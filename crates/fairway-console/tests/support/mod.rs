@@ -33,9 +33,13 @@ pub const TOKEN: &str = "test-admin-token-0123456789";
 pub struct Greeted {
     pub name: String,
     pub message: String,
+    /// Declared sensitive: the console shows it as "[redacted]".
+    #[serde(default)]
+    pub secret: String,
 }
 impl DomainEvent for Greeted {
     const TYPE: &'static str = "Greeted";
+    const SENSITIVE_FIELDS: &'static [&'static str] = &["secret"];
     fn tags(&self) -> Vec<String> {
         vec![tag("person", &self.name)]
     }
@@ -82,6 +86,7 @@ impl Command for Greet {
             Greeted {
                 name: self.name.clone(),
                 message: format!("hello {}", self.name),
+                secret: format!("s3cret-{}", self.name),
             }
             .into(),
         ])
@@ -272,6 +277,11 @@ impl EventStore for CountingStore {
 }
 
 pub fn fixture(sample_every: Duration) -> Fixture {
+    fixture_with(sample_every, |c| c)
+}
+
+/// [`fixture`] with more console settings (e.g. `|c| c.max_live_tails(3)`).
+pub fn fixture_with(sample_every: Duration, configure: impl FnOnce(Console) -> Console) -> Fixture {
     let appends = Arc::new(AtomicU64::new(0));
     let failures = Arc::new(AtomicU64::new(0));
     let store = Arc::new(CountingStore {
@@ -297,7 +307,7 @@ pub fn fixture(sample_every: Duration) -> Fixture {
     )
     .with_shutdown(shutdown.clone())
     .sample_every(sample_every);
-    let app = console.mount(host.router(), "/console");
+    let app = configure(console).mount(host.router(), "/console");
     Fixture {
         runtime,
         host,
