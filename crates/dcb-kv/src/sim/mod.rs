@@ -297,6 +297,17 @@ impl SimKv {
             .count()
     }
 
+    /// Every value `key` has held, oldest first, with the commit version that wrote it (`None`:
+    /// cleared): the history an oracle checks (e.g. that lease versions never repeat).
+    pub fn history(&self, key: &[u8]) -> Vec<(u64, Option<Vec<u8>>)> {
+        self.shared
+            .lock()
+            .data
+            .get(key)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Scripts the outcomes of the next commits that write something, in order; random faults
     /// apply again once the script is used up.
     pub fn script(&self, faults: impl IntoIterator<Item = CommitFault>) {
