@@ -24,8 +24,18 @@ const ALLOWED: &[&str] = &[
     "uuid",
 ];
 
-/// Extra crates of the users context: password hashing and token signing.
-const ALLOWED_USERS: &[&str] = &["argon2", "hmac", "sha2", "base64"];
+/// Extra crates of the users context: password hashing, token signing (JWT over HMAC-SHA256),
+/// login throttling and email normalisation (NFKC, format characters, UTS #39 skeletons).
+const ALLOWED_USERS: &[&str] = &[
+    "argon2",
+    "hmac",
+    "sha2",
+    "jsonwebtoken",
+    "governor",
+    "unicode-normalization",
+    "unicode-properties",
+    "unicode-security",
+];
 
 /// Store backends: the host picks one; modules only see the `EventStore` trait.
 const BACKENDS: &[&str] = &["dcb-embedded", "dcb-kv", "dcb-fdb"];

@@ -1,11 +1,15 @@
 //! HTTP helpers for modules: one JSON error shape, a JSON body extractor that names the bad
-//! field, and the mapping from command and view errors to status codes.
+//! field and refuses deeply nested documents, and the mapping from command and view errors to
+//! status codes.
 //!
-//! Every error body is `{"error":{"code":"snake_case","message":"..."}}`.
+//! Every error body is `{"error":{"code":"snake_case","message":"..."}}`; an error that says
+//! when to come back (429, 503) also carries `Retry-After` in seconds.
 
+use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
-use axum::http::StatusCode;
+use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use dcb_core::StoreError;
 use serde::de::DeserializeOwned;
@@ -23,6 +27,8 @@ pub struct ApiError {
     pub code: String,
     /// A human-readable message.
     pub message: String,
+    /// Seconds after which a retry may succeed (sent as `Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -36,7 +42,25 @@ impl ApiError {
             status,
             code: code.into(),
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same error, telling the client to retry after `seconds` (at least 1).
+    pub fn retry_after(mut self, seconds: u64) -> ApiError {
+        self.retry_after = Some(seconds.max(1));
+        self
+    }
+
+    /// 429 `too_many_requests`, to be retried after `seconds`.
+    pub fn too_many_requests(message: impl Into<String>, seconds: u64) -> ApiError {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message)
+            .retry_after(seconds)
+    }
+
+    /// 503 `busy`: a bounded queue is full; retrying after `seconds` may succeed.
+    pub fn busy(message: impl Into<String>, seconds: u64) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message).retry_after(seconds)
     }
 
     /// 400 about one field.
@@ -71,7 +95,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(self.body())).into_response()
+        let mut response = (self.status, axum::Json(self.body())).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -137,9 +167,14 @@ impl From<AutomationError> for ApiError {
     }
 }
 
+/// The deepest nesting of arrays and objects a JSON body may have (the top-level object or array
+/// counts as one). Deeper bodies are 400 `json_too_deep` before anything is deserialized, even
+/// when the deep part is in a field the handler ignores.
+pub const MAX_JSON_DEPTH: usize = 64;
+
 /// A JSON request body whose rejections use the [`ApiError`] shape: a missing or mistyped field
-/// is 400 naming the field, malformed JSON 400, a wrong content type 415, a body over the limit
-/// 413.
+/// is 400 naming the field, malformed JSON 400, nesting deeper than [`MAX_JSON_DEPTH`] 400
+/// `json_too_deep`, a wrong content type 415, a body over the limit 413.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct JsonBody<T>(pub T);
 
@@ -151,11 +186,87 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        if !json_content_type(req.headers()) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Expected request with `Content-Type: application/json`",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
+            let status = r.status();
+            let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "body_too_large"
+            } else {
+                "bad_request"
+            };
+            ApiError::new(status, code, r.body_text())
+        })?;
+        if let Some(depth) = too_deep(&bytes, MAX_JSON_DEPTH) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "json_too_deep",
+                format!(
+                    "the JSON body nests deeper than {MAX_JSON_DEPTH} levels (at byte {depth})"
+                ),
+            ));
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(JsonBody(v)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }
+}
+
+/// `application/json` or any `application/*+json`, parameters allowed (what axum's `Json`
+/// accepts).
+fn json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("application")
+        && (subtype.eq_ignore_ascii_case("json")
+            || subtype.len() > 5
+                && subtype
+                    .get(subtype.len() - 5..)
+                    .is_some_and(|s| s.eq_ignore_ascii_case("+json")))
+}
+
+/// The offset of the first `[` or `{` that opens a level deeper than `max`, outside strings;
+/// `None` when the text never nests deeper. One pass, no allocation; anything that is not valid
+/// JSON is left to the parser.
+pub fn too_deep(json: &[u8], max: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for (i, &b) in json.iter().enumerate() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return Some(i);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
 }
 
 fn json_rejection(r: JsonRejection) -> ApiError {
@@ -187,5 +298,71 @@ fn json_rejection(r: JsonRejection) -> ApiError {
             ApiError::new(status, "body_too_large", text)
         }
         _ => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_counts_brackets_outside_strings_only() {
+        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert_eq!(too_deep(nested(64).as_bytes(), 64), None);
+        assert_eq!(too_deep(nested(65).as_bytes(), 64), Some(64));
+        assert_eq!(too_deep(nested(30_000).as_bytes(), 64), Some(64));
+        let obj = format!(r#"{{"a":{{"b":{}}}}}"#, nested(62));
+        assert_eq!(too_deep(obj.as_bytes(), 64), None);
+        let obj = format!(r#"{{"a":{{"b":{}}}}}"#, nested(63));
+        assert!(too_deep(obj.as_bytes(), 64).is_some());
+        // Brackets in strings, escaped quotes included, do not count.
+        let s = format!(r#"{{"a":"{}\"{}"}}"#, "[".repeat(100), "{".repeat(100));
+        assert_eq!(too_deep(s.as_bytes(), 2), None);
+        // Siblings do not add up.
+        let wide = format!("[{}]", vec![nested(10); 1000].join(","));
+        assert_eq!(too_deep(wide.as_bytes(), 11), None);
+    }
+
+    #[test]
+    fn json_content_types() {
+        let ok = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_str(v).unwrap_or_else(|e| panic!("{e}")),
+            );
+            json_content_type(&h)
+        };
+        assert!(ok("application/json"));
+        assert!(ok("application/json; charset=utf-8"));
+        assert!(ok("Application/JSON"));
+        assert!(ok("application/problem+json"));
+        assert!(!ok("text/plain"));
+        assert!(!ok("application/jsonx"));
+        assert!(!ok("application/+json"));
+        assert!(!json_content_type(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn retry_after_is_a_header() {
+        let r = ApiError::busy("full", 0).into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            r.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()),
+            Some("1")
+        );
+        let r = ApiError::too_many_requests("slow down", 7).into_response();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            r.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()),
+            Some("7")
+        );
+        assert!(
+            ApiError::not_found("x")
+                .into_response()
+                .headers()
+                .get(RETRY_AFTER)
+                .is_none()
+        );
     }
 }

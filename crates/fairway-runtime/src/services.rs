@@ -139,7 +139,11 @@ impl Mailer for MemoryMailer {
     }
 }
 
-/// Named secrets (e.g. token signing keys), each at least 32 random bytes.
+/// The shortest secret accepted, in bytes: a file holding a shorter one (an empty `users.token`,
+/// say) is refused when it is loaded, so that no key is ever guessable.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// Named secrets (e.g. token signing keys), each at least [`MIN_SECRET_LEN`] random bytes.
 ///
 /// [`Secrets::load_or_create`] keeps them in a file of the data directory, generated on first use
 /// and readable by the owner only; [`Secrets::ephemeral`] keeps them in memory (tests).
@@ -196,7 +200,8 @@ impl Secrets {
         }
     }
 
-    /// Secrets stored in `file` (JSON, mode 0600), which is created when absent.
+    /// Secrets stored in `file` (JSON, mode 0600), which is created when absent. A secret that is
+    /// not hex or shorter than [`MIN_SECRET_LEN`] bytes is an error naming it and the file.
     pub fn load_or_create(file: impl Into<PathBuf>) -> Result<Secrets, SecretsError> {
         let file = file.into();
         let err = |message: String| SecretsError {
@@ -210,6 +215,13 @@ impl Secrets {
                     serde_json::from_slice(&bytes).map_err(|e| err(e.to_string()))?;
                 for (k, v) in parsed.secrets {
                     let v = unhex(&v).ok_or_else(|| err(format!("secret {k:?} is not hex")))?;
+                    if v.len() < MIN_SECRET_LEN {
+                        return Err(err(format!(
+                            "secret {k:?} is {} bytes long, at least {MIN_SECRET_LEN} are \
+                             required (remove the entry to have a new random one generated)",
+                            v.len()
+                        )));
+                    }
                     values.insert(k, v);
                 }
             }
@@ -300,6 +312,33 @@ mod tests {
             .unwrap_or_default();
         assert_ne!(a, other);
         assert!(!format!("{:?}", Secrets::ephemeral()).contains("token"));
+    }
+
+    #[test]
+    fn short_secrets_are_refused_with_their_name_and_file() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let file = dir.path().join("secrets.json");
+        for short in [String::new(), "ab".repeat(31)] {
+            let json = format!(
+                r#"{{"secrets":{{"users.token":"{short}","ok":"{}"}}}}"#,
+                "cd".repeat(32)
+            );
+            std::fs::write(&file, json).unwrap_or_else(|e| panic!("{e}"));
+            let e = Secrets::load_or_create(&file)
+                .err()
+                .unwrap_or_else(|| panic!("a {}-byte secret was accepted", short.len() / 2));
+            let text = e.to_string();
+            assert!(text.contains("\"users.token\""), "{text}");
+            assert!(text.contains("secrets.json"), "{text}");
+            assert!(text.contains("at least 32"), "{text}");
+        }
+        std::fs::write(
+            &file,
+            format!(r#"{{"secrets":{{"users.token":"{}"}}}}"#, "ab".repeat(32)),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let s = Secrets::load_or_create(&file).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.get("users.token").unwrap_or_default(), vec![0xab; 32]);
     }
 
     #[test]

@@ -233,8 +233,9 @@ fn login_issues_a_token_that_only_its_host_accepts() {
 
     // No, malformed or forged token: 401.
     s.get("/api/user").assert_error(401, "unauthorized");
-    let (payload, signature) = ann.split_once('.').unwrap();
-    let (bob_payload, bob_signature) = bob.split_once('.').unwrap();
+    // A JWT: `header.claims.signature`; "payload" here is `header.claims`.
+    let (payload, signature) = ann.rsplit_once('.').unwrap();
+    let (bob_payload, bob_signature) = bob.rsplit_once('.').unwrap();
     let bad = [
         format!("Bearer {ann}"),
         ann.clone(),
@@ -310,21 +311,27 @@ fn password_email_and_details_changes_follow_the_same_rules() {
     let ann = token(&s, "ann@example.com", PASSWORD);
     let bob = token(&s, "bob@example.com", PASSWORD);
 
-    // Password: the old one fails at once, the new one works; the token stays valid.
+    // Password: the old one fails at once, the new one works; older tokens are revoked.
     names(
         &send(
             &s,
             "PUT",
             "/api/user/password",
             &ann,
-            &json!({"password": "short"}),
+            &json!({"currentPassword": PASSWORD, "password": "short"}),
         ),
         400,
         "invalid_field",
         "password",
     );
     names(
-        &send(&s, "PUT", "/api/user/password", &ann, &json!({})),
+        &send(
+            &s,
+            "PUT",
+            "/api/user/password",
+            &ann,
+            &json!({"currentPassword": PASSWORD}),
+        ),
         400,
         "missing_field",
         "password",
@@ -335,10 +342,11 @@ fn password_email_and_details_changes_follow_the_same_rules() {
         "PUT",
         "/api/user/password",
         &ann,
-        &json!({"password": new_password}),
+        &json!({"currentPassword": PASSWORD, "password": new_password}),
     ));
     login(&s, "ann@example.com", PASSWORD).assert_error(401, "invalid_credentials");
-    token(&s, "ann@example.com", new_password);
+    me(&s, &ann).assert_error(401, "unauthorized");
+    let ann = token(&s, "ann@example.com", new_password);
     assert_eq!(profile(&s, &ann)["email"], "ann@example.com");
 
     // Email: unique, and login uses the new one.
@@ -648,10 +656,10 @@ fn outbox(dir: &Path) -> Vec<Value> {
     }
 }
 
-/// Waits (at most 30 s) until the outbox holds `n` emails, and returns them.
+/// Waits (at most 90 s) until the outbox holds `n` emails, and returns them.
 #[track_caller]
 fn wait_for_emails(dir: &Path, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let sent = outbox(dir);
         if sent.len() >= n {
@@ -659,7 +667,7 @@ fn wait_for_emails(dir: &Path, n: usize) -> Vec<Value> {
         }
         assert!(
             Instant::now() < deadline,
-            "{} of {n} welcome emails after 30 s: {sent:?}",
+            "{} of {n} welcome emails after 90 s: {sent:?}",
             sent.len()
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -797,8 +805,11 @@ fn a_restart_keeps_users_credentials_and_tokens() {
         "PUT",
         "/api/user/password",
         &bob,
-        &json!({"password": "bobs new password"}),
+        &json!({"currentPassword": PASSWORD, "password": "bobs new password"}),
     ));
+    // The change revoked bob's token; a login gets him a new one.
+    let old_bob = bob;
+    let bob = token(&s, "bob@example.com", "bobs new password");
     no_content(&send(
         &s,
         "PUT",
@@ -816,9 +827,11 @@ fn a_restart_keeps_users_credentials_and_tokens() {
     let before = profile(&s, &ann);
 
     let s = s.restart();
-    // Tokens issued before the restart stay valid (the signing key is kept in the data dir).
+    // Tokens issued before the restart stay valid (the signing key is kept in the data dir),
+    // and a revoked one stays revoked.
     assert_eq!(profile(&s, &ann), before);
     assert_eq!(profile(&s, &bob)["username"], "bob");
+    me(&s, &old_bob).assert_error(401, "unauthorized");
     // Logins use the latest credentials.
     token(&s, "ann@moved.example.com", PASSWORD);
     login(&s, "ann@example.com", PASSWORD).assert_error(401, "invalid_credentials");
@@ -869,7 +882,7 @@ impl Captured {
             stdout,
             stderr,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(90);
         server.addr = loop {
             let text = std::fs::read_to_string(&server.stdout).unwrap();
             if let Some(addr) = text
@@ -917,7 +930,7 @@ impl Captured {
         body: Option<&Value>,
     ) -> std::io::Result<Response> {
         let mut stream = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))?;
-        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        stream.set_read_timeout(Some(Duration::from_secs(90)))?;
         let body = body.map(Value::to_string).unwrap_or_default();
         let mut head = format!(
             "{method} {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\ncontent-length: {}\r\n",
@@ -960,7 +973,7 @@ impl Captured {
         })
     }
 
-    /// SIGTERM, and a clean exit within 20 s.
+    /// SIGTERM, and a clean exit within 60 s.
     fn stop(mut self) {
         let mut child = self.child.take().unwrap();
         let killed = Command::new("kill")
@@ -968,13 +981,13 @@ impl Captured {
             .status()
             .unwrap();
         assert!(killed.success());
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
                 assert!(status.success(), "fairway exited with {status}");
                 return;
             }
-            assert!(Instant::now() < deadline, "no exit within 20 s of SIGTERM");
+            assert!(Instant::now() < deadline, "no exit within 60 s of SIGTERM");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -1021,7 +1034,7 @@ fn tokens_and_passwords_never_reach_the_host_output() {
     let r = login(&s, first);
     assert_eq!(r.status, 200, "{}", r.text());
     let token = r.json()["token"].as_str().unwrap().to_owned();
-    let (payload, signature) = token.split_once('.').unwrap();
+    let (payload, signature) = token.rsplit_once('.').unwrap();
     assert_eq!(
         s.request("GET", "/api/user", Some(&token), None).status,
         200
@@ -1030,7 +1043,7 @@ fn tokens_and_passwords_never_reach_the_host_output() {
         "PUT",
         "/api/user/password",
         Some(&token),
-        Some(&json!({"password": second})),
+        Some(&json!({"currentPassword": first, "password": second})),
     );
     assert_eq!(r.status, 204, "{}", r.text());
     // Refused attempts too: a wrong password, a tampered token.
@@ -1063,7 +1076,7 @@ fn tokens_and_passwords_never_reach_the_host_output() {
     assert!(output_before_stop.contains("listening on http://"));
     assert!(output.lines().count() > 2, "{output}");
     for secret in [&token, &token2, &tampered] {
-        let (payload, signature) = secret.split_once('.').unwrap();
+        let (payload, signature) = secret.rsplit_once('.').unwrap();
         for part in [payload, signature] {
             assert!(
                 !output.contains(part),

@@ -3,8 +3,9 @@
 //! `PATCH /api/user/details` with `Authorization: Token <token>` and
 //! `{"username"?,"bio"?,"image"?}` appends `UserDetailsChanged` with the fields that differ and
 //! answers 204 (an absent field is unchanged, `null` clears the bio or image; nothing different
-//! appends nothing). 400 naming an invalid field, 401 without a valid token, 404
-//! `user_not_found` for a token of an unknown user, 409 `username_taken` when another user holds
+//! appends nothing). 400 naming an invalid field, 401 without a valid token (a token naming an
+//! unknown user is refused as revoked; the command's own answer to one is 404
+//! `user_not_found`), 409 `username_taken` when another user holds
 //! the username (a username given up is free at once). Reads: the user's details, and, when the
 //! username changes, who holds the new one — each its own append condition.
 //!

@@ -2,8 +2,10 @@
 //!
 //! `PUT /api/user/email` with `Authorization: Token <token>` and `{"email"}` appends
 //! `UserEmailChanged` (releasing the previous email) and answers 204; the same email again is a
-//! no-op 204. 400 for an invalid email, 401 without a valid token, 404 `user_not_found` for a
-//! token of an unknown user, 409 `email_taken` when another user holds the email and
+//! no-op 204. 400 for an invalid email (invisible, format or control characters included), 401
+//! without a valid token (one naming an unknown user is refused as revoked; the command's own
+//! answer to an unknown user is 404 `user_not_found`), 409 `email_taken`
+//! when another user holds the email or a lookalike of it (same confusable skeleton) and
 //! `email_recently_released` when another user released it less than 72 hours ago (a user may
 //! take back their own). Two reads: the user's last email event (backwards, limit one) and the
 //! new email's uses, each its own append condition.
@@ -28,16 +30,15 @@ use std::collections::HashMap;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use dcb_core::{Query, QueryItem};
+use dcb_core::Query;
 use fairway_runtime::http::{ApiError, JsonBody};
 use fairway_runtime::{
-    Command, Ctx, DomainError, DomainEvent, Module, ModuleKind, NewEvent, Read, Rejection, Runtime,
-    Sequenced,
+    Command, Ctx, DomainError, Module, ModuleKind, NewEvent, Read, Rejection, Runtime, Sequenced,
 };
 use serde::Deserialize;
 use users_events::{
-    AuthUser, Email, EmailEvent, EmailUnavailable, EmailUse, UserEmailChanged, UserId,
-    UserRegistered, email_tag, email_use, millis, user_tag,
+    AuthUser, Email, EmailEvent, EmailKey, EmailUnavailable, EmailUse, UserEmailChanged, UserId,
+    UserRegistered, email_query, email_use, millis, user_tag,
 };
 
 /// `user_id` moves to `email`.
@@ -92,7 +93,7 @@ fairway_runtime::event_set! {
 #[derive(Debug, Default)]
 pub struct Emails {
     current: HashMap<UserId, Email>,
-    uses: HashMap<Email, EmailUse>,
+    uses: HashMap<EmailKey, EmailUse>,
 }
 
 impl Command for ChangeEmail {
@@ -110,13 +111,9 @@ impl Command for ChangeEmail {
         Some(1)
     }
 
-    /// Who uses the new email.
+    /// Who uses the new email or a lookalike.
     fn more_reads(&self) -> Vec<Read> {
-        vec![Read::new(Query::item(
-            QueryItem::new()
-                .types([UserRegistered::TYPE, UserEmailChanged::TYPE])
-                .tag(email_tag(&self.email)),
-        ))]
+        vec![Read::new(email_query(&self.email))]
     }
 
     fn evolve(s: &mut Emails, e: &Sequenced<EmailEvents>) {
@@ -139,7 +136,7 @@ impl Command for ChangeEmail {
         if *current == self.email {
             return Ok(vec![]);
         }
-        if let Some(used) = s.uses.get(&self.email) {
+        if let Some(used) = s.uses.get(&self.email.key()) {
             used.check(&self.user_id, ctx.now()).map_err(|e| match e {
                 EmailUnavailable::Held => ChangeEmailError::EmailTaken,
                 EmailUnavailable::RecentlyReleased => ChangeEmailError::EmailRecentlyReleased,

@@ -3,8 +3,8 @@
 //! `GET /api/user` with `Authorization: Token <token>` answers 200
 //! `{"email","username","bio","image"}` (`bio` and `image` are `null` until set), folded on
 //! each request from the user's events, so it always reflects the latest change. No, malformed,
-//! forged or expired token: 401 `unauthorized`; a valid token of an unknown user: 404
-//! `user_not_found`.
+//! forged, expired or revoked token (issued before the user's last password change, or naming
+//! a user that does not exist): 401 `unauthorized`.
 //!
 //! Given/when/then:
 //!

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use dcb_core::Position;
 use fairway_runtime::testing::given;
 use fairway_runtime::{Environment, Host, NewEvent, Secrets, TestEnv};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -97,7 +98,8 @@ async fn the_route_checks_the_token() {
     }));
 
     let now = env.now();
-    let good = sign(&key, &uid("u1"), now + TOKEN_TTL);
+    // The registration (position 1) is u1's credential version.
+    let good = sign(&key, &uid("u1"), Position::from_u64(1), now).unwrap();
     let (status, body) = get(addr, Some(&format!("Token {good}"))).await;
     assert_eq!(status, 200, "{body}");
     let body: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -116,15 +118,23 @@ async fn the_route_checks_the_token() {
     let forged = sign(
         b"some other key of thirty-two bytes",
         &uid("u1"),
-        now + TOKEN_TTL,
-    );
+        Position::from_u64(1),
+        now,
+    )
+    .unwrap();
     let (status, body) = get(addr, Some(&format!("Token {forged}"))).await;
     assert_eq!(status, 401);
     assert!(!body.contains(&forged), "the token must not be echoed");
-    let unknown = sign(&key, &uid("nobody"), now + TOKEN_TTL);
-    let (status, body) = get(addr, Some(&format!("Token {unknown}"))).await;
-    assert_eq!(status, 404);
-    assert!(body.contains("user_not_found"));
+    // A correctly signed token of a user that does not exist, or at another credential
+    // version than the user's current one: revoked.
+    for token in [
+        sign(&key, &uid("nobody"), Position::from_u64(1), now).unwrap(),
+        sign(&key, &uid("u1"), Position::from_u64(2), now).unwrap(),
+    ] {
+        let (status, body) = get(addr, Some(&format!("Token {token}"))).await;
+        assert_eq!(status, 401, "{body}");
+        assert!(body.contains("revoked"), "{body}");
+    }
 
     env.advance(TOKEN_TTL + Duration::from_secs(1));
     let (status, body) = get(addr, Some(&format!("Token {good}"))).await;

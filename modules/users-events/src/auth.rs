@@ -1,4 +1,5 @@
-//! The `Authorization: Token <token>` extractor every authenticated users route takes.
+//! The `Authorization: Token <token>` extractor every authenticated users route takes: the
+//! token's signature and expiry, then its credential version against the store's.
 
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
@@ -10,8 +11,9 @@ use fairway_runtime::http::ApiError;
 use crate::token;
 use crate::values::UserId;
 
-/// The user a request's valid token names. Missing, malformed, forged or expired tokens are
-/// rejected with 401 `unauthorized` (the message never repeats the token).
+/// The user a request's valid token names. Missing, malformed, forged, expired or revoked
+/// tokens (issued before the user's last password change) are rejected with 401
+/// `unauthorized` (the message never repeats the token).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthUser(pub UserId);
 
@@ -36,7 +38,8 @@ impl FromRequestParts<Runtime> for AuthUser {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Token"))
             .map(|(_, token)| token.trim())
             .ok_or_else(|| unauthorized("expected `Authorization: Token <token>`"))?;
-        token::check(rt, token)?
+        token::check(rt, token)
+            .await?
             .map(AuthUser)
             .map_err(|e| unauthorized(e.to_string()))
     }

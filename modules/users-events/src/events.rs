@@ -3,10 +3,11 @@
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use dcb_core::{Query, QueryItem};
 use fairway_runtime::{DomainEvent, tag};
 use serde::{Deserialize, Serialize};
 
-use crate::values::{Email, RELEASE_WINDOW, UserId, Username};
+use crate::values::{Email, EmailKey, RELEASE_WINDOW, UserId, Username};
 
 /// `user:<id>`.
 pub fn user_tag(user: &UserId) -> String {
@@ -16,6 +17,21 @@ pub fn user_tag(user: &UserId) -> String {
 /// `email:<address>`.
 pub fn email_tag(email: &Email) -> String {
     tag("email", email)
+}
+
+/// `email-key:<skeleton>`: the tag that email uniqueness goes by (see [`EmailKey`]).
+pub fn email_key_tag(email: &Email) -> String {
+    tag("email-key", email.key())
+}
+
+/// The registrations and email changes that concern `email` or any lookalike of it: tagged
+/// with its key, or (events written before keys existed) with the exact address.
+pub fn email_query(email: &Email) -> Query {
+    let types = [UserRegistered::TYPE, UserEmailChanged::TYPE];
+    Query::items([
+        QueryItem::new().types(types).tag(email_key_tag(email)),
+        QueryItem::new().types(types).tag(email_tag(email)),
+    ])
 }
 
 /// `username:<name>`.
@@ -52,6 +68,7 @@ impl DomainEvent for UserRegistered {
             user_tag(&self.user_id),
             username_tag(&self.username),
             email_tag(&self.email),
+            email_key_tag(&self.email),
         ]
     }
 }
@@ -73,11 +90,18 @@ pub struct UserEmailChanged {
 impl DomainEvent for UserEmailChanged {
     const TYPE: &'static str = "UserEmailChanged";
     fn tags(&self) -> Vec<String> {
-        vec![
+        let mut tags = vec![
             user_tag(&self.user_id),
             email_tag(&self.previous_email),
             email_tag(&self.email),
-        ]
+            email_key_tag(&self.previous_email),
+        ];
+        // A move to a lookalike of one's own address keeps the key: no duplicate tag.
+        let key = email_key_tag(&self.email);
+        if !tags.contains(&key) {
+            tags.push(key);
+        }
+        tags
     }
 }
 
@@ -156,7 +180,8 @@ impl DomainEvent for WelcomeEmailSent {
     }
 }
 
-/// Who uses an email address, folded from `UserRegistered` and `UserEmailChanged`.
+/// Who uses an email address (and its lookalikes: the state is keyed by [`EmailKey`]), folded
+/// from `UserRegistered` and `UserEmailChanged`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EmailUse {
     /// A user's current email.
@@ -199,21 +224,21 @@ impl EmailUse {
     }
 }
 
-/// Records what an event says about email use (oldest event first).
-pub fn email_use(uses: &mut HashMap<Email, EmailUse>, event: EmailEvent<'_>) {
+/// Records what an event says about email use (oldest event first), by email key.
+pub fn email_use(uses: &mut HashMap<EmailKey, EmailUse>, event: EmailEvent<'_>) {
     match event {
         EmailEvent::Registered(r) => {
-            uses.insert(r.email.clone(), EmailUse::Held(r.user_id.clone()));
+            uses.insert(r.email.key(), EmailUse::Held(r.user_id.clone()));
         }
         EmailEvent::Changed(c) => {
             uses.insert(
-                c.previous_email.clone(),
+                c.previous_email.key(),
                 EmailUse::Released {
                     by: c.user_id.clone(),
                     at_ms: c.changed_at_ms,
                 },
             );
-            uses.insert(c.email.clone(), EmailUse::Held(c.user_id.clone()));
+            uses.insert(c.email.key(), EmailUse::Held(c.user_id.clone()));
         }
     }
 }
@@ -275,7 +300,30 @@ mod tests {
             email: Email::parse("b@x.io").unwrap(),
             changed_at_ms: 0,
         };
-        assert_eq!(c.tags(), vec!["user:u1", "email:a@x.io", "email:b@x.io"]);
+        assert_eq!(
+            c.tags(),
+            vec![
+                "user:u1",
+                "email:a@x.io",
+                "email:b@x.io",
+                "email-key:a@x.io",
+                "email-key:b@x.io"
+            ]
+        );
+        // A move to a lookalike of one's own address: one key tag.
+        let same = UserEmailChanged {
+            email: Email::parse("\u{430}@x.io").unwrap(),
+            ..c.clone()
+        };
+        assert_eq!(
+            same.tags(),
+            vec![
+                "user:u1",
+                "email:a@x.io",
+                "email:\u{430}@x.io",
+                "email-key:a@x.io"
+            ]
+        );
         let d = UserDetailsChanged {
             user_id: uid("u1"),
             username: Some(Username::parse("new").unwrap()),

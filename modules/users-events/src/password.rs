@@ -1,12 +1,16 @@
 //! Password hashing with argon2 (Argon2id, the crate's default cost) on two dedicated threads,
-//! each reusing its Argon2 working memory.
-//! The PHC string is what events store; the salt comes from the runtime's environment.
+//! each reusing its Argon2 working memory, behind a bounded, cancellable queue
+//! ([`crate::hash_pool`]). The PHC string is what events store; the salt comes from the
+//! runtime's environment. Passwords reach this module only as [`Password`] values, capped at
+//! [`MAX_PASSWORD_BYTES`](crate::MAX_PASSWORD_BYTES) bytes.
 
 use argon2::password_hash::{self, Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use fairway_runtime::Runtime;
 use fairway_runtime::http::ApiError;
 
+use crate::hash_pool::POOL;
+pub use crate::hash_pool::{BUSY_RETRY_AFTER_SECS, HASH_QUEUE, HASH_THREADS};
 use crate::values::Password;
 
 /// Why a password could not be hashed.
@@ -96,63 +100,10 @@ pub fn verify_blocking(password: &str, phc: &str) -> bool {
         .is_ok_and(|computed| computed == expected)
 }
 
-/// Threads that compute password hashes. Hashing runs on these few dedicated threads, never on
-/// the async runtime's blocking pool: each Argon2 run allocates ~19 MiB, and the allocator keeps
-/// such memory per thread, so spreading hashes over many pool threads made memory grow with the
-/// number of threads that ever hashed (measured: 18 MB -> 850 MB under load). With two threads
-/// it stays at a few tens of MiB; requests queue for a thread instead.
-pub const HASH_THREADS: usize = 2;
-
-type Job = Box<dyn FnOnce() + Send>;
-
-struct HashPool {
-    jobs: std::sync::Mutex<std::sync::mpsc::Sender<Job>>,
-}
-
-static POOL: std::sync::LazyLock<HashPool> = std::sync::LazyLock::new(|| {
-    let (tx, rx) = std::sync::mpsc::channel::<Job>();
-    let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
-    for i in 0..HASH_THREADS {
-        let rx = rx.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("password-hash-{i}"))
-            .spawn(move || {
-                loop {
-                    let job = match rx.lock() {
-                        Ok(r) => r.recv(),
-                        Err(_) => return,
-                    };
-                    match job {
-                        Ok(job) => job(),
-                        Err(_) => return,
-                    }
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "cannot start a password hashing thread");
-        }
-    }
-    // If no thread started, `rx` is gone with the last clone and every send fails: requests get
-    // a 503 instead of waiting forever.
-    HashPool {
-        jobs: std::sync::Mutex::new(tx),
-    }
-});
-
 async fn on_hash_thread<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let job: Job = Box::new(move || {
-        let _ = tx.send(f());
-    });
-    POOL.jobs
-        .lock()
-        .map_err(|_| ApiError::unavailable("password hashing is unavailable"))?
-        .send(job)
-        .map_err(|_| ApiError::unavailable("password hashing is unavailable"))?;
-    rx.await
-        .map_err(|_| ApiError::internal("a password hashing job was lost"))
+    POOL.run(f).await
 }
 
 /// Hashes `password` on a hashing thread, salted from the runtime's environment.
@@ -171,10 +122,10 @@ static ABSENT_USER: std::sync::LazyLock<Option<String>> = std::sync::LazyLock::n
 });
 
 /// Spends the time of one verification and answers `false`: for logins whose user does not exist.
-pub async fn verify_absent(password: String) -> Result<bool, ApiError> {
+pub async fn verify_absent(password: Password) -> Result<bool, ApiError> {
     on_hash_thread(move || {
         if let Some(phc) = ABSENT_USER.as_deref() {
-            let _ = verify_blocking(&password, phc);
+            let _ = verify_blocking(password.expose(), phc);
         }
         false
     })
@@ -182,8 +133,8 @@ pub async fn verify_absent(password: String) -> Result<bool, ApiError> {
 }
 
 /// Checks `password` against `phc` on a hashing thread.
-pub async fn verify(password: String, phc: String) -> Result<bool, ApiError> {
-    on_hash_thread(move || verify_blocking(&password, &phc)).await
+pub async fn verify(password: Password, phc: String) -> Result<bool, ApiError> {
+    on_hash_thread(move || verify_blocking(password.expose(), &phc)).await
 }
 
 #[cfg(test)]
@@ -195,7 +146,8 @@ mod tests {
     async fn an_absent_user_costs_a_verification_and_never_matches() {
         assert!(ABSENT_USER.is_some(), "the timing hash must exist");
         for pw in ["", "no user has this password: timing only", "x"] {
-            assert!(!verify_absent(pw.to_owned()).await.unwrap());
+            let pw = Password::candidate(pw).unwrap();
+            assert!(!verify_absent(pw).await.unwrap());
         }
     }
 

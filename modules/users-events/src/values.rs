@@ -4,6 +4,8 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use unicode_normalization::UnicodeNormalization;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 /// How long an email released by one user stays reserved before another may take it.
 pub const RELEASE_WINDOW: Duration = Duration::from_secs(72 * 3600);
@@ -13,6 +15,13 @@ pub const MAX_BIO_LEN: usize = 1000;
 
 /// The longest image link accepted (in bytes).
 pub const MAX_IMAGE_LEN: usize = 2048;
+
+/// The longest password accepted, in bytes (UTF-8), checked before any hashing at registration,
+/// login and password change.
+pub const MAX_PASSWORD_BYTES: usize = 128;
+
+/// The shortest new password accepted, in characters.
+pub const MIN_PASSWORD_CHARS: usize = 8;
 
 /// Why a value is not acceptable (the message names no field: the caller does).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,6 +41,12 @@ pub enum ValueError {
     /// Not an email address.
     #[error("is not an email address")]
     NotAnEmail,
+    /// Longer than this many bytes.
+    #[error("must be at most {0} bytes")]
+    TooManyBytes(usize),
+    /// An invisible, format or control character (its code point).
+    #[error("must not contain invisible, format or control characters (found U+{0:04X})")]
+    Invisible(u32),
 }
 
 fn check_token(s: &str, max: usize) -> Result<(), ValueError> {
@@ -85,8 +100,16 @@ text_value! {
 }
 
 text_value! {
-    /// An email address, trimmed and lower-cased (so uniqueness ignores case).
+    /// An email address: trimmed, NFKC-normalised and lower-cased. Uniqueness goes by its
+    /// [`EmailKey`], so that lookalikes of a held address are taken too.
     Email
+}
+
+text_value! {
+    /// The UTS #39 confusable skeleton of an [`Email`]: two addresses a reader could mistake for
+    /// each other (fullwidth or Cyrillic lookalikes, `rn` for `m`, NFD for NFC) have the same
+    /// key. Derived, never shown: uniqueness of emails is uniqueness of keys.
+    EmailKey
 }
 
 impl UserId {
@@ -105,11 +128,42 @@ impl Username {
     }
 }
 
+/// Whether `c` is invisible or changes how text around it is shown: a control (`Cc`), a
+/// format character (`Cf`: zero-width space and joiners, soft hyphen, byte-order mark,
+/// bidirectional overrides, ...) or another default-ignorable code point (fillers, variation
+/// selectors, the combining grapheme joiner).
+pub fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || c.general_category() == GeneralCategory::Format
+        || matches!(
+            c,
+            '\u{34F}'
+                | '\u{115F}'..='\u{1160}'
+                | '\u{17B4}'..='\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FFA0}'
+                | '\u{E0000}'..='\u{E0FFF}'
+        )
+}
+
+fn refuse_invisible(s: &str) -> Result<(), ValueError> {
+    match s.chars().find(|&c| is_invisible(c)) {
+        Some(c) => Err(ValueError::Invisible(u32::from(c))),
+        None => Ok(()),
+    }
+}
+
 impl Email {
-    /// A validated, normalised address: one `@`, a non-empty local part, a domain with a dot,
-    /// no whitespace, at most 254 characters.
+    /// A validated, normalised address: invisible, format and control characters refused,
+    /// then NFKC and lower case (so `ＡＮＮ@x.io` is `ann@x.io`); one `@`, a non-empty local
+    /// part, a domain with a dot, no whitespace, at most 254 characters.
     pub fn parse(s: &str) -> Result<Email, ValueError> {
-        let s = s.trim().to_lowercase();
+        let s = s.trim();
+        refuse_invisible(s)?;
+        let s: String = s.nfkc().collect::<String>().to_lowercase().nfkc().collect();
+        refuse_invisible(&s)?;
         if s.is_empty() {
             return Err(ValueError::Empty);
         }
@@ -130,9 +184,15 @@ impl Email {
         }
         Ok(Email(s))
     }
+
+    /// The confusable skeleton that uniqueness goes by.
+    pub fn key(&self) -> EmailKey {
+        EmailKey(unicode_security::skeleton(&self.0).collect())
+    }
 }
 
-/// A plain-text password on its way to the hasher: 8 to 128 characters. Never printed.
+/// A plain-text password on its way to the hasher: at least [`MIN_PASSWORD_CHARS`]
+/// characters, at most [`MAX_PASSWORD_BYTES`] bytes. Never printed.
 #[derive(Clone)]
 pub struct Password(String);
 
@@ -143,15 +203,19 @@ impl fmt::Debug for Password {
 }
 
 impl Password {
-    /// A validated password.
+    /// A validated new password.
     pub fn parse(s: &str) -> Result<Password, ValueError> {
-        let n = s.chars().count();
-        if n < 8 {
-            return Err(ValueError::TooShort(8));
+        check_password_len(s)?;
+        if s.chars().count() < MIN_PASSWORD_CHARS {
+            return Err(ValueError::TooShort(MIN_PASSWORD_CHARS));
         }
-        if n > 128 {
-            return Err(ValueError::TooLong(128));
-        }
+        Ok(Password(s.to_owned()))
+    }
+
+    /// A password to check against a stored hash (a login, the current password of a change):
+    /// only the length cap applies, so a wrong short one is a wrong password, not a 400.
+    pub fn candidate(s: &str) -> Result<Password, ValueError> {
+        check_password_len(s)?;
         Ok(Password(s.to_owned()))
     }
 
@@ -159,6 +223,14 @@ impl Password {
     pub fn expose(&self) -> &str {
         &self.0
     }
+}
+
+/// At most [`MAX_PASSWORD_BYTES`] bytes: the cap every password meets before it is hashed.
+pub fn check_password_len(s: &str) -> Result<(), ValueError> {
+    if s.len() > MAX_PASSWORD_BYTES {
+        return Err(ValueError::TooManyBytes(MAX_PASSWORD_BYTES));
+    }
+    Ok(())
 }
 
 /// A bio: at most [`MAX_BIO_LEN`] characters, no control characters other than newlines.
@@ -210,6 +282,72 @@ mod tests {
     }
 
     #[test]
+    fn invisible_and_format_characters_are_refused_in_emails() {
+        for c in [
+            '\u{200B}',
+            '\u{200C}',
+            '\u{200D}',
+            '\u{AD}',
+            '\u{FEFF}',
+            '\u{202E}',
+            '\u{2066}',
+            '\u{2060}',
+            '\u{7}',
+            '\u{7F}',
+            '\u{34F}',
+            '\u{3164}',
+            '\u{FE0F}',
+            '\u{E0041}',
+        ] {
+            for at in ["x{c}ann@x.io", "ann@x{c}.io", "ann@x.io{c}", "{c}ann@x.io"] {
+                let email = at.replace("{c}", &c.to_string());
+                assert_eq!(
+                    Email::parse(&email),
+                    Err(ValueError::Invisible(u32::from(c))),
+                    "{email:?}"
+                );
+            }
+        }
+        // A control that is also whitespace is trimmed at the ends, refused inside.
+        assert_eq!(Email::parse("ann@x.io\u{85}").unwrap().as_str(), "ann@x.io");
+        assert_eq!(
+            Email::parse("an\u{85}n@x.io"),
+            Err(ValueError::Invisible(0x85))
+        );
+        // Arabic or Chinese letters are not invisible.
+        assert!(Email::parse("\u{645}\u{62d}\u{645}\u{62f}@x.io").is_ok());
+        assert!(Email::parse("\u{5f20}@x.io").is_ok());
+    }
+
+    #[test]
+    fn lookalike_emails_share_a_key() {
+        let key = |s: &str| Email::parse(s).unwrap().key();
+        let ann = key("ann@example.com");
+        for lookalike in [
+            "\u{FF41}\u{FF4E}\u{FF4E}@example.com",
+            "\u{FF21}NN@EXAMPLE.COM",
+            "\u{430}nn@example.com",
+            "ann@\u{435}\u{445}ample.com",
+            "ann@exarnple.corn",
+        ] {
+            assert_eq!(key(lookalike), ann, "{lookalike:?}");
+        }
+        assert_eq!(key("jos\u{e9}@x.io"), key("jose\u{301}@x.io"));
+        // NFKC turns compatibility forms into the address itself.
+        assert_eq!(
+            Email::parse("\u{FF41}nn@example.com").unwrap().as_str(),
+            "ann@example.com"
+        );
+        assert_eq!(
+            Email::parse("jose\u{301}@x.io").unwrap(),
+            Email::parse("jos\u{e9}@x.io").unwrap()
+        );
+        // Different addresses, different keys.
+        assert_ne!(key("bob@example.com"), ann);
+        assert_ne!(key("anne@example.com"), ann);
+    }
+
+    #[test]
     fn ids_usernames_and_passwords_are_checked() {
         assert!(UserId::parse("u-1").is_ok());
         assert_eq!(UserId::parse(""), Err(ValueError::Empty));
@@ -221,7 +359,16 @@ mod tests {
             Password::parse("short").unwrap_err(),
             ValueError::TooShort(8)
         );
-        assert!(Password::parse(&"x".repeat(129)).is_err());
+        assert_eq!(
+            Password::parse(&"x".repeat(129)).unwrap_err(),
+            ValueError::TooManyBytes(128)
+        );
+        assert!(Password::parse(&"x".repeat(128)).is_ok());
+        // The cap is in bytes: 65 two-byte characters are too long.
+        assert!(Password::parse(&"\u{e9}".repeat(65)).is_err());
+        assert!(Password::parse(&"\u{e9}".repeat(64)).is_ok());
+        assert!(Password::candidate("").is_ok());
+        assert!(Password::candidate(&"x".repeat(60_000)).is_err());
         assert!(!format!("{:?}", Password::parse("secret-pw").unwrap()).contains("secret"));
     }
 

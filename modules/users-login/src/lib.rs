@@ -1,10 +1,15 @@
 //! Pattern: **view** (live). Slice: users — log in.
 //!
-//! `POST /api/users/login` with `{"email","password"}` answers 200 `{"token"}`: a token signed
-//! with HMAC-SHA256 under the host's `users.token` secret, naming the user and expiring after
-//! 24 hours (see `users_events::token`). Wrong email or password: 401 `invalid_credentials`. It
-//! folds two live views on each request — who currently holds the email, then that user's
-//! current email and password hash — so it always uses the credentials after any change.
+//! `POST /api/users/login` with `{"email","password"}` answers 200 `{"token"}`: an HS256 JWT
+//! under the host's `users.token` secret, naming the user, expiring after 24 hours and carrying
+//! the user's credential version, so a later password change revokes it (see
+//! `users_events::token`). Wrong email or password: 401 `invalid_credentials`, the same for an
+//! unknown email, which costs one verification too. A password over 128 bytes is 400 before
+//! any hashing; too many attempts from one address or for one account are 429
+//! `too_many_requests` with `Retry-After` (`users_events::throttle`); a full hash queue is 503
+//! `busy` with `Retry-After`. It folds two live views on each request — who currently holds the
+//! email (or a lookalike of it), then that user's current email, password hash and credential
+//! version — so it always uses the credentials after any change.
 //!
 //! Given/when/then:
 //!
@@ -22,22 +27,24 @@
 //!     .live(view.clone())
 //!     .actual;
 //! assert_eq!(view.holder(&uses), None);
-//! assert_eq!(uses.get(&view.email), Some(&EmailUse::Released { by: u1, at_ms: 5 }));
+//! assert_eq!(uses.get(&view.email.key()), Some(&EmailUse::Released { by: u1, at_ms: 5 }));
 //! # Ok::<(), users_events::ValueError>(())
 //! ```
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use dcb_core::{Query, QueryItem};
+use dcb_core::{Position, Query, QueryItem};
 use fairway_runtime::http::{ApiError, JsonBody};
 use fairway_runtime::{DomainEvent, LiveView, Module, ModuleKind, Runtime, Sequenced};
 use serde::Deserialize;
 use users_events::{
-    Email, EmailEvent, EmailUse, UserEmailChanged, UserId, UserPasswordChanged, UserRegistered,
-    email_tag, email_use, password, token, user_tag,
+    ClientAddr, Email, EmailEvent, EmailKey, EmailUse, Password, UserEmailChanged, UserId,
+    UserPasswordChanged, UserRegistered, email_query, email_use, password, throttle, token,
+    user_tag,
 };
 
 fairway_runtime::event_set! {
@@ -57,8 +64,9 @@ fairway_runtime::event_set! {
     }
 }
 
-/// Live: who uses an email (the events tagged with it; a change names two emails, so the state
-/// is keyed by email: look the one asked for up with [`EmailHolder::holder`]).
+/// Live: who uses an email or a lookalike of it (the events tagged with its key; a change names
+/// two emails, so the state is keyed by email key: look the one asked for up with
+/// [`EmailHolder::holder`]).
 #[derive(Debug, Clone)]
 pub struct EmailHolder {
     /// The email.
@@ -67,8 +75,8 @@ pub struct EmailHolder {
 
 impl EmailHolder {
     /// The user whose current email it is, in a folded state.
-    pub fn holder(&self, uses: &HashMap<Email, EmailUse>) -> Option<UserId> {
-        match uses.get(&self.email) {
+    pub fn holder(&self, uses: &HashMap<EmailKey, EmailUse>) -> Option<UserId> {
+        match uses.get(&self.email.key()) {
             Some(EmailUse::Held(u)) => Some(u.clone()),
             _ => None,
         }
@@ -77,13 +85,13 @@ impl EmailHolder {
 
 impl LiveView for EmailHolder {
     type Events = EmailEvents;
-    type State = HashMap<Email, EmailUse>;
+    type State = HashMap<EmailKey, EmailUse>;
 
     fn query(&self) -> Query {
-        Query::tagged(email_tag(&self.email))
+        email_query(&self.email)
     }
 
-    fn evolve(uses: &mut HashMap<Email, EmailUse>, e: &Sequenced<EmailEvents>) {
+    fn evolve(uses: &mut HashMap<EmailKey, EmailUse>, e: &Sequenced<EmailEvents>) {
         match &e.event {
             EmailEvents::UserRegistered(r) => email_use(uses, EmailEvent::Registered(r)),
             EmailEvents::UserEmailChanged(c) => email_use(uses, EmailEvent::Changed(c)),
@@ -91,7 +99,7 @@ impl LiveView for EmailHolder {
     }
 }
 
-/// Live: a user's current email and password hash.
+/// Live: a user's current email, password hash and credential version.
 #[derive(Debug, Clone)]
 pub struct Credentials {
     /// The user.
@@ -105,6 +113,8 @@ pub struct Current {
     pub email: Email,
     /// The current argon2 PHC string.
     pub password_hash: String,
+    /// The position of the event that set it: the credential version tokens carry.
+    pub version: Position,
 }
 
 impl LiveView for Credentials {
@@ -129,11 +139,13 @@ impl LiveView for Credentials {
                 *state = Some(Current {
                     email: r.email.clone(),
                     password_hash: r.password_hash.clone(),
+                    version: e.position,
                 })
             }
             (CredentialEvents::UserEmailChanged(c), Some(cur)) => cur.email = c.email.clone(),
             (CredentialEvents::UserPasswordChanged(p), Some(cur)) => {
-                cur.password_hash = p.password_hash.clone()
+                cur.password_hash = p.password_hash.clone();
+                cur.version = e.position;
             }
             (_, None) => {}
         }
@@ -148,8 +160,20 @@ fn invalid() -> ApiError {
     )
 }
 
-/// Checks the credentials and issues a token (what the route does after parsing).
-pub async fn login(rt: &Runtime, email: Email, password: String) -> Result<String, ApiError> {
+/// The throttle's account key of an email: its confusable key, so lookalikes share a bucket.
+pub fn account_key(email: &Email) -> String {
+    format!("email:{}", email.key())
+}
+
+/// Checks the credentials and issues a token (what the route does after parsing): first the
+/// throttle (per `address` when known, per account), then the views, then one verification.
+pub async fn login(
+    rt: &Runtime,
+    address: Option<IpAddr>,
+    email: Email,
+    password: Password,
+) -> Result<String, ApiError> {
+    throttle::throttle(rt).check(address, &account_key(&email))?;
     let view = EmailHolder {
         email: email.clone(),
     };
@@ -167,7 +191,7 @@ pub async fn login(rt: &Runtime, email: Email, password: String) -> Result<Strin
     match current {
         Some((user_id, c)) if c.email == email => {
             if password::verify(password, c.password_hash).await? {
-                token::issue(rt, &user_id)
+                token::issue(rt, &user_id, c.version)
             } else {
                 Err(invalid())
             }
@@ -192,10 +216,13 @@ pub struct LoginBody {
 
 async fn login_route(
     State(rt): State<Runtime>,
+    ClientAddr(address): ClientAddr,
     JsonBody(body): JsonBody<LoginBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let email = Email::parse(&body.email).map_err(|e| ApiError::bad_field("email", e))?;
-    let token = login(&rt, email, body.password).await?;
+    let password =
+        Password::candidate(&body.password).map_err(|e| ApiError::bad_field("password", e))?;
+    let token = login(&rt, address, email, password).await?;
     Ok(Json(serde_json::json!({ "token": token })))
 }
 

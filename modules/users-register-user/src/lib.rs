@@ -2,11 +2,14 @@
 //!
 //! `POST /api/users` with `{"id","username","email","password"}` appends `UserRegistered` (the
 //! password hashed with argon2 in the handler, before the decision) and answers 201
-//! `{"id","username","email","position"}`. Invalid input is 400 naming the field. 409 when the
-//! id is registered (`user_exists`), the username is held by another user (`username_taken`),
-//! the email is held by another user (`email_taken`) or was released by one less than 72 hours
-//! ago (`email_recently_released`). Each of the three is its own read with its own append
-//! condition, so concurrent registrations of one email or username cannot both succeed.
+//! `{"id","username","email","position"}`. Invalid input is 400 naming the field (an email
+//! with invisible, format or control characters, a password under 8 characters or over 128
+//! bytes, checked before hashing). 409 when the id is registered (`user_exists`), the username
+//! is held by another user (`username_taken`), the email or a lookalike of it (same UTS #39
+//! confusable skeleton, after NFKC) is held by another user (`email_taken`) or was released by
+//! one less than 72 hours ago (`email_recently_released`). Each of the three is its own read
+//! with its own append condition, so concurrent registrations of one email or username cannot
+//! both succeed. A full hash queue is 503 `busy` with `Retry-After`.
 //!
 //! Given/when/then:
 //!
@@ -40,9 +43,9 @@ use fairway_runtime::{
 };
 use serde::Deserialize;
 use users_events::{
-    Email, EmailEvent, EmailUnavailable, EmailUse, Password, UserDetailsChanged, UserEmailChanged,
-    UserId, UserRegistered, Username, email_tag, email_use, millis, password, user_tag,
-    username_tag,
+    Email, EmailEvent, EmailKey, EmailUnavailable, EmailUse, Password, UserDetailsChanged,
+    UserEmailChanged, UserId, UserRegistered, Username, email_query, email_use, millis, password,
+    user_tag, username_tag,
 };
 
 /// Register a user whose password is already hashed.
@@ -100,7 +103,7 @@ fairway_runtime::event_set! {
 pub struct Claims {
     users: HashSet<UserId>,
     usernames: HashMap<Username, Option<UserId>>,
-    emails: HashMap<Email, EmailUse>,
+    emails: HashMap<EmailKey, EmailUse>,
 }
 
 impl Command for RegisterUser {
@@ -118,7 +121,7 @@ impl Command for RegisterUser {
         )
     }
 
-    /// Who holds the username, and who uses the email.
+    /// Who holds the username, and who uses the email or a lookalike.
     fn more_reads(&self) -> Vec<Read> {
         vec![
             Read::new(Query::item(
@@ -126,11 +129,7 @@ impl Command for RegisterUser {
                     .types([UserRegistered::TYPE, UserDetailsChanged::TYPE])
                     .tag(username_tag(&self.username)),
             )),
-            Read::new(Query::item(
-                QueryItem::new()
-                    .types([UserRegistered::TYPE, UserEmailChanged::TYPE])
-                    .tag(email_tag(&self.email)),
-            )),
+            Read::new(email_query(&self.email)),
         ]
     }
 
@@ -165,7 +164,7 @@ impl Command for RegisterUser {
         {
             return Err(RegisterError::UsernameTaken);
         }
-        if let Some(used) = c.emails.get(&self.email) {
+        if let Some(used) = c.emails.get(&self.email.key()) {
             used.check(&self.user_id, ctx.now()).map_err(|e| match e {
                 EmailUnavailable::Held => RegisterError::EmailTaken,
                 EmailUnavailable::RecentlyReleased => RegisterError::EmailRecentlyReleased,

@@ -19,7 +19,7 @@
 //!   (extra headers, e.g. `Idempotency-Key`) speak plain HTTP/1.1 over a `TcpStream` (no client
 //!   dependency) and return a [`Response`] with `status`, `headers`, `body`, `.json()`,
 //!   `.text()` and `.header(name)`.
-//! - [`Server::stop`] sends SIGTERM and asserts the process exits successfully within 20 s
+//! - [`Server::stop`] sends SIGTERM and asserts the process exits successfully within 60 s
 //!   (graceful shutdown); [`Server::restart`] does that and starts a new server on the same data
 //!   directory. [`Server::kill`] simulates a crash (SIGKILL). Dropping a `Server` kills the
 //!   process if it still runs.
@@ -142,7 +142,7 @@ impl Server {
                 let _ = tx.send(line);
             }
         });
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(90);
         let line = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
@@ -192,7 +192,7 @@ impl Server {
         format!("http://{}{path}", self.addr)
     }
 
-    /// Sends SIGTERM and asserts a clean exit within 20 s.
+    /// Sends SIGTERM and asserts a clean exit within 60 s.
     pub fn stop(mut self) {
         let mut child = self.child.take().unwrap();
         let killed = Command::new("kill")
@@ -201,7 +201,7 @@ impl Server {
             .status()
             .unwrap();
         assert!(killed.success(), "kill -TERM failed");
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
                 assert!(status.success(), "fairway exited with {status}");
@@ -209,7 +209,7 @@ impl Server {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("fairway did not stop within 20 s of SIGTERM");
+                panic!("fairway did not stop within 60 s of SIGTERM");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -274,7 +274,7 @@ impl Server {
         body: Option<&[u8]>,
     ) -> std::io::Result<Response> {
         let mut stream = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))?;
-        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        stream.set_read_timeout(Some(Duration::from_secs(90)))?;
         let body = body.unwrap_or_default();
         let mut head = format!(
             "{method} {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\ncontent-length: {}\r\n",
@@ -360,4 +360,79 @@ fn dechunk(mut data: &[u8]) -> std::io::Result<Vec<u8>> {
         out.extend_from_slice(&data[..size]);
         data = &data[size + 2..];
     }
+}
+
+/// A process-wide tokio runtime for [`connect_from`] (std cannot bind before connecting).
+static CONNECT_RUNTIME: std::sync::LazyLock<tokio::runtime::Runtime> =
+    std::sync::LazyLock::new(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    });
+
+/// A blocking TCP connection to `server` from the loopback address `source` (on Linux any
+/// address of 127.0.0.0/8 is local), so that one test can act as many clients, each with its
+/// own peer address.
+pub fn connect_from(source: std::net::IpAddr, server: SocketAddr) -> std::io::Result<TcpStream> {
+    CONNECT_RUNTIME.block_on(async move {
+        let socket = match source {
+            std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.bind(SocketAddr::new(source, 0))?;
+        let stream = tokio::time::timeout(Duration::from_secs(5), socket.connect(server))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+            })??;
+        let stream = stream.into_std()?;
+        stream.set_nonblocking(false)?;
+        Ok(stream)
+    })
+}
+
+/// One request (`Connection: close`) to `server` from the loopback address `source`, with the
+/// same shape as [`Server::try_request`].
+pub fn request_from(
+    server: &Server,
+    source: std::net::IpAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> std::io::Result<Response> {
+    let mut stream = connect_from(source, server.addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+    stream.write_all(&raw_request(server, method, path, headers, body))?;
+    let mut raw = Vec::new();
+    let read = stream.read_to_end(&mut raw);
+    if raw.is_empty() {
+        read?;
+    }
+    parse_response(&raw)
+}
+
+/// The bytes of one HTTP/1.1 request to `server` (`Connection: close`, a `content-length`).
+pub fn raw_request(
+    server: &Server,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Vec<u8> {
+    let body = body.unwrap_or_default();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        server.addr,
+        body.len()
+    );
+    for (n, v) in headers {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
 }
