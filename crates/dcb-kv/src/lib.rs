@@ -13,18 +13,22 @@
 //!   writes a versionstamped key into one of those ranges makes this commit fail with a retryable
 //!   conflict; the retry re-reads and the condition then passes or fails on fresh data. A failed
 //!   condition is definitive and never retried.
-//! - **Unknown commit results** (`commit_unknown_result`, or a commit that times out) are retried.
-//!   Every append call draws a random commit token, written with the batch (`b/<token>`), and
-//!   every attempt first reads it serializably: a hit means an earlier attempt of this call
-//!   committed, and its positions are returned (`replayed: false`: it is this call's write).
-//!   Because every attempt both reads and writes the token key, two attempts of one call can
-//!   never both commit. Event ids add the cross-call rule: a batch whose ids are stored as
+//! - **Every write is a fenced call** (appends, state commits, resets, `destroy`): a random
+//!   commit token `b/<token>` is read serializably and written by every attempt, so an unknown
+//!   result (`commit_unknown_result`, a timeout, a dropped future, a commit landing late) is
+//!   resolved exactly and no abandoned attempt can land after a later one succeeded. When the
+//!   retries run out after unknown outcomes, a fencing transaction settles the call (found:
+//!   done; absent: a tombstone makes every abandoned attempt fail) before it returns; the token
+//!   is cleared afterwards. Event ids add the cross-call rule: a batch whose ids are stored as
 //!   exactly this batch returns the original positions with `replayed: true`.
+//! - **Sizes** are counted as FoundationDB's client counts them (see [`kv::MUTATION_OVERHEAD`]),
+//!   and FoundationDB's 2101/2102/2103 refusals are typed input errors.
 //! - **Reads** merge the index ranges of the query (one cursor per range, fetched in batches,
 //!   memory proportional to the number of ranges), deduplicate by position, and fetch event
 //!   records in pipelined batches. They are bounded by the head read at the start, so a read that
 //!   outlives one transaction continues in a fresh one without gaps or duplicates.
-//! - **Waiting** for new events uses the KV's `watch` on the head key every append writes.
+//! - **Waiting** for new events: one head watcher per store arms the KV's `watch` on the head
+//!   key every append writes and broadcasts each new head to the store's local waiters.
 //!
 //! ```
 //! use dcb_core::{AppendCondition, Event, EventStore, Query, ReadOptions, StoreError};
