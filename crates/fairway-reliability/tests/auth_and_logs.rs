@@ -12,7 +12,7 @@ use fairway_reliability::server::{Server, ServerOptions, fairway_bin};
 use fairway_runtime::Secrets;
 use serde_json::json;
 use users_events::UserId;
-use users_events::token::{TOKEN_SECRET, sign};
+use users_events::token::{TOKEN_SECRET, sign, verify};
 
 #[track_caller]
 fn assert_error(r: &fairway_reliability::client::Reply, status: u16) {
@@ -100,16 +100,18 @@ async fn tokens_are_checked_and_never_logged() {
         .get(TOKEN_SECRET)
         .unwrap();
     let u1 = UserId::parse("u1").unwrap();
-    let in_a_day = SystemTime::now() + Duration::from_secs(86_400);
-    let forged = sign(b"some other key", &u1, in_a_day);
-    let (_, sig) = token.split_once('.').unwrap();
+    let now = SystemTime::now();
+    // The credential version the login put in the token (a JWT: `header.claims.signature`).
+    let version = verify(&secret, &token, now).unwrap().version;
+    let forged = sign(b"some other key, thirty-two bytes", &u1, version, now).unwrap();
+    let (_, sig) = token.rsplit_once('.').unwrap();
     let admin_payload = {
-        let other = sign(&secret, &UserId::parse("admin").unwrap(), in_a_day);
-        other.split_once('.').unwrap().0.to_owned()
+        let other = sign(&secret, &UserId::parse("admin").unwrap(), version, now).unwrap();
+        other.rsplit_once('.').unwrap().0.to_owned()
     };
     let swapped = format!("{admin_payload}.{sig}");
-    let expired = sign(&secret, &u1, SystemTime::now() - Duration::from_secs(1));
-    let valid_again = sign(&secret, &u1, in_a_day);
+    let expired = sign(&secret, &u1, version, now - Duration::from_secs(2 * 86_400)).unwrap();
+    let valid_again = sign(&secret, &u1, version, now).unwrap();
     assert_eq!(
         me(valid_again).await.status,
         200,
@@ -170,7 +172,7 @@ async fn tokens_are_checked_and_never_logged() {
         logs.lines().count() > 10,
         "trace logging produced almost nothing"
     );
-    let (_, token_sig) = token.split_once('.').unwrap();
+    let (_, token_sig) = token.rsplit_once('.').unwrap();
     for secret_text in [token.as_str(), token_sig, password, "wrong password!"] {
         assert!(
             !logs.contains(secret_text),
