@@ -425,6 +425,10 @@ impl Runtime {
         };
         let options = ReadOptions::new().after_opt(checkpoint).limit(1);
         let mut next = self.store().read(query, options).await?;
+        if next.head() < Some(position) {
+            // Not committed yet: events up to it may still come.
+            return Ok(false);
+        }
         Ok(match next.next().await {
             None => true,
             Some(e) => e?.position > position,

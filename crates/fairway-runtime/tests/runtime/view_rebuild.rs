@@ -306,3 +306,22 @@ async fn a_view_timeout_is_503_with_retry_after() {
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(json["error"]["code"], "view_not_ready", "{json}");
 }
+
+/// A position past the store's head is never covered, even when no event of the view's query
+/// follows its checkpoint (events up to it may still come).
+#[tokio::test]
+async fn a_position_past_the_head_is_not_covered() {
+    let store = Arc::new(MemoryStore::new());
+    let rt = Runtime::new(store.clone());
+    let head = tick(&*store, 0, 3).await;
+    rt.catch_up(&Ticks).await.unwrap();
+    let beyond = Position::new(head.get() + 1000).unwrap();
+    let waited = rt
+        .wait_for_view("ticks", beyond, Duration::from_millis(200))
+        .await;
+    assert!(
+        matches!(waited, Err(ViewError::Timeout { .. })),
+        "{waited:?}"
+    );
+    drop(rt.wait_for_view("ticks", head, LONG).await.unwrap());
+}
