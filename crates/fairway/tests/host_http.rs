@@ -104,6 +104,7 @@ fn the_todo_api() {
                 {"id": "bread", "text": "Buy bread", "done": false},
             ],
             "itemsCount": 2,
+            "next": null,
         })
     );
     s.get("/api/lists/nope").assert_error(404, "list_not_found");
@@ -519,7 +520,7 @@ fn dead_letters_are_listed_purged_and_replayed_and_the_automation_resumes() {
     let s = Server::start(dir.path());
     let retry_queue = format!("fairway_automation_retry_queue{{automation=\"{AUTOMATION}\"}}");
     wait_for_metric(&s, &retry_queue, 0.0, 30);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
     while !std::fs::read_to_string(&outbox).is_ok_and(|t| t.contains("ada@example.com")) {
         assert!(
             std::time::Instant::now() < deadline,

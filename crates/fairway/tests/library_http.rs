@@ -250,10 +250,11 @@ fn bad_input_is_400_naming_the_field_and_writes_nothing() {
         let r = s.get(&format!("/api/borrowers/ann/books?after={bad}"));
         names(&r, 400, "bad_request", "after");
     }
-    // A position the view never reaches: it waits five seconds, then 503.
+    // A position the view never reaches: it waits five seconds, then 503 with Retry-After.
     let started = std::time::Instant::now();
-    s.get(&format!("/api/borrowers/ann/books?after={}", u64::MAX))
-        .assert_error(503, "unavailable");
+    let r = s.get(&format!("/api/borrowers/ann/books?after={}", u64::MAX));
+    r.assert_error(503, "view_not_ready");
+    assert_eq!(r.header("retry-after"), Some("1"));
     assert!(started.elapsed() >= std::time::Duration::from_secs(4));
     s.stop();
     // Only the one valid borrow was stored.
@@ -427,19 +428,16 @@ fn a_restart_keeps_every_loan_and_the_rules() {
     );
     assert_eq!(r.status, 201, "{}", r.text());
     let foreign = r.json()["position"].as_str().unwrap().to_owned();
-    let started = std::time::Instant::now();
+    // (Had it waited out the timeout, the answer would be 503 `view_not_ready`, not the list.)
     assert_eq!(books(&s, "fay", Some(&foreign)), ["f2", "f3"]);
-    assert!(started.elapsed() < std::time::Duration::from_secs(3));
 
     let s = s.restart();
     // The view answers from its persisted state at once, without waiting.
     assert_eq!(books(&s, "fay", None), ["f2", "f3"]);
     assert_eq!(books(&s, "gus", None), ["g1"]);
     // ...and positions from before the restart are already reached, its own and others'.
-    let started = std::time::Instant::now();
     assert_eq!(books(&s, "fay", Some(&last)), ["f2", "f3"]);
     assert_eq!(books(&s, "fay", Some(&foreign)), ["f2", "f3"]);
-    assert!(started.elapsed() < std::time::Duration::from_secs(3));
     // The commands see the history from before the restart.
     borrow(&s, "f2", "gus").assert_error(409, "book_already_borrowed");
     give_back(&s, "f1", "fay").assert_error(409, "book_not_borrowed");
