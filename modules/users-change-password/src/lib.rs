@@ -16,7 +16,7 @@
 //!
 //! ```
 //! use dcb_core::Position;
-//! use users_events::{UserId, UserPasswordChanged};
+//! use users_events::UserId;
 //! use users_change_password::{ChangePassword, ChangePasswordError};
 //! use fairway_runtime::testing::nothing;
 //! // Given no users, when u1 changes their password, then it is refused: unknown user.

@@ -12,7 +12,7 @@ use crate::values::UserId;
 
 fairway_runtime::event_set! {
     /// The events that set a user's password.
-    pub enum CredentialEvents {
+    pub enum PasswordEvents {
         UserRegistered(UserRegistered),
         UserPasswordChanged(UserPasswordChanged),
     }
@@ -50,11 +50,11 @@ pub async fn current(rt: &Runtime, user: &UserId) -> Result<Option<Credential>, 
     let Some(last) = events.into_iter().next() else {
         return Ok(None);
     };
-    let decoded = Sequenced::<CredentialEvents>::decode(last)
+    let decoded = Sequenced::<PasswordEvents>::decode(last)
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let password_hash = match decoded.event {
-        CredentialEvents::UserRegistered(r) => r.password_hash,
-        CredentialEvents::UserPasswordChanged(c) => c.password_hash,
+        PasswordEvents::UserRegistered(r) => r.password_hash,
+        PasswordEvents::UserPasswordChanged(c) => c.password_hash,
     };
     Ok(Some(Credential {
         password_hash,
