@@ -73,7 +73,7 @@ impl TestEnv {
     /// 2024-01-01T00:00:00Z, ids from 1, seed 0.
     pub fn new() -> TestEnv {
         TestEnv {
-            now: Mutex::new(UNIX_EPOCH + Duration::from_secs(1_704_067_200)),
+            now: Mutex::new(test_epoch()),
             ids: AtomicU64::new(1),
             rng: AtomicU64::new(0),
         }
@@ -103,9 +103,28 @@ impl Environment for TestEnv {
     }
 }
 
-/// Milliseconds since the Unix epoch (0 before it).
-pub(crate) fn millis(t: SystemTime) -> u64 {
+/// Milliseconds since the Unix epoch (0 before it, `u64::MAX` past the year 584 million): the
+/// form times take in event data and metadata (the runtime stamps `recorded_at_ms` with it).
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// use fairway_runtime::{from_millis, millis};
+/// let t = UNIX_EPOCH + Duration::from_millis(1_704_067_200_000);
+/// assert_eq!(millis(t), 1_704_067_200_000);
+/// assert_eq!(from_millis(millis(t)), t);
+/// ```
+pub fn millis(t: SystemTime) -> u64 {
     u64::try_from(t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The time `ms` milliseconds after the Unix epoch (the inverse of [`millis`]).
+pub fn from_millis(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+/// The test clock's starting time, 2024-01-01T00:00:00Z (what [`TestEnv::new`] starts at).
+pub fn test_epoch() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_704_067_200)
 }
 
 /// Exponential backoff with "equal jitter": half the delay fixed, half random.

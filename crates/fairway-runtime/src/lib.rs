@@ -81,7 +81,7 @@ pub use automation::{
 pub use command::{
     Command, CommandError, Ctx, DomainError, Executed, Read, Rejection, RetryPolicy,
 };
-pub use env::{Environment, SystemEnv, TestEnv};
+pub use env::{Environment, SystemEnv, TestEnv, from_millis, millis, test_epoch};
 pub use event::{
     DecodeError, DomainEvent, EncodeError, EventSet, Metadata, NewEvent, RECORDED_AT_KEY, REDACTED,
     Sequenced, TypeOutsideSet, redact, restrict, tag,

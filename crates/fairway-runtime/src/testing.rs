@@ -13,33 +13,42 @@
 
 use std::fmt::Debug;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use dcb_core::{Event, EventStore, MemoryStore, Position, ReadOptions};
 
 use crate::automation::{Automation, AutomationWorker, DeadLetter};
 use crate::command::{Command, CommandError, Executed};
-use crate::env::TestEnv;
+use crate::env::{Environment, TestEnv};
 use crate::event::{EventSet, NewEvent, Sequenced, restrict};
 use crate::runtime::Runtime;
 use crate::view::{LiveView, MaterializedView};
 
-/// The history a scenario starts from.
+/// The history a scenario starts from, and the one clock it runs on.
+///
+/// Every given event is recorded at the scenario's test clock ([`TestEnv`], starting at
+/// 2024-01-01T00:00:00Z) as it was when the event was added; [`Given::advance`] moves that clock
+/// between events, and `given.env().advance(..)` moves it after the history, before the
+/// decision. So a rule on `recorded_at` ("blocked for three days after its release") is tested
+/// with the same clock the decision's `ctx.now()` reads.
 #[derive(Debug)]
 pub struct Given {
-    events: Vec<NewEvent>,
+    events: Vec<(NewEvent, SystemTime)>,
     env: Arc<TestEnv>,
 }
 
-/// A scenario starting from `events` (appended one per position, oldest first).
+/// A scenario starting from `events` (appended one per position, oldest first, all recorded at
+/// the test clock's start).
 pub fn given<I, T>(events: I) -> Given
 where
     I: IntoIterator<Item = T>,
     T: Into<NewEvent>,
 {
+    let env = Arc::new(TestEnv::new());
+    let now = env.now();
     Given {
-        events: events.into_iter().map(Into::into).collect(),
-        env: Arc::new(TestEnv::new()),
+        events: events.into_iter().map(|e| (e.into(), now)).collect(),
+        env,
     }
 }
 
@@ -84,6 +93,68 @@ impl Plain {
     }
 }
 
+mod race {
+    //! A store that yields to the scheduler before each read and append, so that commands run
+    //! together interleave between their read and their append.
+
+    use async_trait::async_trait;
+    use dcb_core::{
+        AppendRequest, Appended, EventStore, MemoryStore, Position, Query, ReadOptions, ReadStream,
+        StateCommit, StoreError, Subscription,
+    };
+
+    pub(super) struct Yielding(pub(super) MemoryStore);
+
+    #[async_trait]
+    impl EventStore for Yielding {
+        async fn append_request(&self, request: AppendRequest) -> Result<Appended, StoreError> {
+            tokio::task::yield_now().await;
+            self.0.append_request(request).await
+        }
+        async fn read(&self, query: Query, options: ReadOptions) -> Result<ReadStream, StoreError> {
+            tokio::task::yield_now().await;
+            self.0.read(query, options).await
+        }
+        async fn head(&self) -> Result<Option<Position>, StoreError> {
+            self.0.head().await
+        }
+        async fn wait_for_head(
+            &self,
+            after: Option<Position>,
+        ) -> Result<Option<Position>, StoreError> {
+            self.0.wait_for_head(after).await
+        }
+        fn subscribe(&self, query: Query, after: Option<Position>) -> Subscription {
+            self.0.subscribe(query, after)
+        }
+        async fn checkpoint(&self, consumer: &str) -> Result<Option<Position>, StoreError> {
+            self.0.checkpoint(consumer).await
+        }
+        async fn commit_state(&self, commit: StateCommit) -> Result<(), StoreError> {
+            self.0.commit_state(commit).await
+        }
+        async fn get_state(
+            &self,
+            consumer: &str,
+            key: &[u8],
+        ) -> Result<Option<Vec<u8>>, StoreError> {
+            self.0.get_state(consumer, key).await
+        }
+        async fn scan_state(
+            &self,
+            consumer: &str,
+            prefix: &[u8],
+            after: Option<&[u8]>,
+            limit: usize,
+        ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+            self.0.scan_state(consumer, prefix, after, limit).await
+        }
+        async fn reset_consumer(&self, consumer: &str) -> Result<(), StoreError> {
+            self.0.reset_consumer(consumer).await
+        }
+    }
+}
+
 fn executor() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -102,17 +173,61 @@ where
         .collect()
 }
 
+impl std::fmt::Display for Plain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let json = serde_json::json!({
+            "type": self.event_type,
+            "tags": self.tags,
+            "data": self.data,
+        });
+        match serde_json::to_string_pretty(&json) {
+            Ok(text) => f.write_str(&text),
+            Err(_) => write!(f, "{json}"),
+        }
+    }
+}
+
+/// Events as a pretty JSON list, one object per event (type, tags, data): how the harness
+/// prints them in failures.
+pub fn events_json(events: &[Plain]) -> String {
+    if events.is_empty() {
+        return "[]".to_owned();
+    }
+    let items: Vec<String> = events
+        .iter()
+        .map(|e| e.to_string().replace('\n', "\n  "))
+        .collect();
+    format!("[\n  {}\n]", items.join(",\n  "))
+}
+
+/// Stored events as the harness compares and prints them.
+pub fn plain(events: &[Event]) -> Vec<Plain> {
+    events.iter().map(Plain::of_stored).collect()
+}
+
 #[track_caller]
 fn assert_events(what: &str, expected: &[Plain], actual: &[Plain]) {
     if expected != actual {
-        panic!("{what}: events differ\n expected: {expected:#?}\n   actual: {actual:#?}");
+        panic!(
+            "{what}: events differ\n expected: {}\n   actual: {}",
+            events_json(expected),
+            events_json(actual)
+        );
     }
 }
 
 impl Given {
-    /// One more event of the history.
+    /// One more event of the history, recorded at the test clock's current time.
     pub fn and(mut self, event: impl Into<NewEvent>) -> Given {
-        self.events.push(event.into());
+        let now = self.env.now();
+        self.events.push((event.into(), now));
+        self
+    }
+
+    /// Moves the test clock forward: events added after this are recorded later, and the
+    /// decision (or view, or automation) runs later.
+    pub fn advance(self, by: Duration) -> Given {
+        self.env.advance(by);
         self
     }
 
@@ -126,9 +241,9 @@ impl Given {
         self.events
             .iter()
             .enumerate()
-            .map(|(i, e)| {
+            .map(|(i, (e, at))| {
                 let id = uuid::Uuid::from_u64_pair(u64::MAX, i as u64);
-                e.to_event(id, UNIX_EPOCH)
+                e.to_event(id, *at)
                     .unwrap_or_else(|err| panic!("given event does not encode: {err}"))
             })
             .collect()
@@ -201,6 +316,62 @@ impl Given {
         Then { actual: state }
     }
 
+    /// Builds a materialized view over the history and lists every entry whose key starts with
+    /// `prefix` (`""` for all), in key order.
+    pub fn view_scan<V: MaterializedView>(
+        self,
+        view: V,
+        prefix: &str,
+    ) -> Then<Vec<(String, V::State)>> {
+        let rows = executor().block_on(async {
+            let (rt, _, _) = self.setup().await;
+            rt.catch_up(&view)
+                .await
+                .unwrap_or_else(|e| panic!("view update failed: {e}"));
+            let mut rows = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let page = rt
+                    .view_scan(&view, prefix, after.as_deref(), 256)
+                    .await
+                    .unwrap_or_else(|e| panic!("view scan failed: {e}"));
+                let done = page.len() < 256;
+                after = page.last().map(|(k, _)| k.clone());
+                rows.extend(page);
+                if done || after.is_none() {
+                    break rows;
+                }
+            }
+        });
+        Then { actual: rows }
+    }
+
+    /// Runs `n` commands (`command(0)`, …, `command(n - 1)`) concurrently against the history,
+    /// each through the runtime's full read–decide–append cycle with its retries. Every command
+    /// reads before any appends (the store yields to the others before each read and append), so
+    /// they genuinely race on their append conditions.
+    pub fn race<C, F>(self, n: usize, command: F) -> Race<C>
+    where
+        C: Command<Deps = ()>,
+        F: FnMut(usize) -> C,
+    {
+        let commands: Vec<C> = (0..n).map(command).collect();
+        let (outcomes, appended) = executor().block_on(async {
+            let (_, store, head) = self.setup().await;
+            let rt = Runtime::with_env(Arc::new(race::Yielding(store.clone())), self.env.clone());
+            let runs = commands.iter().map(|c| rt.execute(c, &()));
+            let outcomes = futures::future::join_all(runs).await;
+            let appended = store
+                .snapshot()
+                .into_iter()
+                .filter(|e| Some(e.position) > head)
+                .map(|e| e.event)
+                .collect();
+            (outcomes, appended)
+        });
+        Race { outcomes, appended }
+    }
+
     /// Maps each trigger of the history to the command the automation would run.
     pub fn automation<A: Automation>(self, automation: A) -> Then<Vec<A::Command>> {
         let query =
@@ -249,7 +420,7 @@ impl Given {
                     break;
                 }
                 if let Some(due) = report.next_retry_ms {
-                    let now = crate::env::millis(crate::env::Environment::now(&*env));
+                    let now = crate::env::millis(env.now());
                     env.advance(Duration::from_millis(due.saturating_sub(now)));
                 }
                 assert!(
@@ -323,15 +494,76 @@ where
             Err(CommandError::Rejected(e)) if *e == expected => {}
             Err(e) => panic!("expected rejection {expected:?}, got error: {e:?}"),
             Ok(x) => panic!(
-                "expected rejection {expected:?}, got success: {x:?} appending {:#?}",
-                self.appended
+                "expected rejection {expected:?}, got success: {x:?} appending {}",
+                events_json(&plain(&self.appended))
             ),
         }
         assert!(
             self.appended.is_empty(),
-            "a rejected command appended {:#?}",
-            self.appended
+            "a rejected command appended {}",
+            events_json(&plain(&self.appended))
         );
+    }
+}
+
+/// The outcome of [`Given::race`]: each command's result, in the order they were made, and
+/// every event appended.
+#[derive(Debug)]
+pub struct Race<C: Command> {
+    /// What each command returned, in command order.
+    pub outcomes: Vec<Result<Executed, CommandError<C::Error>>>,
+    /// Every event appended by the commands, in position order.
+    pub appended: Vec<Event>,
+}
+
+impl<C: Command> Race<C>
+where
+    C::Error: Debug,
+{
+    /// How many commands succeeded.
+    pub fn successes(&self) -> usize {
+        self.outcomes.iter().filter(|o| o.is_ok()).count()
+    }
+
+    /// The rejections, in command order.
+    pub fn rejections(&self) -> Vec<&C::Error> {
+        self.outcomes
+            .iter()
+            .filter_map(|o| o.as_ref().err().and_then(CommandError::rejection))
+            .collect()
+    }
+
+    /// The most attempts any command took (above 1 when they really conflicted).
+    pub fn max_attempts(&self) -> u32 {
+        self.outcomes
+            .iter()
+            .filter_map(|o| o.as_ref().ok().map(|e| e.attempts))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Asserts that exactly `successes` commands succeeded and every other one was rejected
+    /// (none failed for another reason, such as running out of retries).
+    #[track_caller]
+    pub fn then_successes(self, successes: usize) -> Race<C> {
+        let others: Vec<String> = self
+            .outcomes
+            .iter()
+            .filter_map(|o| match o {
+                Err(CommandError::Rejected(_)) | Ok(_) => None,
+                Err(e) => Some(format!("{e:?}")),
+            })
+            .collect();
+        if self.successes() != successes || !others.is_empty() {
+            panic!(
+                "expected {successes} successes and only rejections otherwise, got {} successes, \
+                 rejections {:?}, other errors {others:?}; appended {}",
+                self.successes(),
+                self.rejections(),
+                events_json(&plain(&self.appended))
+            );
+        }
+        self
     }
 }
 

@@ -7,4 +7,5 @@ mod example;
 mod harness;
 mod http;
 mod integration;
+mod round_two;
 mod view_rebuild;
