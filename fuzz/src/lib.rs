@@ -1,10 +1,13 @@
 //! `fairway-fuzz`: cargo-fuzz targets for the decoders of untrusted bytes (the stored-record
-//! codec, position parsing, query JSON, the index snapshot file, the KV key layout).
+//! codec, position parsing, query JSON, the index snapshot file, the KV key layout, session
+//! tokens, stored idempotency records, and JSON bodies through every module's route).
 //!
 //! Layer: a test tool beside the workspace (its own `[workspace]`, never a member). It depends on
-//! the store crates only (`dcb-core`, `dcb-embedded`, `dcb-kv`). The target bodies live in
-//! [`targets`] and [`store_targets`], plain files that the workspace's `fairway-reliability`
-//! tests also compile and call, so they build and run on stable too.
+//! the crates whose decoders it drives (the store crates, the runtime, the modules). The target
+//! bodies live in [`targets`], [`store_targets`] and [`web_targets`], plain files that the
+//! workspace's `fairway-reliability` tests also compile and call, so they build and run on
+//! stable too.
 
 pub mod store_targets;
 pub mod targets;
+pub mod web_targets;

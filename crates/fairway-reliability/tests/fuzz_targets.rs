@@ -9,6 +9,9 @@ mod targets;
 #[path = "../../../fuzz/src/store_targets.rs"]
 mod store_targets;
 
+#[path = "../../../fuzz/src/web_targets.rs"]
+mod web_targets;
+
 use dcb_core::codec::encode_event;
 use dcb_core::{Event, EventStore, Position, Uuid};
 use proptest::prelude::*;
@@ -73,6 +76,44 @@ fn seeds() -> Vec<Vec<u8>> {
     out
 }
 
+/// Seeds of the web targets: tokens (valid, truncated, with a flipped signature, `alg: none`),
+/// stored idempotency records (valid, odd statuses and content types), and module bodies for
+/// every route selector.
+fn web_seeds() -> Vec<Vec<u8>> {
+    let token = web_targets::valid_token();
+    let mut out = vec![token.clone().into_bytes()];
+    for n in [0, 10, token.len() / 2, token.len() - 1] {
+        out.push(token.as_bytes()[..n].to_vec());
+    }
+    let mut flipped = token.clone().into_bytes();
+    let last = flipped.len() - 1;
+    flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
+    out.push(flipped);
+    let parts: Vec<&str> = token.split('.').collect();
+    // {"alg":"none","typ":"JWT"} with the real claims and no signature.
+    out.push(format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.", parts[1]).into_bytes());
+    out.push(format!("{}.{}", parts[0], parts[1]).into_bytes());
+    for record in [
+        r#"{"fingerprint":"f","status":201,"content_type":"application/json","body":"{}","recorded_at_ms":1,"expires_at_ms":2}"#,
+        r#"{"fingerprint":"f","status":99,"content_type":"bad
+value","body":"","recorded_at_ms":0,"expires_at_ms":0}"#,
+        r#"{"fingerprint":"f","status":65535,"content_type":null,"body":"x","recorded_at_ms":0,"expires_at_ms":18446744073709551615}"#,
+        r#"{"status":200}"#,
+    ] {
+        out.push(record.as_bytes().to_vec());
+    }
+    for pick in 0u8..=255 {
+        let body: &[u8] = match pick % 4 {
+            0 => br#"{"name":"Groceries","text":"milk"}"#,
+            1 => br#"{"id":"fz","username":"fz","email":"fz@example.com","password":"correct horse battery staple"}"#,
+            2 => br#"{"email":"fz@example.com","password":"correct horse battery staple","currentPassword":"x"}"#,
+            _ => b"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
+        };
+        out.push([&[pick][..], body].concat());
+    }
+    out
+}
+
 /// The bytes of the index snapshot a small embedded store writes when it closes.
 fn real_snapshot() -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
@@ -112,15 +153,36 @@ fn fuzz_target_bodies_on_seed_inputs() {
             store_targets::kv_keys(&[&[mode][..], s].concat());
         }
     }
+    let web = web_seeds();
+    for s in seeds.iter().chain(&web) {
+        web_targets::token(s);
+        web_targets::idempotency_record(s);
+        web_targets::module_json(s);
+    }
     // `FAIRWAY_WRITE_FUZZ_SEEDS=fuzz/corpus cargo test -p fairway-reliability --test
     // fuzz_targets` writes these seeds as the cargo-fuzz corpora (what `fuzz/corpus` started
     // from before the fuzzers added to it).
     if let Some(dir) = std::env::var_os("FAIRWAY_WRITE_FUZZ_SEEDS") {
         let dir = std::path::PathBuf::from(dir);
-        for target in ["codec", "position", "query_json", "snapshot", "kv_keys"] {
+        for target in [
+            "codec",
+            "position",
+            "query_json",
+            "snapshot",
+            "kv_keys",
+            "token",
+            "idempotency_record",
+            "module_json",
+        ] {
             let d = dir.join(target);
             std::fs::create_dir_all(&d).unwrap();
-            for (i, s) in seeds.iter().enumerate() {
+            let all: Vec<&Vec<u8>> =
+                if matches!(target, "token" | "idempotency_record" | "module_json") {
+                    web.iter().collect()
+                } else {
+                    seeds.iter().collect()
+                };
+            for (i, s) in all.into_iter().enumerate() {
                 let bytes = if matches!(target, "snapshot" | "kv_keys") {
                     [&[(i % 8) as u8][..], s].concat()
                 } else {
@@ -131,7 +193,7 @@ fn fuzz_target_bodies_on_seed_inputs() {
         }
     }
     eprintln!(
-        "fuzz targets: {} seed inputs through 5 targets",
+        "fuzz targets: {} seed inputs through 8 targets",
         seeds.len()
     );
 }

@@ -160,8 +160,7 @@ impl Idempotency {
                 // key after this one expired): delete it only if it is expired too.
                 let current = store.get_state(IDEMPOTENCY_CONSUMER, &record_key).await?;
                 let expired = current.is_some_and(|raw| {
-                    serde_json::from_slice::<IdempotencyRecord>(&raw)
-                        .map_or(true, |r| r.expires_at_ms <= now_ms)
+                    IdempotencyRecord::decode(&raw).map_or(true, |r| r.expires_at_ms <= now_ms)
                 });
                 if expired {
                     deleted += 1;
@@ -339,6 +338,21 @@ fn check_key(value: &HeaderValue) -> Result<String, ApiError> {
     Ok(String::from_utf8_lossy(bytes).into_owned())
 }
 
+impl IdempotencyRecord {
+    /// Decodes a stored record (bytes from the store: a damaged one is an error, which the
+    /// middleware logs and ignores, never a panic).
+    pub fn decode(raw: &[u8]) -> Result<IdempotencyRecord, serde_json::Error> {
+        serde_json::from_slice(raw)
+    }
+
+    /// The response this record replays: its status (200 if the stored one is not a valid
+    /// status), body and content type (dropped if it is not a valid header value), and
+    /// `Idempotent-Replayed: true`.
+    pub fn into_response(self) -> Response {
+        replay(self)
+    }
+}
+
 fn replay(record: IdempotencyRecord) -> Response {
     let status = StatusCode::from_u16(record.status).unwrap_or(StatusCode::OK);
     let mut response = (status, record.body).into_response();
@@ -445,7 +459,7 @@ async fn with_key(
     let rkey = record_key(&who, &key);
     let mut stale_index = None;
     if let Some(raw) = store.get_state(IDEMPOTENCY_CONSUMER, &rkey).await? {
-        match serde_json::from_slice::<IdempotencyRecord>(&raw) {
+        match IdempotencyRecord::decode(&raw) {
             Ok(record) if now_ms < record.expires_at_ms => {
                 if record.fingerprint == print {
                     return Ok(replay(record));

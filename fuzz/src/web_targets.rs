@@ -1,0 +1,233 @@
+//! Fuzz target bodies for what the host decodes from clients: session tokens and JSON bodies
+//! through every module's route. Like `targets.rs`, this file is also compiled by
+//! `crates/fairway-reliability`'s tests (with `#[path]`) and run on stable there.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::Request;
+use dcb_core::{EventStore, MemoryStore, Position};
+use fairway_runtime::idempotency::{IdempotencyRecord, REPLAYED_HEADER};
+use fairway_runtime::{Host, Mailer, MemoryMailer, Module, Runtime, Secrets};
+use tower::ServiceExt as _;
+use users_events::UserId;
+use users_events::token::{TokenError, sign, verify};
+
+/// The signing key of the token target.
+pub const TOKEN_KEY: [u8; 32] = [7; 32];
+
+/// "Now" for the token target.
+pub fn token_now() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+}
+
+/// A valid token of the token target (a seed).
+pub fn valid_token() -> String {
+    let user = UserId::parse("u1").expect("a valid user id");
+    let version = Position::new(42).expect("a position");
+    sign(
+        &TOKEN_KEY,
+        &user,
+        version,
+        token_now() - Duration::from_secs(60),
+    )
+    .expect("signing with a 32-byte key")
+}
+
+/// Session tokens: any text is refused with a typed error or verifies; what verifies was signed
+/// with our key, so re-signing its claims verifies to the same user and version; nothing
+/// verifies with another key or with a key shorter than 32 bytes.
+pub fn token(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    match verify(&TOKEN_KEY, &text, token_now()) {
+        Ok(v) => {
+            let again = sign(&TOKEN_KEY, &v.user, v.version, token_now())
+                .expect("signing with a 32-byte key");
+            assert_eq!(verify(&TOKEN_KEY, &again, token_now()), Ok(v.clone()));
+            assert!(
+                verify(&[8; 32], &text, token_now()).is_err(),
+                "a token verified under two keys"
+            );
+        }
+        Err(
+            TokenError::Malformed
+            | TokenError::BadSignature
+            | TokenError::Expired
+            | TokenError::Revoked,
+        ) => {}
+        Err(TokenError::WeakKey) => panic!("a 32-byte key is not weak"),
+    }
+    assert_eq!(
+        verify(b"", &text, token_now()),
+        Err(TokenError::WeakKey),
+        "an empty key must never verify"
+    );
+}
+
+/// Stored idempotency records (bytes from the store): any bytes decode to a record or an error;
+/// a decoded record replays as a response with its status (200 when the stored one is not a
+/// status), its body unchanged and the replayed marker; never a panic.
+pub fn idempotency_record(data: &[u8]) {
+    let Ok(record) = IdempotencyRecord::decode(data) else {
+        return;
+    };
+    let status = record.status;
+    let body = record.body.clone();
+    let res = record.into_response();
+    match axum::http::StatusCode::from_u16(status) {
+        Ok(s) => assert_eq!(res.status(), s),
+        Err(_) => assert_eq!(res.status(), axum::http::StatusCode::OK),
+    }
+    assert_eq!(
+        res.headers()
+            .get(REPLAYED_HEADER)
+            .and_then(|v| v.to_str().ok()),
+        Some("true")
+    );
+    let bytes = futures::executor::block_on(axum::body::to_bytes(res.into_body(), usize::MAX))
+        .expect("an in-memory body");
+    assert_eq!(bytes, body.as_bytes(), "the replayed body differs");
+}
+
+/// The modules the `module_json` target drives (the host's list at the time of writing).
+pub fn modules() -> Vec<Module> {
+    vec![
+        library_borrow_book::module(),
+        library_borrowed_books::module(),
+        library_return_book::module(),
+        todo_add_item::module(),
+        todo_complete_item::module(),
+        todo_create_list::module(),
+        todo_list_view::module(),
+        users_change_details::module(),
+        users_change_email::module(),
+        users_change_password::module(),
+        users_current_user::module(),
+        users_login::module(),
+        users_register_user::module(),
+        users_welcome_email::module(),
+    ]
+}
+
+struct App {
+    router: Router,
+    store: MemoryStore,
+    routes: Vec<(String, String)>,
+    rt: tokio::runtime::Runtime,
+}
+
+fn app() -> &'static App {
+    static APP: OnceLock<App> = OnceLock::new();
+    APP.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        let store = MemoryStore::new();
+        let runtime = Runtime::new(Arc::new(store.clone()))
+            .with_service(Arc::new(MemoryMailer::new()) as Arc<dyn Mailer>)
+            .with_service(Secrets::ephemeral());
+        let host = Host::new(runtime, modules());
+        let mut routes = Vec::new();
+        for m in host.catalog() {
+            // The routes that take a body; views' GETs have none.
+            for r in m
+                .routes
+                .iter()
+                .filter(|r| matches!(r.method, "POST" | "PUT" | "PATCH"))
+            {
+                // Every path parameter becomes the same valid id.
+                let path = r
+                    .path
+                    .split('/')
+                    .map(|seg| if seg.starts_with('{') { "fz" } else { seg })
+                    .collect::<Vec<_>>()
+                    .join("/");
+                routes.push((r.method.to_owned(), path));
+            }
+        }
+        routes.sort();
+        let router = host.router();
+        // The views and automations run on this runtime whenever a request is driven.
+        let workers = {
+            let _guard = rt.enter();
+            let (trigger, shutdown) = fairway_runtime::shutdown_channel();
+            (trigger, host.spawn_workers(shutdown))
+        };
+        std::mem::forget(workers);
+        App {
+            router,
+            store,
+            routes,
+            rt,
+        }
+    })
+}
+
+/// JSON bodies through every module route that takes one (the host's router, no sockets): the first byte picks
+/// the route and whether a (bogus or valid-looking) bearer token goes along; the rest is the
+/// body. Every answer is below 500, every refusal carries the JSON error shape
+/// `{"error":{"code","message"}}`, and a refusal writes nothing.
+pub fn module_json(data: &[u8]) {
+    let Some((&pick, body)) = data.split_first() else {
+        return;
+    };
+    let app = app();
+    if app.routes.is_empty() {
+        return;
+    }
+    let (method, path) = &app.routes[usize::from(pick) % app.routes.len()];
+    let auth = match pick / 64 {
+        0 => None,
+        1 => Some("Bearer not-a-token".to_owned()),
+        2 => Some(format!("Bearer {}", valid_token())),
+        _ => Some(format!("Basic {}", String::from_utf8_lossy(body))),
+    };
+    app.rt.block_on(async {
+        let before = app.store.head().await.expect("the memory store's head");
+        let mut req = Request::builder()
+            .method(method.as_str())
+            .uri(path.as_str())
+            .header("content-type", "application/json");
+        if let Some(a) = &auth
+            && let Ok(v) = axum::http::HeaderValue::from_str(a)
+        {
+            req = req.header("authorization", v);
+        }
+        let req = req.body(Body::from(body.to_vec())).expect("a request");
+        let res = app
+            .router
+            .clone()
+            .oneshot(req)
+            .await
+            .expect("the router is infallible");
+        let status = res.status().as_u16();
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .expect("a bounded body");
+        assert!(
+            status < 500,
+            "{method} {path}: {status} {}",
+            String::from_utf8_lossy(&bytes)
+        );
+        if status >= 400 {
+            let v: serde_json::Value =
+                serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+            // axum's own rejections before a handler (e.g. a missing content type) are plain
+            // text here; the binary's json_errors layer reshapes them.
+            if !v.is_null() {
+                assert!(
+                    v["error"]["code"].as_str().is_some_and(|c| !c.is_empty())
+                        && v["error"]["message"]
+                            .as_str()
+                            .is_some_and(|m| !m.is_empty()),
+                    "{method} {path}: {status} without the error shape: {v}"
+                );
+            }
+            let after = app.store.head().await.expect("the memory store's head");
+            assert_eq!(before, after, "{method} {path}: a refusal ({status}) wrote");
+        }
+    });
+}
