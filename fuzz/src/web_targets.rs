@@ -231,3 +231,98 @@ pub fn module_json(data: &[u8]) {
         }
     });
 }
+
+struct ConsoleApp {
+    router: Router,
+    rt: tokio::runtime::Runtime,
+}
+
+/// Events the console target's store holds: more than the console's largest page.
+pub const CONSOLE_EVENTS: u64 = 600;
+
+fn console_app() -> &'static ConsoleApp {
+    static APP: OnceLock<ConsoleApp> = OnceLock::new();
+    APP.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        let store = MemoryStore::new();
+        rt.block_on(async {
+            for i in 0..CONSOLE_EVENTS {
+                let e = dcb_core::Event::new(if i % 2 == 0 { "A" } else { "B" }, b"{}".to_vec())
+                    .tag(format!("t:{}", i % 7));
+                store.append(vec![e], Vec::new()).await.expect("an append");
+            }
+        });
+        let runtime = Runtime::new(Arc::new(store))
+            .with_service(Arc::new(MemoryMailer::new()) as Arc<dyn Mailer>)
+            .with_service(Secrets::ephemeral());
+        let host = Arc::new(Host::new(runtime.clone(), modules()));
+        let token = fairway_console::AdminToken::new("fuzz-admin-token-0123456789abcdef")
+            .expect("a valid admin token");
+        let router = fairway_console::Console::new(runtime, host, token).router();
+        ConsoleApp { router, rt }
+    })
+}
+
+/// The console's query parameters and path segments (its read API, no sockets): the first byte
+/// picks the route, the rest is the query string or the path segment. Every answer is below
+/// 500, a refusal carries the JSON error shape, and no page holds more than 500 events. Returns
+/// the status (`None` when the input is not a request).
+pub fn console_params(data: &[u8]) -> Option<u16> {
+    let (&pick, rest) = data.split_first()?;
+    let text = String::from_utf8_lossy(rest);
+    let uri = match pick % 6 {
+        0 | 1 => format!("/api/events?{text}"),
+        2 => format!("/api/events/{text}"),
+        3 => format!("/api/automations/{text}/dead-letters"),
+        4 => format!("/api/views?{text}"),
+        _ => format!("/api/store?{text}"),
+    };
+    // What a client cannot send is not a request: the URI must parse.
+    let uri = uri.parse::<axum::http::Uri>().ok()?;
+    let app = console_app();
+    app.rt.block_on(async {
+        let req = Request::builder()
+            .method("GET")
+            .uri(uri.clone())
+            .header("host", "127.0.0.1")
+            .body(Body::empty())
+            .expect("a request");
+        let res = app
+            .router
+            .clone()
+            .oneshot(req)
+            .await
+            .expect("the router is infallible");
+        let status = res.status().as_u16();
+        let bytes = axum::body::to_bytes(res.into_body(), 16 << 20)
+            .await
+            .expect("a bounded body");
+        assert!(
+            status < 500,
+            "{uri}: {status} {}",
+            String::from_utf8_lossy(&bytes)
+        );
+        let v: serde_json::Value =
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        if status >= 400 {
+            assert!(
+                v["error"]["code"].as_str().is_some_and(|c| !c.is_empty())
+                    && v["error"]["message"]
+                        .as_str()
+                        .is_some_and(|m| !m.is_empty()),
+                "{uri}: {status} without the error shape: {}",
+                String::from_utf8_lossy(&bytes)
+            );
+        } else if let Some(events) = v["events"].as_array() {
+            assert!(
+                events.len() <= 500,
+                "{uri}: a page of {} events",
+                events.len()
+            );
+        }
+        Some(status)
+    })
+}

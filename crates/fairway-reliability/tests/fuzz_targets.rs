@@ -102,6 +102,19 @@ value","body":"","recorded_at_ms":0,"expires_at_ms":0}"#,
     ] {
         out.push(record.as_bytes().to_vec());
     }
+    for q in [
+        "type=A&tag=t:1&limit=10",
+        "limit=500&before=300",
+        "from=10&to=5",
+        "limit=0",
+        "limit=100000",
+        "tag=&type=",
+        "from=79228162514264337593543950336",
+        "x=1",
+        "type=A&type=B&tag=t:1&tag=t:2",
+    ] {
+        out.push([&[0u8][..], q.as_bytes()].concat());
+    }
     for pick in 0u8..=255 {
         let body: &[u8] = match pick % 4 {
             0 => br#"{"name":"Groceries","text":"milk"}"#,
@@ -158,7 +171,14 @@ fn fuzz_target_bodies_on_seed_inputs() {
         web_targets::token(s);
         web_targets::idempotency_record(s);
         web_targets::module_json(s);
+        web_targets::console_params(s);
     }
+    // The console seeds reach the handlers (the Host check lets loopback through).
+    assert_eq!(
+        web_targets::console_params(b"\x00type=A&tag=t:1&limit=10"),
+        Some(200)
+    );
+    assert_eq!(web_targets::console_params(b"\x00limit=100000"), Some(400));
     // `FAIRWAY_WRITE_FUZZ_SEEDS=fuzz/corpus cargo test -p fairway-reliability --test
     // fuzz_targets` writes these seeds as the cargo-fuzz corpora (what `fuzz/corpus` started
     // from before the fuzzers added to it).
@@ -173,15 +193,18 @@ fn fuzz_target_bodies_on_seed_inputs() {
             "token",
             "idempotency_record",
             "module_json",
+            "console_params",
         ] {
             let d = dir.join(target);
             std::fs::create_dir_all(&d).unwrap();
-            let all: Vec<&Vec<u8>> =
-                if matches!(target, "token" | "idempotency_record" | "module_json") {
-                    web.iter().collect()
-                } else {
-                    seeds.iter().collect()
-                };
+            let all: Vec<&Vec<u8>> = if matches!(
+                target,
+                "token" | "idempotency_record" | "module_json" | "console_params"
+            ) {
+                web.iter().collect()
+            } else {
+                seeds.iter().collect()
+            };
             for (i, s) in all.into_iter().enumerate() {
                 let bytes = if matches!(target, "snapshot" | "kv_keys") {
                     [&[(i % 8) as u8][..], s].concat()
@@ -193,7 +216,7 @@ fn fuzz_target_bodies_on_seed_inputs() {
         }
     }
     eprintln!(
-        "fuzz targets: {} seed inputs through 8 targets",
+        "fuzz targets: {} seed inputs through 9 targets",
         seeds.len()
     );
 }
