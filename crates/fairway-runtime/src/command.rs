@@ -3,11 +3,15 @@
 use std::fmt::Debug;
 use std::time::{Duration, SystemTime};
 
+use std::collections::BTreeMap;
+
 use dcb_core::{
-    AppendCondition, AppendRequest, Position, Query, ReadOptions, StoreError, Tracking,
+    AppendCondition, AppendRequest, Position, Query, ReadOptions, SequencedEvent, StoreError,
+    Tracking,
 };
 use uuid::Uuid;
 
+use crate::decision::{Decide, DecisionModel};
 use crate::env::{Environment, backoff};
 use crate::event::{
     DecodeError, EncodeError, EventSet, NewEvent, Sequenced, TypeOutsideSet, restrict,
@@ -47,32 +51,63 @@ impl DomainError for std::convert::Infallible {
     }
 }
 
-/// Attempts and backoff for re-running a command whose condition failed.
+/// How long a command keeps re-running when a conflicting write happened between its read and
+/// its append, and the jittered backoff between attempts.
+///
+/// A hot boundary (fifty clients taking the next invoice number) needs many attempts: each round
+/// only one of them wins. So the bound is a **time budget** (2 s by default) rather than a count;
+/// `max_attempts` is a ceiling on top (1 000 by default). Each pause is exponential from
+/// `base_delay`, capped at `max_delay`, half of it random ("equal jitter"), and never longer than
+/// what is left of the budget. When the budget is spent the command fails with
+/// [`CommandError::Contention`] (HTTP 503 with `Retry-After`).
+///
+/// ```
+/// use std::time::Duration;
+/// use fairway_runtime::RetryPolicy;
+/// let p = RetryPolicy::within(Duration::from_secs(5));
+/// assert_eq!(p.budget, Duration::from_secs(5));
+/// assert_eq!(RetryPolicy::attempts(3).max_attempts, 3);
+/// assert_eq!(RetryPolicy::default().budget, Duration::from_secs(2));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Total attempts (at least 1).
+    /// Total attempts at most (at least 1 is always made).
     pub max_attempts: u32,
+    /// Time after which no further attempt starts, counted from the first.
+    pub budget: Duration,
     /// First backoff; doubles each attempt.
     pub base_delay: Duration,
     /// Backoff cap.
     pub max_delay: Duration,
 }
 
+/// The default retry budget of a command.
+pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(2);
+
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
-            max_attempts: 5,
-            base_delay: Duration::from_millis(5),
-            max_delay: Duration::from_millis(200),
+            max_attempts: 1_000,
+            budget: DEFAULT_RETRY_BUDGET,
+            base_delay: Duration::from_millis(2),
+            max_delay: Duration::from_millis(100),
         }
     }
 }
 
 impl RetryPolicy {
-    /// `max_attempts` attempts with the default delays.
+    /// At most `max_attempts` attempts (within the default budget), default delays.
     pub fn attempts(max_attempts: u32) -> RetryPolicy {
         RetryPolicy {
             max_attempts,
+            ..RetryPolicy::default()
+        }
+    }
+
+    /// Keep re-running for up to `budget`, default delays.
+    pub fn within(budget: Duration) -> RetryPolicy {
+        RetryPolicy {
+            budget,
             ..RetryPolicy::default()
         }
     }
@@ -228,7 +263,8 @@ pub trait Command: Send + Sync + 'static {
         ctx: &Ctx<'_, Self::Deps>,
     ) -> Result<Vec<NewEvent>, Self::Error>;
 
-    /// Attempts and backoff when a conflicting write happened between read and append.
+    /// How long to keep re-running when a conflicting write happened between read and append
+    /// (a 2 s budget by default, see [`RetryPolicy`]).
     fn retry(&self) -> RetryPolicy {
         RetryPolicy::default()
     }
@@ -241,8 +277,10 @@ pub enum CommandError<E> {
     /// The decision rejected the command.
     #[error("rejected: {0}")]
     Rejected(E),
-    /// Every attempt met a conflicting write.
-    #[error("gave up after {attempts} attempts: the events it depends on kept changing")]
+    /// Every attempt met a conflicting write until the retry budget was spent.
+    #[error(
+        "gave up after {attempts} attempts: the events it depends on kept changing (retry budget spent)"
+    )]
     Contention {
         /// Attempts made.
         attempts: u32,
@@ -271,18 +309,21 @@ impl<E> CommandError<E> {
     }
 }
 
-/// A completed command.
+/// A completed command: where its events went and what its decision handed back.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Executed {
+pub struct Executed<T = ()> {
     /// Positions of the appended events (empty when the decision appended nothing).
     pub positions: Vec<Position>,
     /// Attempts it took.
     pub attempts: u32,
     /// The append was an idempotent replay of a batch already stored.
     pub replayed: bool,
+    /// The value the decision returned with its events ([`Decision::output`]; `()` for a
+    /// [`Command`]).
+    pub output: T,
 }
 
-impl Executed {
+impl<T> Executed<T> {
     /// The last appended position (wait for views to reach it for read-your-writes).
     pub fn last(&self) -> Option<Position> {
         self.positions.last().copied()
@@ -298,57 +339,101 @@ pub(crate) enum Ids {
     Derived(Uuid),
 }
 
-/// The reads of a command, restricted to its event set.
-fn plan<C: Command>(cmd: &C) -> Result<Vec<Read>, TypeOutsideSet> {
-    let mut reads = vec![Read {
-        query: cmd.query(),
-        last: cmd.last(),
-        conflict: cmd.conflict_query(),
-    }];
-    reads.extend(cmd.more_reads());
-    let types = C::Events::TYPES;
-    reads
-        .into_iter()
-        .map(|r| {
-            Ok(Read {
-                query: restrict(&r.query, types)?,
+/// The physical reads of a decision model: the reads without `last` or a conflict query merged
+/// into one (one read, one append condition), the others on their own.
+struct Plan {
+    /// Each logical read's restricted query, and whether it is part of the merged read.
+    logical: Vec<(Query, bool)>,
+    /// Physical reads; the merged one (if any) first.
+    physical: Vec<Read>,
+    /// For each logical read that is not merged, its physical read.
+    own: Vec<Option<usize>>,
+}
+
+fn plan<E: EventSet>(reads: Vec<Read>) -> Result<Plan, TypeOutsideSet> {
+    let types = E::TYPES;
+    let mut logical = Vec::with_capacity(reads.len());
+    let mut merged: Option<Query> = None;
+    let mut separate = Vec::new();
+    let mut own = Vec::with_capacity(reads.len());
+    for r in reads {
+        let query = restrict(&r.query, types)?;
+        let conflict = r
+            .conflict
+            .as_ref()
+            .map(|q| restrict(q, types))
+            .transpose()?;
+        if r.last.is_none() && conflict.is_none() {
+            merged = Some(match merged {
+                None => query.clone(),
+                Some(m) => union(m, &query),
+            });
+            logical.push((query, true));
+            own.push(None);
+        } else {
+            logical.push((query.clone(), false));
+            own.push(Some(separate.len()));
+            separate.push(Read {
+                query,
                 last: r.last,
-                conflict: r
-                    .conflict
-                    .as_ref()
-                    .map(|q| restrict(q, types))
-                    .transpose()?,
-            })
-        })
-        .collect()
+                conflict,
+            });
+        }
+    }
+    let offset = usize::from(merged.is_some());
+    let mut physical: Vec<Read> = merged.into_iter().map(Read::new).collect();
+    physical.extend(separate);
+    let own = own.into_iter().map(|o| o.map(|i| i + offset)).collect();
+    Ok(Plan {
+        logical,
+        physical,
+        own,
+    })
+}
+
+fn union(a: Query, b: &Query) -> Query {
+    match (a, b) {
+        (Query::All, _) | (_, Query::All) => Query::All,
+        (Query::Items(mut items), Query::Items(more)) => {
+            for item in more {
+                if !items.contains(item) {
+                    items.push(item.clone());
+                }
+            }
+            Query::Items(items)
+        }
+    }
 }
 
 impl Runtime {
-    /// Runs a command: read, fold, decide, append on condition; on a conflicting write, re-run the
-    /// whole cycle with jittered backoff, up to the command's [`RetryPolicy`].
-    pub async fn execute<C: Command>(
+    /// Runs a command ([`Command`] or [`Decide`]): read, fold, decide, append on condition; on a
+    /// conflicting write, re-run the whole cycle with jittered backoff within the command's
+    /// [`RetryPolicy`]. Returns the positions and the decision's output.
+    pub async fn execute<C: Decide>(
         &self,
         cmd: &C,
         deps: &C::Deps,
-    ) -> Result<Executed, CommandError<C::Error>> {
+    ) -> Result<Executed<C::Output>, CommandError<C::Error>> {
         self.execute_inner(cmd, deps, None, Ids::Fresh).await
     }
 
-    pub(crate) async fn execute_inner<C: Command>(
+    pub(crate) async fn execute_inner<C: Decide>(
         &self,
         cmd: &C,
         deps: &C::Deps,
         tracking: Option<Tracking>,
         ids: Ids,
-    ) -> Result<Executed, CommandError<C::Error>> {
-        let reads = plan(cmd)?;
+    ) -> Result<Executed<C::Output>, CommandError<C::Error>> {
+        let model = cmd.model();
+        let plan = plan::<C::Events>(model.reads())?;
         let policy = cmd.retry();
         let max = policy.max_attempts.max(1);
+        let started = tokio::time::Instant::now();
         let mut attempt = 1;
         loop {
-            let mut conditions = Vec::with_capacity(reads.len());
-            let mut events = Vec::new();
-            for r in &reads {
+            let mut conditions = Vec::with_capacity(plan.physical.len());
+            let mut read: BTreeMap<Position, (SequencedEvent, Vec<bool>)> = BTreeMap::new();
+            for (k, r) in plan.physical.iter().enumerate() {
                 let mut options = ReadOptions::new();
                 if let Some(n) = r.last {
                     options = options.backwards().limit(n);
@@ -359,18 +444,28 @@ impl Runtime {
                     .await
                     .map_err(CommandError::Store)?;
                 let head = stream.head();
-                events.extend(stream.collect_all().await.map_err(CommandError::Store)?);
+                for e in stream.collect_all().await.map_err(CommandError::Store)? {
+                    read.entry(e.position)
+                        .or_insert_with(|| (e, vec![false; plan.physical.len()]))
+                        .1[k] = true;
+                }
                 conditions.push(AppendCondition::new(
                     r.conflict.clone().unwrap_or_else(|| r.query.clone()),
                     head,
                 ));
             }
-            events.sort_by_key(|e| e.position);
-            events.dedup_by_key(|e| e.position);
-            let mut state = C::State::default();
-            for stored in events {
+            let mut state = model.initial();
+            let mut from = vec![false; plan.logical.len()];
+            for (stored, physical) in read.into_values() {
+                for (i, (query, merged)) in plan.logical.iter().enumerate() {
+                    from[i] = if *merged {
+                        physical.first() == Some(&true) && query.matches(&stored.event)
+                    } else {
+                        plan.own[i].is_some_and(|p| physical.get(p) == Some(&true))
+                    };
+                }
                 let decoded = Sequenced::<C::Events>::decode(stored)?;
-                C::evolve(&mut state, &decoded);
+                model.fold(&mut state, &from, &decoded);
             }
             let ctx = Ctx {
                 env: self.env(),
@@ -378,16 +473,17 @@ impl Runtime {
                 now: self.env().now(),
                 attempt,
             };
-            let new = cmd.decide(&state, &ctx).map_err(CommandError::Rejected)?;
-            if new.is_empty() {
+            let decision = cmd.decide(&state, &ctx).map_err(CommandError::Rejected)?;
+            if decision.events.is_empty() {
                 return Ok(Executed {
                     positions: Vec::new(),
                     attempts: attempt,
                     replayed: false,
+                    output: decision.output,
                 });
             }
-            let mut batch = Vec::with_capacity(new.len());
-            for (i, e) in new.iter().enumerate() {
+            let mut batch = Vec::with_capacity(decision.events.len());
+            for (i, e) in decision.events.iter().enumerate() {
                 let id = match ids {
                     Ids::Fresh => self.env().new_id(),
                     Ids::Derived(base) => Uuid::new_v5(&base, &(i as u64).to_be_bytes()),
@@ -405,20 +501,18 @@ impl Runtime {
                         positions: a.positions,
                         attempts: attempt,
                         replayed: a.replayed,
+                        output: decision.output,
                     });
                 }
                 Err(StoreError::ConditionFailed { condition }) => {
                     tracing::debug!(attempt, condition, "command condition failed, re-running");
-                    if attempt >= max {
+                    let elapsed = started.elapsed();
+                    if attempt >= max || elapsed >= policy.budget {
                         return Err(CommandError::Contention { attempts: attempt });
                     }
-                    tokio::time::sleep(backoff(
-                        self.env(),
-                        attempt,
-                        policy.base_delay,
-                        policy.max_delay,
-                    ))
-                    .await;
+                    let pause = backoff(self.env(), attempt, policy.base_delay, policy.max_delay)
+                        .min(policy.budget - elapsed);
+                    tokio::time::sleep(pause).await;
                     attempt += 1;
                 }
                 Err(e) => return Err(CommandError::Store(e)),

@@ -61,6 +61,7 @@
 
 mod automation;
 mod command;
+mod decision;
 mod env;
 mod event;
 pub mod http;
@@ -79,8 +80,10 @@ pub use automation::{
     StepReport, automation_consumer,
 };
 pub use command::{
-    Command, CommandError, Ctx, DomainError, Executed, Read, Rejection, RetryPolicy,
+    Command, CommandError, Ctx, DEFAULT_RETRY_BUDGET, DomainError, Executed, Read, Rejection,
+    RetryPolicy,
 };
+pub use decision::{Decide, Decision, DecisionModel, Evolve, Outcome, Projection, StateOf};
 pub use env::{Environment, SystemEnv, TestEnv, from_millis, millis, test_epoch};
 pub use event::{
     DecodeError, DomainEvent, EncodeError, EventSet, Metadata, NewEvent, RECORDED_AT_KEY, REDACTED,

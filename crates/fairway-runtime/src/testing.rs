@@ -18,7 +18,8 @@ use std::time::{Duration, SystemTime};
 use dcb_core::{Event, EventStore, MemoryStore, Position, ReadOptions};
 
 use crate::automation::{Automation, AutomationWorker, DeadLetter};
-use crate::command::{Command, CommandError, Executed};
+use crate::command::{Command, CommandError};
+use crate::decision::{Decide, Outcome};
 use crate::env::{Environment, TestEnv};
 use crate::event::{EventSet, NewEvent, Sequenced, restrict};
 use crate::runtime::Runtime;
@@ -267,12 +268,12 @@ impl Given {
     }
 
     /// Runs a command without services.
-    pub fn when<C: Command<Deps = ()>>(self, command: C) -> When<C> {
+    pub fn when<C: Decide<Deps = ()>>(self, command: C) -> When<C> {
         self.when_with(command, ())
     }
 
     /// Runs a command with its services.
-    pub fn when_with<C: Command>(self, command: C, deps: C::Deps) -> When<C> {
+    pub fn when_with<C: Decide>(self, command: C, deps: C::Deps) -> When<C> {
         let outcome = executor().block_on(async {
             let (rt, store, head) = self.setup().await;
             let result = rt.execute(&command, &deps).await;
@@ -352,7 +353,7 @@ impl Given {
     /// they genuinely race on their append conditions.
     pub fn race<C, F>(self, n: usize, command: F) -> Race<C>
     where
-        C: Command<Deps = ()>,
+        C: Decide<Deps = ()>,
         F: FnMut(usize) -> C,
     {
         let commands: Vec<C> = (0..n).map(command).collect();
@@ -453,16 +454,17 @@ impl Given {
 
 /// The outcome of a command scenario.
 #[derive(Debug)]
-pub struct When<C: Command> {
+pub struct When<C: Decide> {
     /// What the runtime returned.
-    pub result: Result<Executed, CommandError<C::Error>>,
+    pub result: Outcome<C>,
     /// The events appended.
     pub appended: Vec<Event>,
 }
 
-impl<C: Command> When<C>
+impl<C: Decide> When<C>
 where
     C::Error: Debug,
+    C::Output: Debug,
 {
     /// Asserts the command succeeded and appended exactly `expected` (type, tags, data).
     #[track_caller]
@@ -476,6 +478,25 @@ where
         }
         let actual: Vec<Plain> = self.appended.iter().map(Plain::of_stored).collect();
         assert_events("appended", &expected_list(expected), &actual);
+    }
+
+    /// Asserts the command succeeded, appended exactly `expected` and its decision returned
+    /// `output`.
+    #[track_caller]
+    pub fn then_output<I, T>(self, expected: I, output: C::Output)
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<NewEvent>,
+        C::Output: PartialEq,
+    {
+        match &self.result {
+            Ok(done) if done.output != output => panic!(
+                "output differs\n expected: {output:#?}\n   actual: {:#?}",
+                done.output
+            ),
+            _ => {}
+        }
+        self.then(expected);
     }
 
     /// Asserts the command succeeded and appended nothing.
@@ -509,16 +530,17 @@ where
 /// The outcome of [`Given::race`]: each command's result, in the order they were made, and
 /// every event appended.
 #[derive(Debug)]
-pub struct Race<C: Command> {
+pub struct Race<C: Decide> {
     /// What each command returned, in command order.
-    pub outcomes: Vec<Result<Executed, CommandError<C::Error>>>,
+    pub outcomes: Vec<Outcome<C>>,
     /// Every event appended by the commands, in position order.
     pub appended: Vec<Event>,
 }
 
-impl<C: Command> Race<C>
+impl<C: Decide> Race<C>
 where
     C::Error: Debug,
+    C::Output: Debug,
 {
     /// How many commands succeeded.
     pub fn successes(&self) -> usize {

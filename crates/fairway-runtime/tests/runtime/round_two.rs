@@ -6,8 +6,8 @@ use std::time::Duration;
 use dcb_core::Query;
 use fairway_runtime::testing::{given, nothing};
 use fairway_runtime::{
-    Command, Ctx, DomainError, DomainEvent, Environment, NewEvent, RECORDED_AT_KEY, Sequenced,
-    TestEnv, tag,
+    Command, CommandError, Ctx, Decide, Decision, DomainError, DomainEvent, Environment, NewEvent,
+    Projection, RECORDED_AT_KEY, RetryPolicy, Sequenced, TestEnv, tag,
 };
 use serde::{Deserialize, Serialize};
 
@@ -212,4 +212,137 @@ fn view_scan_lists_the_entries_in_key_order() {
             ("u1".into(), entry("ada")),
             ("u2".into(), entry("bob")),
         ]);
+}
+
+// ---- gapless invoice numbers: decision outputs and the retry budget ----
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InvoiceNumbered {
+    pub number: u64,
+}
+
+impl DomainEvent for InvoiceNumbered {
+    const TYPE: &'static str = "InvoiceNumbered";
+    fn tags(&self) -> Vec<String> {
+        vec!["invoices".into()]
+    }
+}
+
+fairway_runtime::event_set! { pub enum InvoiceEvents { InvoiceNumbered(InvoiceNumbered) } }
+
+fn last_number() -> Projection<InvoiceEvents, u64> {
+    Projection::new(Query::tagged("invoices"), 0, |n, e| match &e.event {
+        InvoiceEvents::InvoiceNumbered(x) => *n = x.number,
+    })
+    .last(1)
+}
+
+fn invoices_counted() -> Projection<InvoiceEvents, u64> {
+    Projection::new(Query::tagged("invoices"), 0, |n, _| *n += 1)
+}
+
+#[derive(Default)]
+pub struct NextInvoice {
+    pub retry: RetryPolicy,
+}
+
+impl Decide for NextInvoice {
+    type Events = InvoiceEvents;
+    type Model = Projection<InvoiceEvents, u64>;
+    type Output = u64;
+    type Error = std::convert::Infallible;
+    type Deps = ();
+    fn model(&self) -> Self::Model {
+        last_number()
+    }
+    fn decide(&self, last: &u64, _: &Ctx<'_, ()>) -> Result<Decision<u64>, Self::Error> {
+        let number = last + 1;
+        Ok(Decision::new(
+            vec![InvoiceNumbered { number }.into()],
+            number,
+        ))
+    }
+    fn retry(&self) -> RetryPolicy {
+        self.retry
+    }
+}
+
+fn numbered(n: u64) -> InvoiceNumbered {
+    InvoiceNumbered { number: n }
+}
+
+/// Issue 15 #4: `execute` hands back what `decide` computed, with the positions.
+#[test]
+fn decision_output_is_handed_back_with_the_positions() {
+    given([numbered(1), numbered(2)])
+        .when(NextInvoice::default())
+        .then_output([numbered(3)], 3);
+    let when = nothing().when(NextInvoice::default());
+    let done = when.result.as_ref().expect("numbered");
+    assert_eq!((done.output, done.positions.len()), (1, 1));
+}
+
+/// A `last(1)` projection and a full one over the same events: each folds only its own read.
+#[test]
+fn projections_fold_only_their_own_reads() {
+    struct Peek;
+    impl Decide for Peek {
+        type Events = InvoiceEvents;
+        type Model = (
+            Projection<InvoiceEvents, u64>,
+            Projection<InvoiceEvents, u64>,
+        );
+        type Output = (u64, u64);
+        type Error = std::convert::Infallible;
+        type Deps = ();
+        fn model(&self) -> Self::Model {
+            (
+                invoices_counted(),
+                Projection::new(Query::tagged("invoices"), 0, |n, _| *n += 1).last(1),
+            )
+        }
+        fn decide(
+            &self,
+            (all, last): &(u64, u64),
+            _: &Ctx<'_, ()>,
+        ) -> Result<Decision<(u64, u64)>, Self::Error> {
+            Ok(Decision::new(Vec::new(), (*all, *last)))
+        }
+    }
+    given([numbered(1), numbered(2), numbered(3)])
+        .when(Peek)
+        .then_output(Vec::<NewEvent>::new(), (3, 1));
+}
+
+/// Issue 15 #6: 50 concurrent gapless-invoice commands on one hot boundary. With the old fixed
+/// 5 attempts most of them gave up; within the 2 s budget all succeed, numbers 1..=50, no gap,
+/// no duplicate.
+#[test]
+fn fifty_concurrent_invoice_numbers_all_succeed_without_gap_or_duplicate() {
+    let race = nothing()
+        .race(50, |_| NextInvoice::default())
+        .then_successes(50);
+    let mut numbers: Vec<u64> = race
+        .outcomes
+        .iter()
+        .map(|o| o.as_ref().map(|d| d.output).unwrap_or(0))
+        .collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=50).collect::<Vec<u64>>());
+    assert!(race.max_attempts() > 1, "they did not race");
+}
+
+/// The old behaviour, still available: a fixed number of attempts gives up on a hot boundary.
+#[test]
+fn a_small_attempt_ceiling_still_gives_up_under_contention() {
+    let race = nothing().race(20, |_| NextInvoice {
+        retry: RetryPolicy::attempts(2),
+    });
+    let gave_up = race
+        .outcomes
+        .iter()
+        .filter(|o| matches!(o, Err(CommandError::Contention { attempts: 2 })))
+        .count();
+    assert!(gave_up > 0, "{:?}", race.outcomes);
+    assert_eq!(race.successes() + gave_up, 20);
 }
