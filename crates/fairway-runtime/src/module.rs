@@ -214,7 +214,7 @@ impl Module {
     }
 
     /// Declares the events a command reads as read.
-    pub fn command<C: Command>(self) -> Module {
+    pub fn command<C: crate::decision::Decide>(self) -> Module {
         self.reads::<C::Events>()
     }
 
