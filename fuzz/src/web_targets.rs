@@ -116,6 +116,11 @@ struct App {
     store: MemoryStore,
     routes: Vec<(String, String)>,
     rt: tokio::runtime::Runtime,
+    /// The workers' stop trigger and handles, kept for the life of the process.
+    _workers: (
+        fairway_runtime::ShutdownTrigger,
+        Vec<tokio::task::JoinHandle<()>>,
+    ),
 }
 
 fn app() -> &'static App {
@@ -156,12 +161,12 @@ fn app() -> &'static App {
             let (trigger, shutdown) = fairway_runtime::shutdown_channel();
             (trigger, host.spawn_workers(shutdown))
         };
-        std::mem::forget(workers);
         App {
             router,
             store,
             routes,
             rt,
+            _workers: workers,
         }
     })
 }
