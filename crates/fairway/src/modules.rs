@@ -5,6 +5,10 @@ use fairway_runtime::Module;
 /// Every module under `modules/`, in name order.
 pub fn all() -> Vec<Module> {
     vec![
+        courses_change_capacity::module(),
+        courses_define_course::module(),
+        courses_subscribe_student::module(),
+        invoices_create_invoice::module(),
         library_borrow_book::module(),
         library_borrowed_books::module(),
         library_return_book::module(),
