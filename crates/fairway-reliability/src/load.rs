@@ -126,7 +126,7 @@ async fn task(
                 *r.statuses
                     .entry((op.label().to_owned(), reply.status))
                     .or_default() += 1;
-                if !op.expected(reply.status) {
+                if !op.expected_reply(&reply) {
                     r.unexpected_count += 1;
                     if r.unexpected.len() < 20 {
                         r.unexpected.push(format!(

@@ -103,6 +103,20 @@ impl Op {
                 ))
     }
 
+    /// Whether `reply` is an expected answer: [`Op::expected`] for its status, and also the
+    /// documented back-pressure of the password-hash queue for registrations: 503 with the
+    /// error code `busy` and a `Retry-After` header (docs/SECURITY.md). Any other 503, a store
+    /// failure included, stays unexpected.
+    pub fn expected_reply(&self, reply: &crate::client::Reply) -> bool {
+        if self.expected(reply.status) {
+            return true;
+        }
+        matches!(self, Op::Register { .. })
+            && reply.status == 503
+            && reply.json()["error"]["code"] == "busy"
+            && reply.headers.iter().any(|(k, _)| k == "retry-after")
+    }
+
     /// The event type a 2xx of this op appended, when it appends one.
     pub fn event_type(&self) -> Option<&'static str> {
         match self {
