@@ -105,3 +105,8 @@ pub use view::{
 pub mod __private {
     pub use serde_json;
 }
+
+/// The examples of `docs/guide.md`, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/guide.md")]
+pub struct GuideDoctests;
