@@ -287,6 +287,10 @@ pub fn console_params(data: &[u8]) -> Option<u16> {
     };
     // What a client cannot send is not a request: the URI must parse.
     let uri = uri.parse::<axum::http::Uri>().ok()?;
+    // The live tail is a stream that never ends by design; its parameters are the list's.
+    if uri.path().trim_end_matches('/') == "/api/events/live" {
+        return None;
+    }
     let app = console_app();
     app.rt.block_on(async {
         let req = Request::builder()
