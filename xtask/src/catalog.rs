@@ -293,10 +293,15 @@ pub fn entry(root: &Path, module: &ModuleCrate, events: Option<&ModuleCrate>) ->
             )),
             ("appends", Some(t)) => push_unique(&mut e.appends, [r.event_type(&t)]),
             ("reads", Some(set)) => push_unique(&mut e.reads, r.set_types(&set, &mut warnings)),
-            ("command", Some(c)) => push_unique(
-                &mut e.reads,
-                r.assoc_set("Command", &c, "Events", &mut warnings),
-            ),
+            ("command", Some(c)) => {
+                // A command implements `Command` (one state) or `Decide` (a decision model).
+                let kind = if r.find("Decide", &c).is_some() {
+                    "Decide"
+                } else {
+                    "Command"
+                };
+                push_unique(&mut e.reads, r.assoc_set(kind, &c, "Events", &mut warnings))
+            }
             ("materialized", _) => {
                 let Some(v) = call.first_ident.clone() else {
                     continue;
