@@ -3,8 +3,10 @@
 //! Creates `modules/NAME` (a crate that compiles, with a `//!` header naming its pattern, a
 //! `module()` export and given/when/then tests that pass as generated), creates the context's
 //! events crate `modules/CTX-events` when it does not exist yet (with the example events the
-//! skeleton uses, which are appended to an existing events crate that lacks them), then runs
-//! `sync`. Refuses an invalid or taken name before writing anything.
+//! skeleton uses), then runs `sync`. An existing events crate is never edited: when it lacks
+//! the example events (they were replaced by the context's real ones), the skeleton gets its own
+//! copy in `src/example_events.rs`, to be replaced by the context's events. Refuses an invalid or
+//! taken name before writing anything.
 //!
 //! The default context is the name's first `-` segment (`todo-create-list` -> `todo`): name
 //! modules `<context>-<slice>`, or pass `--context`.
@@ -112,8 +114,9 @@ pub struct Created {
     pub module_dir: PathBuf,
     /// The events crate's directory, when it was created.
     pub events_dir: Option<PathBuf>,
-    /// The events crate's `lib.rs` and its previous text, when the example events were appended.
-    pub events_appended: Option<(PathBuf, String)>,
+    /// The skeleton carries its own example events (`src/example_events.rs`) because the
+    /// existing events crate has none.
+    pub local_examples: bool,
     /// The context used.
     pub context: String,
     /// The events crate's name.
@@ -125,9 +128,6 @@ impl Created {
         let _ = fs::remove_dir_all(&self.module_dir);
         if let Some(d) = &self.events_dir {
             let _ = fs::remove_dir_all(d);
-        }
-        if let Some((path, text)) = &self.events_appended {
-            let _ = fs::write(path, text);
         }
     }
 }
@@ -270,24 +270,22 @@ pub fn create(root: &Path, req: &Request) -> Result<Created> {
                 &rustfmt(&fill(&lib, &vars))?,
             )?;
         } else {
-            let lib = events_dir.join("src/lib.rs");
-            let text = fs::read_to_string(&lib)
-                .with_context(|| format!("cannot read {}", rel(root, &lib)))?;
             let has_example = super::catalog::rust_files(&events_dir.join("src"))
                 .iter()
                 .any(|f| fs::read_to_string(f).is_ok_and(|s| s.contains(&example)));
-            if !has_example {
-                created.events_appended = Some((lib.clone(), text.clone()));
-                let appended = format!("{}\n{}", text.trim_end(), fill(t::EXAMPLE_EVENTS, &vars));
-                write(&lib, &rustfmt(&appended)?)?;
-            }
+            created.local_examples = !has_example;
         }
         let (deps, lib, tests) = match req.kind {
             Kind::Command => (t::COMMAND_DEPS, t::COMMAND_LIB, t::COMMAND_TESTS),
             Kind::View => (t::VIEW_DEPS, t::VIEW_LIB, t::VIEW_TESTS),
             _ => (t::AUTOMATION_DEPS, t::AUTOMATION_LIB, t::AUTOMATION_TESTS),
         };
-        let mut cargo = t::MODULE_CARGO.replace("__DEPS__", deps);
+        let mut deps = deps.to_owned();
+        if created.local_examples && !deps.contains("serde.workspace") {
+            // The skeleton's own example events derive serde's traits.
+            deps.push_str("serde.workspace = true\n");
+        }
+        let mut cargo = t::MODULE_CARGO.replace("__DEPS__", &deps);
         if declared_in_workspace(root, &events_name) {
             cargo = cargo.replace(
                 "__EV__ = { path = \"../__EV__\" }",
@@ -296,7 +294,22 @@ pub fn create(root: &Path, req: &Request) -> Result<Created> {
         }
         let dir = &created.module_dir;
         write(&dir.join("Cargo.toml"), &fill(&cargo, &vars))?;
-        write(&dir.join("src/lib.rs"), &rustfmt(&fill(lib, &vars))?)?;
+        let lib = if created.local_examples {
+            write(
+                &dir.join("src/example_events.rs"),
+                &rustfmt(&fill(
+                    &[t::LOCAL_EXAMPLES_HEAD, t::EXAMPLE_EVENTS].concat(),
+                    &vars,
+                ))?,
+            )?;
+            lib.replace(
+                "use __EVI__::{",
+                "pub mod example_events;\nuse example_events::{",
+            )
+        } else {
+            lib.to_owned()
+        };
+        write(&dir.join("src/lib.rs"), &rustfmt(&fill(&lib, &vars))?)?;
         write(&dir.join("src/tests.rs"), &rustfmt(&fill(tests, &vars))?)?;
         Ok(())
     })();
@@ -334,8 +347,11 @@ pub fn new_module(root: &Path, req: &Request) -> Result<()> {
     println!("  modules/{name}/src/tests.rs   given/when/then tests");
     if created.events_dir.is_some() {
         println!("Created modules/{ev}: the `{ctx}` context's events crate, with example events");
-    } else if created.events_appended.is_some() {
-        println!("Appended example events to modules/{ev}/src/lib.rs");
+    } else if created.local_examples {
+        println!(
+            "  modules/{name}/src/example_events.rs   example events of its own: modules/{ev} has \
+             none and is left as it is"
+        );
     }
     for f in stale {
         println!("Updated {}", rel(root, &f));
@@ -348,9 +364,15 @@ pub fn new_module(root: &Path, req: &Request) -> Result<()> {
     println!();
     println!("Next:");
     println!("  1. cargo test -p {name}");
-    println!(
-        "  2. edit modules/{ev}/src/lib.rs: replace the example events with this context's real ones"
-    );
+    if created.local_examples {
+        println!(
+            "  2. replace the skeleton's example events (src/example_events.rs) with events of modules/{ev}, then delete that file"
+        );
+    } else {
+        println!(
+            "  2. edit modules/{ev}/src/lib.rs: replace the example events with this context's real ones"
+        );
+    }
     println!(
         "  3. edit modules/{name}/src/lib.rs and src/tests.rs: the real rule, routes and events; keep the //! \
          header's given/when/then in step with the tests"

@@ -352,17 +352,29 @@ fn new_module_creates_the_crate_the_events_crate_and_registers_it() {
     assert!(sync_all(root, Mode::Check).expect("check").is_empty());
 
     // Default context: the first segment. An existing events crate without the example events
-    // gets them appended, once.
+    // is never edited (issue 15: they were re-appended after every deletion); the skeleton gets
+    // its own copy instead.
+    let before = fs::read_to_string(root.join("modules/shop-events/src/lib.rs")).expect("shop");
     let created = create(root, &req(Kind::Command, "shop-cancel-order", None)).expect("created");
     assert_eq!(created.context, "shop");
+    assert!(created.local_examples);
     let shop = fs::read_to_string(root.join("modules/shop-events/src/lib.rs")).expect("shop");
-    assert!(shop.starts_with(EVENTS_LIB.lines().next().expect("line")));
-    assert!(
-        shop.contains("pub struct OrderPlaced") && shop.contains("pub struct ShopExampleRecorded")
-    );
+    assert_eq!(shop, before, "the existing events crate is left as it is");
+    let local = fs::read_to_string(root.join("modules/shop-cancel-order/src/example_events.rs"))
+        .expect("the skeleton's own example events");
+    assert!(local.contains("pub struct ShopExampleRecorded"), "{local}");
     create(root, &req(Kind::View, "shop-notes", None)).expect("created");
     let again = fs::read_to_string(root.join("modules/shop-events/src/lib.rs")).expect("shop");
-    assert_eq!(again, shop, "the example events are added once");
+    assert_eq!(again, before, "still untouched");
+    // A context created by new-module keeps its example events in the events crate, and the
+    // next skeleton of that context uses them.
+    let created = create(root, &req(Kind::Command, "library-renew", None)).expect("created");
+    assert!(!created.local_examples);
+    assert!(
+        !root
+            .join("modules/library-renew/src/example_events.rs")
+            .exists()
+    );
     let lib = fs::read_to_string(root.join("modules/shop-cancel-order/src/lib.rs")).expect("lib");
     assert!(
         lib.contains("pub struct CancelOrder"),
