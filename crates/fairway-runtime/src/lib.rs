@@ -89,6 +89,9 @@ pub use event::{
     DecodeError, DomainEvent, EncodeError, EventSet, Metadata, NewEvent, RECORDED_AT_KEY, REDACTED,
     Sequenced, TypeOutsideSet, redact, restrict, tag,
 };
+/// `#[derive(DomainEvent)]`: `#[event(type = "..")]` on the struct, `#[tag("prefix")]` on
+/// tagged fields, `#[event(sensitive)]` on secret ones (see `docs/guide.md`).
+pub use fairway_derive::DomainEvent;
 pub use lease::{Lease, lease_consumer};
 pub use metrics::{AutomationMetrics, Metrics, ViewMetrics};
 pub use module::{

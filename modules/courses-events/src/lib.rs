@@ -6,6 +6,8 @@
 //! Layer: a context's shared events crate, above `fairway-runtime`. It must not depend on any
 //! module, on a backend, or on anything of another context.
 //!
+//! Each event is a struct with `#[derive(DomainEvent)]` and a `#[tag("..")]` per tagged field.
+//!
 //! Tags: every course event carries `course:<courseId>`; a subscription carries
 //! `student:<studentId>` as well, so "the course's subscriptions" and "the student's courses"
 //! are each one tag query, and a subscription decision spans both boundaries with one read and
@@ -125,7 +127,7 @@ id_type! {
     StudentId
 }
 
-/// The tag of every event about a course: `course:<id>`.
+/// The tag of every event about a course: `course:<id>` (what `#[tag("course")]` gives).
 pub fn course_tag(course: &CourseId) -> String {
     tag("course", course)
 }
@@ -136,54 +138,37 @@ pub fn student_tag(student: &StudentId) -> String {
 }
 
 /// A course was defined with a number of seats.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, DomainEvent)]
 #[serde(rename_all = "camelCase")]
 pub struct CourseDefined {
     /// The course.
+    #[tag("course")]
     pub course_id: CourseId,
     /// How many students it takes.
     pub capacity: u32,
 }
 
-impl DomainEvent for CourseDefined {
-    const TYPE: &'static str = "CourseDefined";
-    fn tags(&self) -> Vec<String> {
-        vec![course_tag(&self.course_id)]
-    }
-}
-
 /// A course's number of seats changed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, DomainEvent)]
 #[serde(rename_all = "camelCase")]
 pub struct CourseCapacityChanged {
     /// The course.
+    #[tag("course")]
     pub course_id: CourseId,
     /// How many students it takes from now on.
     pub new_capacity: u32,
 }
 
-impl DomainEvent for CourseCapacityChanged {
-    const TYPE: &'static str = "CourseCapacityChanged";
-    fn tags(&self) -> Vec<String> {
-        vec![course_tag(&self.course_id)]
-    }
-}
-
 /// A student took a seat in a course.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, DomainEvent)]
 #[serde(rename_all = "camelCase")]
 pub struct StudentSubscribed {
     /// The course.
+    #[tag("course")]
     pub course_id: CourseId,
     /// The student.
+    #[tag("student")]
     pub student_id: StudentId,
-}
-
-impl DomainEvent for StudentSubscribed {
-    const TYPE: &'static str = "StudentSubscribed";
-    fn tags(&self) -> Vec<String> {
-        vec![course_tag(&self.course_id), student_tag(&self.student_id)]
-    }
 }
 
 fairway_runtime::event_set! {

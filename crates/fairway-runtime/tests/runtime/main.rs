@@ -2,6 +2,7 @@
 //! runtime API, HTTP, and the durable embedded backend.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod derive;
 mod embedded;
 mod example;
 mod harness;
