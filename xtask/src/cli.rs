@@ -10,7 +10,7 @@ use super::{catalog, fail_if_stale, stress, sync_all};
 pub const HELP: &str = "cargo xtask <task>
 
 tasks:
-  new-module command|view|automation NAME [--context CTX]
+  new-module command|view|automation NAME [--context CTX] [--view live|materialized]
         create modules/NAME (and modules/CTX-events if missing), register it with the host.
         CTX defaults to NAME's first `-` segment (todo-create-list -> todo).
   sync [--check]
@@ -58,9 +58,25 @@ fn run() -> Result<()> {
         "new-module" => {
             let mut positional = Vec::new();
             let mut context = None;
+            let mut materialized = false;
             let mut it = rest.iter();
             while let Some(a) = it.next() {
-                if a == "--context" {
+                let view = if a == "--view" {
+                    Some(
+                        it.next()
+                            .context("--view needs a value: live or materialized")?
+                            .clone(),
+                    )
+                } else {
+                    a.strip_prefix("--view=").map(str::to_owned)
+                };
+                if let Some(v) = view {
+                    materialized = match v.as_str() {
+                        "materialized" => true,
+                        "live" => false,
+                        other => bail!("unknown --view {other:?}: use live or materialized"),
+                    };
+                } else if a == "--context" {
                     context = Some(it.next().context("--context needs a value")?.clone());
                 } else if let Some(v) = a.strip_prefix("--context=") {
                     context = Some(v.to_owned());
@@ -71,7 +87,9 @@ fn run() -> Result<()> {
                 }
             }
             let [kind, name] = positional.as_slice() else {
-                bail!("usage: cargo xtask new-module command|view|automation NAME [--context CTX]");
+                bail!(
+                    "usage: cargo xtask new-module command|view|automation NAME [--context CTX] [--view live|materialized]"
+                );
             };
             let kind = Kind::parse(kind)
                 .filter(|k| k.is_module())
@@ -84,6 +102,7 @@ fn run() -> Result<()> {
                     kind,
                     name: name.clone(),
                     context,
+                    materialized,
                 },
             )?;
         }

@@ -105,6 +105,8 @@ pub struct Request {
     pub name: String,
     /// The context (`None`: from the name).
     pub context: Option<String>,
+    /// For a view: a materialized read model (`--view materialized`) instead of a live one.
+    pub materialized: bool,
 }
 
 /// Everything `new-module` wrote, for the summary and for undoing on failure.
@@ -165,6 +167,9 @@ pub fn declared_in_workspace(root: &Path, name: &str) -> bool {
 pub fn validate(root: &Path, req: &Request, crates: &[ModuleCrate]) -> Result<String> {
     if !req.kind.is_module() {
         bail!("new-module creates a command, view or automation; events crates come with them");
+    }
+    if req.materialized && req.kind != Kind::View {
+        bail!("--view materialized is for views only");
     }
     check_kebab("module name", &req.name)?;
     let context = req
@@ -277,6 +282,11 @@ pub fn create(root: &Path, req: &Request) -> Result<Created> {
         }
         let (deps, lib, tests) = match req.kind {
             Kind::Command => (t::COMMAND_DEPS, t::COMMAND_LIB, t::COMMAND_TESTS),
+            Kind::View if req.materialized => (
+                t::VIEW_DEPS,
+                t::MATERIALIZED_VIEW_LIB,
+                t::MATERIALIZED_VIEW_TESTS,
+            ),
             Kind::View => (t::VIEW_DEPS, t::VIEW_LIB, t::VIEW_TESTS),
             _ => (t::AUTOMATION_DEPS, t::AUTOMATION_LIB, t::AUTOMATION_TESTS),
         };

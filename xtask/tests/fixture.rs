@@ -262,6 +262,7 @@ fn req(kind: Kind, name: &str, context: Option<&str>) -> Request {
         kind,
         name: name.to_owned(),
         context: context.map(str::to_owned),
+        materialized: false,
     }
 }
 
@@ -380,4 +381,32 @@ fn new_module_creates_the_crate_the_events_crate_and_registers_it() {
         lib.contains("pub struct CancelOrder"),
         "the slice after the context prefix names the command"
     );
+}
+
+#[test]
+fn new_module_view_materialized_generates_a_materialized_view() {
+    let dir = fixture();
+    let root = dir.path();
+    let before = snapshot(root);
+    let bad = Request {
+        materialized: true,
+        ..req(Kind::Command, "shop-refund", None)
+    };
+    let msg = create(root, &bad).expect_err("views only").to_string();
+    assert!(msg.contains("views only"), "{msg}");
+    assert_eq!(snapshot(root), before, "a refused request changes nothing");
+    let view = Request {
+        materialized: true,
+        ..req(Kind::View, "shop-notes", None)
+    };
+    create(root, &view).expect("created");
+    let lib = fs::read_to_string(root.join("modules/shop-notes/src/lib.rs")).expect("lib");
+    assert!(lib.contains("impl MaterializedView for Notes"), "{lib}");
+    assert!(lib.contains(".materialized(Notes)"), "{lib}");
+    assert!(
+        lib.contains("view_ready(VIEW_NAME, params.after, WAIT)"),
+        "{lib}"
+    );
+    let tests = fs::read_to_string(root.join("modules/shop-notes/src/tests.rs")).expect("tests");
+    assert!(tests.contains(".view_scan(Notes, \"\")"), "{tests}");
 }
