@@ -348,9 +348,10 @@ impl Given {
     }
 
     /// Runs `n` commands (`command(0)`, …, `command(n - 1)`) concurrently against the history,
-    /// each through the runtime's full read–decide–append cycle with its retries. Every command
-    /// reads before any appends (the store yields to the others before each read and append), so
-    /// they genuinely race on their append conditions.
+    /// each through the runtime's full read–decide–append cycle with its retries. The store
+    /// yields to the others before each read and each append, so on the first attempt every
+    /// command reads before any appends: they genuinely race on their append conditions, and the
+    /// losers re-run (with the real backoff, so a race of 50 takes a fraction of a second).
     pub fn race<C, F>(self, n: usize, command: F) -> Race<C>
     where
         C: Decide<Deps = ()>,
