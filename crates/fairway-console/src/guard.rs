@@ -16,12 +16,9 @@ pub const DEFAULT_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 /// `router` behind the `Host` check (allowing [`DEFAULT_HOSTS`] and `hosts`) and the JSON
 /// error rewrite.
 pub(crate) fn guarded(router: axum::Router, hosts: &[String]) -> axum::Router {
-    router
-        .layer(axum::middleware::from_fn(json_errors))
-        .layer(axum::middleware::from_fn_with_state(
-            AllowedHosts::new(hosts),
-            check_host,
-        ))
+    router.layer(axum::middleware::from_fn(json_errors)).layer(
+        axum::middleware::from_fn_with_state(AllowedHosts::new(hosts), check_host),
+    )
 }
 
 /// The host names allowed in `Host` (lower case, IPv6 in brackets, without port).

@@ -201,13 +201,14 @@ pub struct StoreCounters {
     condition_failures: AtomicU64,
     replays: AtomicU64,
     errors: AtomicU64,
+    reads: AtomicU64,
 }
 
 impl StoreCounters {
     /// Prometheus text.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let series: [(&str, &str, &AtomicU64); 5] = [
+        let series: [(&str, &str, &AtomicU64); 6] = [
             (
                 "fairway_store_appends_total",
                 "Appends committed (idempotent replays included)",
@@ -233,6 +234,11 @@ impl StoreCounters {
                 "Appends that failed for another reason",
                 &self.errors,
             ),
+            (
+                "fairway_store_reads_total",
+                "Reads started: commands' queries, views' and subscriptions' pages, console lists",
+                &self.reads,
+            ),
         ];
         for (name, help, v) in series {
             let _ = writeln!(
@@ -245,7 +251,8 @@ impl StoreCounters {
     }
 }
 
-/// A store that counts appends, condition failures and replays, and forwards everything.
+/// A store that counts appends, condition failures, replays and reads, and forwards everything.
+#[derive(Clone)]
 pub struct CountingStore {
     inner: Arc<dyn EventStore>,
     counters: Arc<StoreCounters>,
@@ -291,6 +298,7 @@ impl EventStore for CountingStore {
     }
 
     async fn read(&self, query: Query, options: ReadOptions) -> Result<ReadStream, StoreError> {
+        self.counters.reads.fetch_add(1, Ordering::Relaxed);
         self.inner.read(query, options).await
     }
 
@@ -307,7 +315,9 @@ impl EventStore for CountingStore {
     }
 
     fn subscribe(&self, query: Query, after: Option<Position>) -> Subscription {
-        self.inner.subscribe(query, after)
+        // Every backend subscribes by polling (`read` after the last position, `wait_for_head`);
+        // polling through this wrapper counts those reads too.
+        dcb_core::subscribe::poll_subscription(Arc::new(self.clone()), query, after)
     }
 
     async fn checkpoint(&self, consumer: &str) -> Result<Option<Position>, StoreError> {
