@@ -382,3 +382,90 @@ async fn fifty_concurrent_invoice_numbers_on_the_embedded_store() {
         attempts[25], attempts[49]
     );
 }
+
+/// A store on which every append meets a conflicting write.
+struct AlwaysConflicting(dcb_core::MemoryStore);
+
+#[async_trait::async_trait]
+impl dcb_core::EventStore for AlwaysConflicting {
+    async fn append_request(
+        &self,
+        _: dcb_core::AppendRequest,
+    ) -> Result<dcb_core::Appended, dcb_core::StoreError> {
+        Err(dcb_core::StoreError::ConditionFailed { condition: 0 })
+    }
+    async fn read(
+        &self,
+        query: Query,
+        options: dcb_core::ReadOptions,
+    ) -> Result<dcb_core::ReadStream, dcb_core::StoreError> {
+        self.0.read(query, options).await
+    }
+    async fn head(&self) -> Result<Option<dcb_core::Position>, dcb_core::StoreError> {
+        self.0.head().await
+    }
+    async fn wait_for_head(
+        &self,
+        after: Option<dcb_core::Position>,
+    ) -> Result<Option<dcb_core::Position>, dcb_core::StoreError> {
+        self.0.wait_for_head(after).await
+    }
+    fn subscribe(&self, query: Query, after: Option<dcb_core::Position>) -> dcb_core::Subscription {
+        self.0.subscribe(query, after)
+    }
+    async fn checkpoint(
+        &self,
+        consumer: &str,
+    ) -> Result<Option<dcb_core::Position>, dcb_core::StoreError> {
+        self.0.checkpoint(consumer).await
+    }
+    async fn commit_state(
+        &self,
+        commit: dcb_core::StateCommit,
+    ) -> Result<(), dcb_core::StoreError> {
+        self.0.commit_state(commit).await
+    }
+    async fn get_state(
+        &self,
+        consumer: &str,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, dcb_core::StoreError> {
+        self.0.get_state(consumer, key).await
+    }
+    async fn scan_state(
+        &self,
+        consumer: &str,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, dcb_core::StoreError> {
+        self.0.scan_state(consumer, prefix, after, limit).await
+    }
+    async fn reset_consumer(&self, consumer: &str) -> Result<(), dcb_core::StoreError> {
+        self.0.reset_consumer(consumer).await
+    }
+}
+
+/// The time budget, not the attempt ceiling, ends the retries: with a 200 ms budget the command
+/// gives up after a few attempts (each pause is at least 1 ms, so 1 000 attempts could not fit),
+/// and a zero budget makes exactly one attempt.
+#[tokio::test]
+async fn the_retry_budget_ends_the_retries() {
+    use std::sync::Arc;
+    let rt =
+        fairway_runtime::Runtime::new(Arc::new(AlwaysConflicting(dcb_core::MemoryStore::new())));
+    let within = |budget| NextInvoice {
+        retry: RetryPolicy::within(budget),
+    };
+    match rt.execute(&within(Duration::from_millis(200)), &()).await {
+        Err(CommandError::Contention { attempts }) => {
+            assert!(attempts >= 2, "it retried ({attempts})");
+            assert!(attempts < RetryPolicy::default().max_attempts, "{attempts}");
+        }
+        other => panic!("expected contention, got {other:?}"),
+    }
+    match rt.execute(&within(Duration::ZERO), &()).await {
+        Err(CommandError::Contention { attempts }) => assert_eq!(attempts, 1),
+        other => panic!("expected contention, got {other:?}"),
+    }
+}
