@@ -259,3 +259,83 @@ fn regression_data_directory_is_private() {
     s.stop();
     assert_private(&old);
 }
+
+/// Reads from `stream` until the server closes it; panics if it is still open after 60 s.
+fn wait_closed(mut stream: std::net::TcpStream, what: &str) -> Vec<u8> {
+    use std::io::Read as _;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return got,
+            Err(e) => panic!("{what}: still open after 60 s ({e})"),
+        }
+    }
+}
+
+#[test]
+fn regression_slow_heads_and_idle_connections_are_closed() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start(
+        dir.path(),
+        &["--header-timeout", "1s", "--idle-timeout", "2s"],
+    );
+    // A head that never ends (slowloris).
+    let mut slow = std::net::TcpStream::connect(s.addr).unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\nx-slow: ")
+        .unwrap();
+    let got = wait_closed(slow, "a connection with an unfinished head");
+    assert!(
+        got.is_empty() || got.starts_with(b"HTTP/1.1 408"),
+        "{got:?}"
+    );
+    // A connection that sends nothing.
+    let idle = std::net::TcpStream::connect(s.addr).unwrap();
+    assert!(wait_closed(idle, "an idle connection").is_empty());
+    // A keep-alive connection, idle after one request.
+    let mut kept = kit::KeepAlive::connect(s.addr).unwrap();
+    assert_eq!(
+        kept.request("GET", "/health", &[], b"").unwrap().status,
+        200
+    );
+    assert!(wait_closed(kept.into_stream(), "an idle keep-alive connection").is_empty());
+    // The server still serves.
+    assert_eq!(get(s.addr, "/health").status, 200);
+    s.stop();
+}
+
+#[test]
+fn sigterm_drains_with_idle_connections_and_open_tails() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start(dir.path(), &[]);
+    let _idle = std::net::TcpStream::connect(s.addr).unwrap();
+    let mut kept = kit::KeepAlive::connect(s.addr).unwrap();
+    assert_eq!(
+        kept.request("GET", "/health", &[], b"").unwrap().status,
+        200
+    );
+    let mut tail = std::net::TcpStream::connect(s.console).unwrap();
+    write!(
+        tail,
+        "GET /console/api/events/live HTTP/1.1\r\nhost: localhost\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    std::io::Read::read_exact(&mut tail, &mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    let asked = std::time::Instant::now();
+    s.stop();
+    let took = asked.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "stopping took {took:?}: the idle connections and the tail held the drain"
+    );
+    wait_closed(tail, "the live tail after SIGTERM");
+}

@@ -387,6 +387,11 @@ impl KeepAlive {
         })
     }
 
+    /// The socket (e.g. to wait for the server to close it).
+    pub fn into_stream(self) -> TcpStream {
+        self.reader.into_inner()
+    }
+
     /// `POST path` with a JSON body on this connection.
     pub fn post_json(&mut self, path: &str, body: &serde_json::Value) -> std::io::Result<Response> {
         self.request(
