@@ -50,8 +50,8 @@ pub async fn current(rt: &Runtime, user: &UserId) -> Result<Option<Credential>, 
     let Some(last) = events.into_iter().next() else {
         return Ok(None);
     };
-    let decoded = Sequenced::<PasswordEvents>::decode(last)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let decoded =
+        Sequenced::<PasswordEvents>::decode(last).map_err(|e| ApiError::internal(e.to_string()))?;
     let password_hash = match decoded.event {
         PasswordEvents::UserRegistered(r) => r.password_hash,
         PasswordEvents::UserPasswordChanged(c) => c.password_hash,
