@@ -119,6 +119,31 @@ pub fn modules() -> Vec<Module> {
     ]
 }
 
+/// Sends `req` through `router`; the status and the body (at most `limit` bytes). Every answer
+/// must be below 500.
+async fn send(
+    router: &Router,
+    req: Request<Body>,
+    limit: usize,
+    what: &str,
+) -> (u16, axum::body::Bytes) {
+    let res = router
+        .clone()
+        .oneshot(req)
+        .await
+        .expect("the router is infallible");
+    let status = res.status().as_u16();
+    let bytes = axum::body::to_bytes(res.into_body(), limit)
+        .await
+        .expect("a bounded body");
+    assert!(
+        status < 500,
+        "{what}: {status} {}",
+        String::from_utf8_lossy(&bytes)
+    );
+    (status, bytes)
+}
+
 struct App {
     router: Router,
     store: MemoryStore,
@@ -210,21 +235,8 @@ pub fn module_json(data: &[u8]) {
             req = req.header("authorization", v);
         }
         let req = req.body(Body::from(body.to_vec())).expect("a request");
-        let res = app
-            .router
-            .clone()
-            .oneshot(req)
-            .await
-            .expect("the router is infallible");
-        let status = res.status().as_u16();
-        let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
-            .await
-            .expect("a bounded body");
-        assert!(
-            status < 500,
-            "{method} {path}: {status} {}",
-            String::from_utf8_lossy(&bytes)
-        );
+        let what = format!("{method} {path}");
+        let (status, bytes) = send(&app.router, req, 1 << 20, &what).await;
         if status >= 400 {
             let v: serde_json::Value =
                 serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
@@ -307,21 +319,7 @@ pub fn console_params(data: &[u8]) -> Option<u16> {
             .header("host", "127.0.0.1")
             .body(Body::empty())
             .expect("a request");
-        let res = app
-            .router
-            .clone()
-            .oneshot(req)
-            .await
-            .expect("the router is infallible");
-        let status = res.status().as_u16();
-        let bytes = axum::body::to_bytes(res.into_body(), 16 << 20)
-            .await
-            .expect("a bounded body");
-        assert!(
-            status < 500,
-            "{uri}: {status} {}",
-            String::from_utf8_lossy(&bytes)
-        );
+        let (status, bytes) = send(&app.router, req, 16 << 20, &uri.to_string()).await;
         let v: serde_json::Value =
             serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
         if status >= 400 {
