@@ -79,6 +79,13 @@ pub fn run(root: &Path, o: &StressOptions) -> Result<()> {
     } else {
         o.test_args.clone()
     };
+    // `cargo test --workspace` rebuilds the `xtask` package, whose binary may be this very
+    // file: the load processes run from a copy taken before the build.
+    let scratch = tempdir(root)?;
+    let exe = std::env::current_exe().context("cannot find the xtask binary")?;
+    let load_exe = scratch.join("stress-load");
+    std::fs::copy(&exe, &load_exe)
+        .with_context(|| format!("cannot copy {} to {}", exe.display(), load_exe.display()))?;
     println!("stress-tests: building the tests first (not timed, no load)");
     let built = Command::new(&cargo)
         .arg("test")
@@ -90,8 +97,7 @@ pub fn run(root: &Path, o: &StressOptions) -> Result<()> {
     if !built.success() {
         bail!("the tests do not build ({built})");
     }
-    let scratch = tempdir(root)?;
-    let mut load = Load::start(o, &scratch)?;
+    let mut load = Load::start(o, &load_exe, &scratch)?;
     println!(
         "stress-tests: {} CPU burner(s){} running beside the suite on {} core(s)",
         o.burners,
@@ -162,16 +168,15 @@ struct Load {
 }
 
 impl Load {
-    fn start(o: &StressOptions, scratch: &Path) -> Result<Load> {
-        let exe = std::env::current_exe().context("cannot find the xtask binary")?;
+    fn start(o: &StressOptions, exe: &Path, scratch: &Path) -> Result<Load> {
         let mut children = Vec::new();
         for _ in 0..o.burners {
-            children.push(spawn(&exe, &["cpu"])?);
+            children.push(spawn(exe, &["cpu"])?);
         }
         let mut disk_report = None;
         if o.disk {
             let dir = scratch.to_string_lossy().into_owned();
-            children.push(spawn(&exe, &["disk", &dir])?);
+            children.push(spawn(exe, &["disk", &dir])?);
             disk_report = Some(scratch.join("written"));
         }
         Ok(Load {
