@@ -12,7 +12,8 @@ use axum::routing::{delete, get, post};
 use dcb_core::{EventStore, Position, Query, ReadOptions, SequencedEvent};
 use fairway_runtime::http::ApiError;
 use fairway_runtime::{
-    Host, ModuleKind, RECORDED_AT_KEY, Runtime, Shutdown, automation_consumer, view_consumer,
+    ConsumerKind, ConsumerLag, Host, ModuleKind, RECORDED_AT_KEY, Runtime, Shutdown,
+    automation_consumer, view_consumer,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -423,10 +424,26 @@ async fn board(
         .into_response())
 }
 
-fn lag(head: Option<Position>, at: Option<Position>) -> String {
-    head.map_or(0, Position::get)
-        .saturating_sub(at.map_or(0, Position::get))
-        .to_string()
+/// Each consumer of `kind`'s checkpoint and lag, by name, from [`Host::lags`] (the one
+/// definition `/metrics` and `fairway status` use too).
+async fn lags_of(
+    st: &ConsoleState,
+    kind: ConsumerKind,
+) -> Result<HashMap<String, ConsumerLag>, ApiError> {
+    Ok(st
+        .0
+        .host
+        .lags()
+        .await?
+        .into_iter()
+        .filter(|l| l.kind == kind)
+        .map(|l| (l.name.clone(), l))
+        .collect())
+}
+
+/// A consumer's lag as the console shows it (a decimal string, like positions).
+fn lag(lags: &HashMap<String, ConsumerLag>, name: &str) -> String {
+    lags.get(name).map_or(0, |l| l.lag).to_string()
 }
 
 /// `GET /api/automations`: per automation its cursor, lag behind the head, in-flight and retry
@@ -439,6 +456,7 @@ async fn automations(
     no_params(&raw)?;
     let rt = st.rt();
     let head = rt.store().head().await?;
+    let lags = lags_of(&st, ConsumerKind::Automation).await?;
     let mut out = Vec::new();
     for (name, max_attempts) in st.automations() {
         let checkpoint = rt.store().checkpoint(&automation_consumer(&name)).await?;
@@ -450,7 +468,7 @@ async fn automations(
             "max_attempts": max_attempts,
             "checkpoint": checkpoint,
             "head": head,
-            "lag": lag(head, checkpoint),
+            "lag": lag(&lags, &name),
             "in_flight": m.in_flight.load(Relaxed),
             "processed": m.processed.load(Relaxed),
             "retries": m.retries.load(Relaxed),
@@ -566,6 +584,7 @@ async fn views(
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+    let lags = lags_of(&st, ConsumerKind::View).await?;
     let mut out = Vec::new();
     for name in st.0.host.views() {
         let checkpoint = rt.store().checkpoint(&view_consumer(&name)).await?;
@@ -579,7 +598,7 @@ async fn views(
             "name": name,
             "checkpoint": checkpoint,
             "head": head,
-            "lag": lag(head, checkpoint),
+            "lag": lag(&lags, &name),
             "processed": m.processed.load(Relaxed),
             "rebuilds": m.rebuilds.load(Relaxed),
             "lease_held": m.lease_held.load(Relaxed) == 1,

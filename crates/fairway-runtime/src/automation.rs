@@ -383,16 +383,8 @@ impl<A: Automation> AutomationWorker<A> {
             if !self.commit_fenced(commit).await? {
                 return Ok(report);
             }
-            committed = Some(p);
         }
         report.caught_up = n < self.settings.batch;
-        let lag = report
-            .head
-            .map_or(0, |h| h.get())
-            .saturating_sub(committed.map_or(0, |p| p.get()));
-        self.metrics
-            .lag
-            .store(u64::try_from(lag).unwrap_or(u64::MAX), Ordering::Relaxed);
         Ok(report)
     }
 

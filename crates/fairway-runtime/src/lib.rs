@@ -66,6 +66,7 @@ mod env;
 mod event;
 pub mod http;
 pub mod idempotency;
+pub mod lag;
 mod lease;
 mod metrics;
 mod module;
@@ -92,6 +93,7 @@ pub use event::{
 /// `#[derive(DomainEvent)]`: `#[event(type = "..")]` on the struct, `#[tag("prefix")]` on
 /// tagged fields, `#[event(sensitive)]` on secret ones (see `docs/guide.md`).
 pub use fairway_derive::DomainEvent;
+pub use lag::{ConsumerKind, ConsumerLag};
 pub use lease::{Lease, lease_consumer};
 pub use metrics::{AutomationMetrics, Metrics, ViewMetrics};
 pub use module::{

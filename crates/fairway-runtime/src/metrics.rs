@@ -20,8 +20,8 @@ pub struct AutomationMetrics {
     pub retry_queue: AtomicI64,
     /// Triggers being processed now (gauge).
     pub in_flight: AtomicI64,
-    /// Store head minus the automation's checkpoint, in positions (gauge; positions may have
-    /// gaps, so it is an upper bound on the number of unprocessed events).
+    /// Events matching the automation's query after its checkpoint (gauge; computed on each
+    /// `/metrics` scrape by [`Host::lags`](crate::Host::lags), see [`lag`](crate::lag)).
     pub lag: AtomicU64,
     /// 1 while this replica holds the automation's lease (gauge).
     pub lease_held: Arc<AtomicU64>,
@@ -38,7 +38,8 @@ impl AutomationMetrics {
 pub struct ViewMetrics {
     /// Events applied (counter).
     pub processed: AtomicU64,
-    /// Store head minus the view's position (gauge).
+    /// Events matching the view's query after its checkpoint (gauge; computed on each
+    /// `/metrics` scrape by [`Host::lags`](crate::Host::lags), see [`lag`](crate::lag)).
     pub lag: AtomicU64,
     /// Times the view was rebuilt from scratch (counter).
     pub rebuilds: AtomicU64,
@@ -114,7 +115,7 @@ impl Metrics {
             (
                 "fairway_automation_lag",
                 "gauge",
-                "Store head minus checkpoint, in positions",
+                "Events matching the automation's query after its checkpoint",
                 |m| m.lag.load(Ordering::Relaxed).into(),
             ),
             (
@@ -145,7 +146,7 @@ impl Metrics {
             (
                 "fairway_view_lag",
                 "gauge",
-                "Store head minus view position",
+                "Events matching the view's query after its checkpoint",
                 |m| m.lag.load(Ordering::Relaxed),
             ),
             (

@@ -9,14 +9,17 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::handler::Handler;
 use axum::routing::{MethodRouter, get};
+use dcb_core::{Query, QueryItem};
 use futures::future::BoxFuture;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
 use crate::automation::{Automation, AutomationWorker};
 use crate::command::Command;
+use crate::event::restrict;
 use crate::event::{DomainEvent, EventSet};
 use crate::http::ApiError;
+use crate::lag::{Consumer, ConsumerKind, ConsumerLag};
 use crate::runtime::Runtime;
 use crate::shutdown::{Shutdown, shutdown_channel};
 use crate::view::{MaterializedView, ViewError};
@@ -122,6 +125,7 @@ pub struct Module {
     router: Router<Runtime>,
     workers: Vec<(String, WorkerFn)>,
     views: Vec<(String, RebuildFn)>,
+    consumers: Vec<Consumer>,
 }
 
 impl std::fmt::Debug for Module {
@@ -130,6 +134,14 @@ impl std::fmt::Debug for Module {
             .field("info", &self.info)
             .finish_non_exhaustive()
     }
+}
+
+/// What a consumer's worker reads: `query` restricted to its event set. A query naming a type
+/// outside the set stops the worker with an error; its lag then counts every event of the set.
+fn consumer_query(query: &Query, types: &[&str]) -> Query {
+    restrict(query, types).unwrap_or_else(|_| {
+        Query::item(QueryItem::new().types(types.iter().map(|t| (*t).to_owned())))
+    })
 }
 
 fn push_unique(list: &mut Vec<String>, items: impl IntoIterator<Item = String>) {
@@ -158,6 +170,7 @@ impl Module {
             router: Router::new(),
             workers: Vec::new(),
             views: Vec::new(),
+            consumers: Vec::new(),
         }
     }
 
@@ -248,6 +261,11 @@ impl Module {
             Box::pin(async move { rt.rebuild(&*view).await })
         });
         self.views.push((view.name().to_owned(), rebuild));
+        self.consumers.push(Consumer {
+            kind: ConsumerKind::View,
+            name: view.name().to_owned(),
+            query: consumer_query(&view.query(), V::Events::TYPES),
+        });
         self.reads::<V::Events>()
             .worker(name, move |rt: Runtime, sd, replica: String| {
                 let view = view.clone();
@@ -264,6 +282,11 @@ impl Module {
         let automation = Arc::new(automation);
         let deps = Arc::new(deps);
         self.info.max_attempts = Some(automation.settings().max_attempts);
+        self.consumers.push(Consumer {
+            kind: ConsumerKind::Automation,
+            name: automation.name().to_owned(),
+            query: consumer_query(&automation.query(), A::Trigger::TYPES),
+        });
         let name = format!("automation:{}", automation.name());
         self.reads::<A::Trigger>().command::<A::Command>().worker(
             name,
@@ -285,6 +308,11 @@ impl Module {
     {
         let automation = Arc::new(automation);
         self.info.max_attempts = Some(automation.settings().max_attempts);
+        self.consumers.push(Consumer {
+            kind: ConsumerKind::Automation,
+            name: automation.name().to_owned(),
+            query: consumer_query(&automation.query(), A::Trigger::TYPES),
+        });
         let name = format!("automation:{}", automation.name());
         self.reads::<A::Trigger>().command::<A::Command>().worker(
             name,
@@ -382,6 +410,23 @@ impl Host {
             .collect()
     }
 
+    /// Every view's and automation's checkpoint and lag: the events matching its query after
+    /// its checkpoint ([`lag`](crate::lag)), views first. Also stores them in the lag gauges
+    /// of [`Runtime::metrics`]; `GET /metrics` calls it on each scrape.
+    pub async fn lags(&self) -> Result<Vec<ConsumerLag>, dcb_core::StoreError> {
+        crate::lag::lags(&self.runtime, &self.consumers()).await
+    }
+
+    fn consumers(&self) -> Vec<Consumer> {
+        let mut all: Vec<Consumer> = self
+            .modules
+            .iter()
+            .flat_map(|m| m.consumers.iter().cloned())
+            .collect();
+        all.sort_by_key(|c| c.kind == ConsumerKind::Automation);
+        all
+    }
+
     /// Rebuilds materialized view `name` from the first event ([`Runtime::rebuild`]); `None`
     /// when no module has a view of that name. Run it while no worker maintains the view.
     pub async fn rebuild_view(
@@ -400,6 +445,7 @@ impl Host {
     /// 503), `GET /metrics` (Prometheus text, plus any registered [`ExtraMetrics`]) and a JSON
     /// 404 for anything else.
     pub fn router(&self) -> Router {
+        let consumers = Arc::new(self.consumers());
         let mut router: Router<Runtime> = Router::new()
             .route(
                 "/health",
@@ -410,12 +456,18 @@ impl Host {
             )
             .route(
                 "/metrics",
-                get(|State(rt): State<Runtime>| async move {
-                    let mut text = rt.metrics().render();
-                    if let Some(extra) = rt.service::<ExtraMetrics>() {
-                        text.push_str(&extra.render());
+                get(move |State(rt): State<Runtime>| {
+                    let consumers = consumers.clone();
+                    async move {
+                        if let Err(error) = crate::lag::lags(&rt, &consumers).await {
+                            tracing::warn!(%error, "/metrics: the lags could not be computed");
+                        }
+                        let mut text = rt.metrics().render();
+                        if let Some(extra) = rt.service::<ExtraMetrics>() {
+                            text.push_str(&extra.render());
+                        }
+                        text
                     }
-                    text
                 }),
             );
         for m in &self.modules {

@@ -563,12 +563,6 @@ impl Runtime {
                 // Proved: nothing the view reads lies in (cursor, reached]. Valid while the
                 // stored checkpoint is at least `cursor` (a reset voids it).
                 slot.note(cursor, reached);
-                let lag = head
-                    .map_or(0, |h| h.get())
-                    .saturating_sub(reached.map_or(0, |p| p.get()));
-                metrics
-                    .lag
-                    .store(u64::try_from(lag).unwrap_or(u64::MAX), Ordering::Relaxed);
                 return Ok(reached);
             }
             slot.note(base.max(cursor), cursor);

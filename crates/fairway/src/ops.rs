@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 use dcb_core::{
     EventStore, Position, Query, QueryItem, ReadOptions, SequencedEvent, SubscriptionItem,
 };
-use fairway_runtime::{Host, Runtime, automation_consumer, view_consumer};
+use fairway_runtime::{ConsumerKind, Host, Runtime, view_consumer};
 use futures::StreamExt as _;
 use serde::Serialize;
 
@@ -378,8 +378,8 @@ async fn show_progress(store: Arc<dyn EventStore>, name: String, head: Option<Po
 struct ConsumerStatus {
     name: String,
     checkpoint: Option<Position>,
-    /// Events after the checkpoint of the types its module reads (exact for a view module;
-    /// an upper bound for an automation, whose module also reads its command's events).
+    /// Events matching its query after the checkpoint ([`Host::lags`], the definition
+    /// `/metrics` and the console use too).
     lag: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     dead_letters: Option<usize>,
@@ -396,66 +396,34 @@ struct Status {
     automations: Vec<ConsumerStatus>,
 }
 
-/// The event types read by the module running worker `worker` (`view:NAME`, `automation:NAME`).
-fn reads_of(host: &Host, worker: &str) -> Vec<String> {
-    host.catalog()
-        .into_iter()
-        .find(|m| m.workers.iter().any(|w| w == worker))
-        .map(|m| m.reads)
-        .unwrap_or_default()
-}
-
-/// Events of `types` after `checkpoint`.
-async fn lag(
-    store: &dyn EventStore,
-    types: Vec<String>,
-    checkpoint: Option<Position>,
-) -> anyhow::Result<u64> {
-    if types.is_empty() {
-        return Ok(0);
-    }
-    let query = Query::item(QueryItem::new().types(types));
-    let mut stream = store
-        .read(query, ReadOptions::new().after_opt(checkpoint))
-        .await?;
-    let mut n = 0;
-    while let Some(e) = stream.next().await {
-        e?;
-        n += 1;
-    }
-    Ok(n)
-}
-
 /// `fairway status`.
 pub async fn status(backend: &Backend, json: bool) -> anyhow::Result<()> {
     let (opened, rt, host) = open_host(backend).await?;
     let head = opened.store.head().await?;
     let events = store::count_events(&opened).await?;
     let mut views = Vec::new();
-    for name in host.views() {
-        let consumer = view_consumer(&name);
-        let checkpoint = opened.store.checkpoint(&consumer).await?;
-        views.push(ConsumerStatus {
-            lag: lag(&*opened.store, reads_of(&host, &consumer), checkpoint).await?,
-            name,
-            checkpoint,
-            dead_letters: None,
-            retry_queue: None,
-        });
-    }
     let mut autos = Vec::new();
-    for name in automations(&host) {
-        let consumer = automation_consumer(&name);
-        let checkpoint = opened.store.checkpoint(&consumer).await?;
-        let dead = rt.dead_letters(&name, None, 100_000).await?.len();
-        let retry = rt.retry_queue(&name, 100_000).await?.len();
-        autos.push(ConsumerStatus {
-            lag: lag(&*opened.store, reads_of(&host, &consumer), checkpoint).await?,
-            name,
-            checkpoint,
-            dead_letters: Some(dead),
-            retry_queue: Some(retry),
-        });
+    for l in host.lags().await? {
+        match l.kind {
+            ConsumerKind::View => views.push(ConsumerStatus {
+                name: l.name,
+                checkpoint: l.checkpoint,
+                lag: l.lag,
+                dead_letters: None,
+                retry_queue: None,
+            }),
+            ConsumerKind::Automation => {
+                let dead = rt.dead_letters(&l.name, None, 100_000).await?.len();
+                let retry = rt.retry_queue(&l.name, 100_000).await?.len();
+                autos.push(ConsumerStatus {
+                    name: l.name,
+                    checkpoint: l.checkpoint,
+                    lag: l.lag,
+                    dead_letters: Some(dead),
+                    retry_queue: Some(retry),
+                });
+            }
+        }
     }
     let status = Status {
         backend: backend.describe(),

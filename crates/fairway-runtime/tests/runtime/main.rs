@@ -8,5 +8,6 @@ mod example;
 mod harness;
 mod http;
 mod integration;
+mod lag;
 mod round_two;
 mod view_rebuild;
