@@ -7,10 +7,15 @@
 //! [`stats`] the medians and percentiles. The `fairway-bench` binary alternates the stores
 //! round by round and reports our figures as ratios to each peer (see `docs/BENCHMARKS.md`).
 //!
-//! Layer: a tool on top of the backends. It depends on `dcb-core`, `dcb-embedded` and the two
-//! peer crates; nothing may depend on it, and it stays out of the workspace's default members.
+//! [`invoices`] is the one workload above the store: gapless invoice numbers under contention,
+//! through `fairway-runtime` and the `invoices-create-invoice` module (`--invoices`).
+//!
+//! Layer: a tool on top of the backends. It depends on `dcb-core`, `dcb-embedded`, the two
+//! peer crates and, for [`invoices`], `fairway-runtime` and one module; nothing may depend on
+//! it, and it stays out of the workspace's default members.
 
 pub mod adapters;
+pub mod invoices;
 pub mod measure;
 pub mod stats;
 pub mod workloads;

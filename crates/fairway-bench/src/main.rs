@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release -p fairway-bench -- --quick     # < 3 minutes
 //! cargo run --release -p fairway-bench                # full run
+//! cargo run --release -p fairway-bench -- --invoices  # 50 concurrent gapless invoices, 5 rounds
 //! ```
 
 use std::collections::BTreeMap;
@@ -39,6 +40,13 @@ struct Args {
     /// Parent directory for the temporary data directories (default: the system temp dir).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Run only the gapless-invoice contention workload (concurrent `CreateInvoice` commands
+    /// through fairway-runtime on the embedded store; 5 rounds unless `--rounds`).
+    #[arg(long)]
+    invoices: bool,
+    /// Concurrent commands per round of `--invoices`.
+    #[arg(long, default_value_t = 50)]
+    invoice_clients: usize,
     /// Internal: run the peak-RSS read for one store in this process and print one JSON line.
     #[arg(long, hide = true)]
     rss_child: Option<String>,
@@ -161,11 +169,55 @@ fn ratio(row: &Row, peer: &str) -> Option<f64> {
     median(&per_round)
 }
 
+/// `--invoices`: the rounds, one line and one JSON line each, then a summary; fails when any
+/// round has a gap or a duplicate.
+fn run_invoices(args: &Args) -> anyhow::Result<()> {
+    let rounds = args.rounds.unwrap_or(5);
+    let clients = args.invoice_clients;
+    eprintln!(
+        "fairway-bench invoices: {rounds} rounds of {clients} concurrent commands, load average before {}",
+        load_average()
+    );
+    let mut all = Vec::new();
+    for r in 1..=rounds {
+        let dir = tempdir(&args.dir)?;
+        let result = fairway_bench::invoices::round(dir.path(), clients)?;
+        println!(
+            "invoices round {r}: {}/{clients} succeeded, {} gaps, {} duplicates, attempts p50 {} max {}, {:.2} s",
+            result.successes,
+            result.gaps,
+            result.duplicates,
+            result.attempts_p50,
+            result.attempts_max,
+            result.seconds
+        );
+        println!("{}", result.to_json(r, clients));
+        all.push(result);
+    }
+    let ok: usize = all.iter().map(|r| r.successes).sum();
+    let bad: usize = all.iter().map(|r| r.gaps + r.duplicates).sum();
+    let max = all.iter().map(|r| r.attempts_max).max().unwrap_or(0);
+    let secs: Vec<f64> = all.iter().map(|r| r.seconds).collect();
+    println!(
+        "invoices: {ok}/{} succeeded, {bad} gaps or duplicates, attempts max {max}, median round {:.2} s; load average after {}",
+        rounds * clients,
+        median(&secs).unwrap_or(0.0),
+        load_average()
+    );
+    if bad > 0 {
+        bail!("{bad} gaps or duplicates among the invoice numbers");
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(name) = &args.rss_child {
         let kind = Kind::from_name(name).context("unknown store")?;
         return rss_child(kind, args.rss_events, &args.dir);
+    }
+    if args.invoices {
+        return run_invoices(&args);
     }
     let sizes = if args.quick {
         Sizes::QUICK

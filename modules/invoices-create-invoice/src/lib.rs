@@ -6,7 +6,7 @@
 //!
 //! Decision model: `last_invoice_number` (the last `InvoiceCreated` only). Under contention the
 //! losers re-run within the retry budget (2 s by default) and take the next number: 50
-//! concurrent creations give 1..=50 (see this crate's tests and `fairway-bench invoices`).
+//! concurrent creations give 1..=50 (see this crate's tests and `fairway-bench --invoices`).
 //!
 //! Given/when/then:
 //!
