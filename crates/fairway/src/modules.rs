@@ -12,6 +12,8 @@ pub fn all() -> Vec<Module> {
         library_borrow_book::module(),
         library_borrowed_books::module(),
         library_return_book::module(),
+        optin_confirm::module(),
+        optin_request_token::module(),
         todo_add_item::module(),
         todo_complete_item::module(),
         todo_create_list::module(),
