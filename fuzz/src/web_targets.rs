@@ -212,6 +212,10 @@ pub fn module_json(data: &[u8]) {
     let Some((&pick, body)) = data.split_first() else {
         return;
     };
+    // "A refusal writes nothing" holds per request: requests of this target run one at a time
+    // even when several test threads call it (the fuzzer itself runs one input at a time).
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let app = app();
     if app.routes.is_empty() {
         return;
