@@ -349,7 +349,7 @@ fn serve_until_exit(dir: &std::path::Path) -> (Option<std::process::ExitStatus>,
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(90);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break Some(status);

@@ -177,7 +177,7 @@ impl Captured {
             assert!(Instant::now() < deadline, "no startup line: {text}");
             std::thread::sleep(Duration::from_millis(50));
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while server
             .try_request("GET", "/health", None, None)
             .map(|r| r.status)

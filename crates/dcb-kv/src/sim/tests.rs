@@ -110,14 +110,15 @@ async fn watches_fire_on_change() {
         .unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn old_transactions_are_too_old() {
     let db = SimKv::with_config(SimConfig {
         max_tx_age: Duration::from_millis(10),
         ..SimConfig::default()
     });
     let t = db.begin().unwrap();
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    // On the paused clock this moves the transaction's age past the limit exactly.
+    tokio::time::advance(Duration::from_millis(30)).await;
     assert_eq!(
         t.get(b"a", true).await.unwrap_err().kind,
         KvErrorKind::Retryable

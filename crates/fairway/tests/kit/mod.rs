@@ -96,7 +96,7 @@ impl Served {
             line,
             dir: dir.to_path_buf(),
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(90);
         while !request(addr, "GET", "/health", &[], None).is_ok_and(|r| r.status == 200) {
             assert!(Instant::now() < deadline, "/health never answered 200");
             std::thread::sleep(Duration::from_millis(50));
@@ -126,7 +126,7 @@ impl Served {
             .unwrap_or(0)
     }
 
-    /// SIGTERM, then asserts a clean exit within 30 s.
+    /// SIGTERM, then asserts a clean exit within 90 s.
     pub fn stop(mut self) {
         let mut child = self.child.take().unwrap();
         let ok = Command::new("kill")
@@ -135,7 +135,7 @@ impl Served {
             .status()
             .unwrap();
         assert!(ok.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
                 assert!(status.success(), "fairway exited with {status}");
@@ -143,7 +143,7 @@ impl Served {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("fairway did not stop within 30 s of SIGTERM");
+                panic!("fairway did not stop within 90 s of SIGTERM");
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -168,7 +168,7 @@ impl Server {
             startup_line: line,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if server
                 .try_request("GET", "/health", &[], None)
