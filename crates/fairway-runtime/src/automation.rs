@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::command::{Command, CommandError, Ids};
 use crate::env::{backoff, millis};
-use crate::event::{EventSet, Sequenced, TypeOutsideSet, restrict};
+use crate::event::{EventSet, Sequenced, TypeOutsideSet, restrict_set};
 use crate::lease::{LeaseError, LeaseKeeper};
 use crate::metrics::AutomationMetrics;
 use crate::runtime::Runtime;
@@ -297,7 +297,7 @@ impl<A: Automation> AutomationWorker<A> {
         }
         report.leased = true;
         let consumer = self.consumer();
-        let query = restrict(&self.automation.query(), A::Trigger::TYPES)?;
+        let query = restrict_set::<A::Trigger>(&self.automation.query())?;
         self.run_retries(&query, &mut report).await?;
 
         let store = self.rt.store_arc();

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::decision::{Decide, DecisionModel};
 use crate::env::{Environment, backoff};
 use crate::event::{
-    DecodeError, EncodeError, EventSet, NewEvent, Sequenced, TypeOutsideSet, restrict,
+    DecodeError, EncodeError, EventSet, NewEvent, Sequenced, TypeOutsideSet, restrict_set,
 };
 use crate::runtime::Runtime;
 
@@ -351,17 +351,16 @@ struct Plan {
 }
 
 fn plan<E: EventSet>(reads: Vec<Read>) -> Result<Plan, TypeOutsideSet> {
-    let types = E::TYPES;
     let mut logical = Vec::with_capacity(reads.len());
     let mut merged: Option<Query> = None;
     let mut separate = Vec::new();
     let mut own = Vec::with_capacity(reads.len());
     for r in reads {
-        let query = restrict(&r.query, types)?;
+        let query = restrict_set::<E>(&r.query)?;
         let conflict = r
             .conflict
             .as_ref()
-            .map(|q| restrict(q, types))
+            .map(|q| restrict_set::<E>(q))
             .transpose()?;
         if r.last.is_none() && conflict.is_none() {
             merged = Some(match merged {

@@ -43,6 +43,109 @@ pub trait DomainEvent: Serialize + DeserializeOwned + Debug + Send + Sync + 'sta
     /// Declared once here, they reach the host through the modules' self-description
     /// ([`ModuleInfo::sensitive_fields`](crate::ModuleInfo::sensitive_fields)).
     const SENSITIVE_FIELDS: &'static [&'static str] = &[];
+
+    /// The version of this struct's shape (1 until the shape changes incompatibly). Events are
+    /// stored with it in their metadata ([`SCHEMA_VERSION_KEY`]) when it is above 1; an event
+    /// stored without it is version 1.
+    const VERSION: u32 = 1;
+
+    /// Names this event type was stored under before it was renamed, e.g. `&["UserSignedUp"]`.
+    /// Readers find and decode events stored under these names as this type: queries and append
+    /// conditions include them, so a rename never hides old events from a decision.
+    const FORMER_TYPES: &'static [&'static str] = &[];
+
+    /// Turns stored data of version `from` (below [`DomainEvent::VERSION`]) into version
+    /// `from + 1`, as JSON. Called once per step on read, before decoding, so an event stored as
+    /// version 1 reaches a version-3 struct through `upcast(1, ..)` then `upcast(2, ..)`.
+    ///
+    /// ```
+    /// # use fairway_runtime::{DomainEvent, tag};
+    /// use serde_json::{Value, json};
+    /// #[derive(Debug, serde::Serialize, serde::Deserialize)]
+    /// struct PriceSet { item: String, cents: u64, currency: String }
+    /// impl DomainEvent for PriceSet {
+    ///     const TYPE: &'static str = "PriceSet";
+    ///     const VERSION: u32 = 2;
+    ///     fn tags(&self) -> Vec<String> { vec![tag("item", &self.item)] }
+    ///     // Version 1 stored {"item", "euros": 12.5}.
+    ///     fn upcast(from: u32, mut data: Value) -> Result<Value, String> {
+    ///         match from {
+    ///             1 => {
+    ///                 let euros = data["euros"].as_f64().ok_or("euros is not a number")?;
+    ///                 data["cents"] = json!((euros * 100.0).round() as u64);
+    ///                 data["currency"] = json!("EUR");
+    ///                 Ok(data)
+    ///             }
+    ///             v => Err(format!("no upcaster from version {v}")),
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    fn upcast(from: u32, data: serde_json::Value) -> Result<serde_json::Value, String> {
+        let _ = data;
+        Err(format!(
+            "{} has no upcaster from version {from} (its VERSION is {})",
+            Self::TYPE,
+            Self::VERSION
+        ))
+    }
+}
+
+/// Metadata key holding the schema version of an event's data ([`DomainEvent::VERSION`]); absent
+/// means version 1.
+pub const SCHEMA_VERSION_KEY: &str = "schema_version";
+
+/// The schema version an event's metadata records: 1 when absent; an unreadable value is a
+/// [`DecodeError::Data`].
+pub fn stored_version(
+    event_type: &str,
+    metadata: &BTreeMap<String, String>,
+) -> Result<u32, DecodeError> {
+    match metadata.get(SCHEMA_VERSION_KEY) {
+        None => Ok(1),
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|v| *v >= 1)
+            .ok_or_else(|| DecodeError::Data {
+                event_type: event_type.to_owned(),
+                message: format!("metadata {SCHEMA_VERSION_KEY} is {v:?}, not a version >= 1"),
+            }),
+    }
+}
+
+/// Decodes stored data of `stored_type` (the type's name or one of its
+/// [`DomainEvent::FORMER_TYPES`]) at schema version `version` as `E`, applying `E`'s upcasters
+/// first when the version is older than [`DomainEvent::VERSION`]. Data of the current version is
+/// decoded directly, without an intermediate JSON value. Data of a newer version than `E` knows
+/// (written by a newer deployment) is decoded as it is, so additive changes stay readable.
+pub fn decode_as<E: DomainEvent>(
+    stored_type: &str,
+    version: u32,
+    data: &[u8],
+) -> Result<E, DecodeError> {
+    let data_error = |message: String| DecodeError::Data {
+        event_type: stored_type.to_owned(),
+        message,
+    };
+    if version >= E::VERSION {
+        return serde_json::from_slice(data).map_err(|e| data_error(e.to_string()));
+    }
+    let mut value: serde_json::Value =
+        serde_json::from_slice(data).map_err(|e| data_error(e.to_string()))?;
+    for from in version.max(1)..E::VERSION {
+        value = E::upcast(from, value).map_err(|message| DecodeError::Upcast {
+            event_type: stored_type.to_owned(),
+            from,
+            message,
+        })?;
+    }
+    serde_json::from_value(value).map_err(|e| {
+        data_error(format!(
+            "{e} (after upcasting from version {version} to {})",
+            E::VERSION
+        ))
+    })
 }
 
 /// What a redacted field's value is replaced with.
@@ -92,8 +195,30 @@ pub trait EventSet: Sized + Debug + Send + Sync + 'static {
     /// Per variant type, its [`DomainEvent::SENSITIVE_FIELDS`] (none by default).
     const SENSITIVE_FIELDS: &'static [(&'static str, &'static [&'static str])] = &[];
 
-    /// Decodes one stored event.
-    fn decode(event_type: &str, data: &[u8]) -> Result<Self, DecodeError>;
+    /// Per variant type, its [`DomainEvent::FORMER_TYPES`] (none by default).
+    const FORMER_TYPES: &'static [(&'static str, &'static [&'static str])] = &[];
+
+    /// Decodes one stored event whose metadata carries no schema version (version 1).
+    fn decode(event_type: &str, data: &[u8]) -> Result<Self, DecodeError> {
+        Self::decode_versioned(event_type, 1, data)
+    }
+
+    /// Decodes one stored event of schema version `version` (see [`decode_as`]); `event_type`
+    /// may be a variant's current or former name.
+    fn decode_versioned(event_type: &str, version: u32, data: &[u8]) -> Result<Self, DecodeError>;
+
+    /// Every stored type name this set decodes: the variants' types and their former names.
+    fn stored_types() -> Vec<&'static str> {
+        let mut out: Vec<&'static str> = Self::TYPES.to_vec();
+        for (_, former) in Self::FORMER_TYPES {
+            for name in *former {
+                if !out.contains(name) {
+                    out.push(name);
+                }
+            }
+        }
+        out
+    }
 }
 
 /// Declares an [`EventSet`] enum: one variant per event struct.
@@ -131,15 +256,22 @@ macro_rules! event_set {
                 <$ty as $crate::DomainEvent>::SENSITIVE_FIELDS,
             )),+];
 
-            fn decode(event_type: &str, data: &[u8]) -> ::std::result::Result<Self, $crate::DecodeError> {
+            const FORMER_TYPES: &'static [(&'static str, &'static [&'static str])] = &[$((
+                <$ty as $crate::DomainEvent>::TYPE,
+                <$ty as $crate::DomainEvent>::FORMER_TYPES,
+            )),+];
+
+            fn decode_versioned(
+                event_type: &str,
+                version: u32,
+                data: &[u8],
+            ) -> ::std::result::Result<Self, $crate::DecodeError> {
                 $(
-                    if event_type == <$ty as $crate::DomainEvent>::TYPE {
-                        return $crate::__private::serde_json::from_slice::<$ty>(data)
-                            .map($name::$variant)
-                            .map_err(|e| $crate::DecodeError::Data {
-                                event_type: event_type.to_owned(),
-                                message: e.to_string(),
-                            });
+                    if event_type == <$ty as $crate::DomainEvent>::TYPE
+                        || <$ty as $crate::DomainEvent>::FORMER_TYPES.contains(&event_type)
+                    {
+                        return $crate::decode_as::<$ty>(event_type, version, data)
+                            .map($name::$variant);
                     }
                 )+
                 ::std::result::Result::Err($crate::DecodeError::UnknownType(event_type.to_owned()))
@@ -161,6 +293,16 @@ pub enum DecodeError {
         /// The stored type.
         event_type: String,
         /// The JSON error.
+        message: String,
+    },
+    /// An upcaster refused the stored data.
+    #[error("cannot upcast {event_type} data from version {from}: {message}")]
+    Upcast {
+        /// The stored type.
+        event_type: String,
+        /// The version the failing step started from.
+        from: u32,
+        /// The upcaster's message.
         message: String,
     },
 }
@@ -192,9 +334,40 @@ pub fn restrict(query: &Query, types: &[&str]) -> Result<Query, TypeOutsideSet> 
     }
 }
 
+/// [`restrict`] to the types `E` decodes, renames included: an item naming a type also matches the
+/// names that type was stored under before ([`DomainEvent::FORMER_TYPES`]), so reads and append
+/// conditions see events stored before a rename.
+pub fn restrict_set<E: EventSet>(query: &Query) -> Result<Query, TypeOutsideSet> {
+    let restricted = restrict(query, &E::stored_types())?;
+    if E::FORMER_TYPES.iter().all(|(_, former)| former.is_empty()) {
+        return Ok(restricted);
+    }
+    Ok(match restricted {
+        Query::All => Query::All,
+        Query::Items(items) => Query::Items(
+            items
+                .into_iter()
+                .map(|mut item| {
+                    for (current, former) in E::FORMER_TYPES {
+                        if item.types.iter().any(|t| t == current) {
+                            for name in *former {
+                                if !item.types.iter().any(|t| t == name) {
+                                    item.types.push((*name).to_owned());
+                                }
+                            }
+                        }
+                    }
+                    item
+                })
+                .collect(),
+        ),
+    })
+}
+
 /// Object-safe view of a [`DomainEvent`], so one batch can hold several event types.
 trait ErasedEvent: Debug + Send + Sync {
     fn event_type(&self) -> &'static str;
+    fn version(&self) -> u32;
     fn tags(&self) -> Vec<String>;
     fn to_json(&self) -> Result<Vec<u8>, serde_json::Error>;
 }
@@ -202,6 +375,9 @@ trait ErasedEvent: Debug + Send + Sync {
 impl<E: DomainEvent> ErasedEvent for E {
     fn event_type(&self) -> &'static str {
         E::TYPE
+    }
+    fn version(&self) -> u32 {
+        E::VERSION
     }
     fn tags(&self) -> Vec<String> {
         DomainEvent::tags(self)
@@ -270,10 +446,14 @@ impl NewEvent {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_millis();
-        Ok(Event::new(self.event_type(), self.encode_data()?)
+        let event = Event::new(self.event_type(), self.encode_data()?)
             .tags(self.tags())
             .meta(RECORDED_AT_KEY, ms.to_string())
-            .with_id(id))
+            .with_id(id);
+        Ok(match self.0.version() {
+            1 => event,
+            v => event.meta(SCHEMA_VERSION_KEY, v.to_string()),
+        })
     }
 }
 
@@ -305,7 +485,8 @@ impl<E: EventSet> Sequenced<E> {
     /// Decodes a stored event.
     pub fn decode(stored: SequencedEvent) -> Result<Sequenced<E>, DecodeError> {
         let SequencedEvent { position, event } = stored;
-        let decoded = E::decode(&event.event_type, &event.data)?;
+        let version = stored_version(&event.event_type, &event.metadata)?;
+        let decoded = E::decode_versioned(&event.event_type, version, &event.data)?;
         let recorded_at = event
             .metadata
             .get(RECORDED_AT_KEY)

@@ -60,6 +60,7 @@
 //! ```
 
 mod automation;
+pub mod check;
 mod command;
 mod decision;
 mod env;
@@ -88,7 +89,8 @@ pub use decision::{Decide, Decision, DecisionModel, Evolve, Outcome, Projection,
 pub use env::{Environment, SystemEnv, TestEnv, from_millis, millis, test_epoch};
 pub use event::{
     DecodeError, DomainEvent, EncodeError, EventSet, Metadata, NewEvent, RECORDED_AT_KEY, REDACTED,
-    Sequenced, TypeOutsideSet, redact, restrict, tag,
+    SCHEMA_VERSION_KEY, Sequenced, TypeOutsideSet, decode_as, redact, restrict, restrict_set,
+    stored_version, tag,
 };
 /// `#[derive(DomainEvent)]`: `#[event(type = "..")]` on the struct, `#[tag("prefix")]` on
 /// tagged fields, `#[event(sensitive)]` on secret ones (see `docs/guide.md`).

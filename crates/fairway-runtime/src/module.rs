@@ -16,7 +16,6 @@ use tokio::task::JoinHandle;
 
 use crate::automation::{Automation, AutomationWorker};
 use crate::command::Command;
-use crate::event::restrict;
 use crate::event::{DomainEvent, EventSet};
 use crate::http::ApiError;
 use crate::lag::{Consumer, ConsumerKind, ConsumerLag};
@@ -126,6 +125,7 @@ pub struct Module {
     workers: Vec<(String, WorkerFn)>,
     views: Vec<(String, RebuildFn)>,
     consumers: Vec<Consumer>,
+    decoders: Vec<crate::check::Decoder>,
 }
 
 impl std::fmt::Debug for Module {
@@ -138,9 +138,9 @@ impl std::fmt::Debug for Module {
 
 /// What a consumer's worker reads: `query` restricted to its event set. A query naming a type
 /// outside the set stops the worker with an error; its lag then counts every event of the set.
-fn consumer_query(query: &Query, types: &[&str]) -> Query {
-    restrict(query, types).unwrap_or_else(|_| {
-        Query::item(QueryItem::new().types(types.iter().map(|t| (*t).to_owned())))
+fn consumer_query<E: EventSet>(query: &Query) -> Query {
+    crate::event::restrict_set::<E>(query).unwrap_or_else(|_| {
+        Query::item(QueryItem::new().types(E::stored_types().into_iter().map(str::to_owned)))
     })
 }
 
@@ -171,6 +171,7 @@ impl Module {
             workers: Vec::new(),
             views: Vec::new(),
             consumers: Vec::new(),
+            decoders: Vec::new(),
         }
     }
 
@@ -223,6 +224,10 @@ impl Module {
         for (event_type, fields) in E::SENSITIVE_FIELDS {
             self.info.add_sensitive(event_type, fields);
         }
+        let decoder = crate::check::Decoder::of::<E>(&self.info.name);
+        if !self.decoders.contains(&decoder) {
+            self.decoders.push(decoder);
+        }
         self
     }
 
@@ -264,7 +269,7 @@ impl Module {
         self.consumers.push(Consumer {
             kind: ConsumerKind::View,
             name: view.name().to_owned(),
-            query: consumer_query(&view.query(), V::Events::TYPES),
+            query: consumer_query::<V::Events>(&view.query()),
         });
         self.reads::<V::Events>()
             .worker(name, move |rt: Runtime, sd, replica: String| {
@@ -285,7 +290,7 @@ impl Module {
         self.consumers.push(Consumer {
             kind: ConsumerKind::Automation,
             name: automation.name().to_owned(),
-            query: consumer_query(&automation.query(), A::Trigger::TYPES),
+            query: consumer_query::<A::Trigger>(&automation.query()),
         });
         let name = format!("automation:{}", automation.name());
         self.reads::<A::Trigger>().command::<A::Command>().worker(
@@ -311,7 +316,7 @@ impl Module {
         self.consumers.push(Consumer {
             kind: ConsumerKind::Automation,
             name: automation.name().to_owned(),
-            query: consumer_query(&automation.query(), A::Trigger::TYPES),
+            query: consumer_query::<A::Trigger>(&automation.query()),
         });
         let name = format!("automation:{}", automation.name());
         self.reads::<A::Trigger>().command::<A::Command>().worker(
@@ -400,6 +405,15 @@ impl Host {
             }
         }
         out
+    }
+
+    /// How each module decodes the events it reads: what `fairway events check` tries every
+    /// stored event against ([`crate::check`]).
+    pub fn decoders(&self) -> Vec<crate::check::Decoder> {
+        self.modules
+            .iter()
+            .flat_map(|m| m.decoders.iter().cloned())
+            .collect()
     }
 
     /// The names of every materialized view of the modules.

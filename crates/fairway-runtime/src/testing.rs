@@ -21,7 +21,7 @@ use crate::automation::{Automation, AutomationWorker, DeadLetter};
 use crate::command::{Command, CommandError};
 use crate::decision::{Decide, Outcome};
 use crate::env::{Environment, TestEnv};
-use crate::event::{EventSet, NewEvent, Sequenced, restrict};
+use crate::event::{NewEvent, Sequenced, restrict_set};
 use crate::runtime::Runtime;
 use crate::view::{LiveView, MaterializedView};
 
@@ -377,7 +377,7 @@ impl Given {
     /// Maps each trigger of the history to the command the automation would run.
     pub fn automation<A: Automation>(self, automation: A) -> Then<Vec<A::Command>> {
         let query =
-            restrict(&automation.query(), A::Trigger::TYPES).unwrap_or_else(|e| panic!("{e}"));
+            restrict_set::<A::Trigger>(&automation.query()).unwrap_or_else(|e| panic!("{e}"));
         let commands = self
             .events()
             .into_iter()

@@ -28,7 +28,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{OwnedRwLockReadGuard, RwLock, watch};
 
-use crate::event::{DecodeError, EventSet, Sequenced, TypeOutsideSet, restrict};
+use crate::event::{DecodeError, EventSet, Sequenced, TypeOutsideSet, restrict_set};
 use crate::lease::LeaseKeeper;
 use crate::runtime::Runtime;
 use crate::shutdown::Shutdown;
@@ -262,7 +262,7 @@ fn state_key(key: &str) -> Vec<u8> {
 impl Runtime {
     /// Folds a live view now.
     pub async fn live<V: LiveView>(&self, view: &V) -> Result<LiveState<V::State>, ViewError> {
-        let query = restrict(&view.query(), V::Events::TYPES)?;
+        let query = restrict_set::<V::Events>(&view.query())?;
         let mut stream = self.store().read(query, ReadOptions::new()).await?;
         let head = stream.head();
         let mut state = V::State::default();
@@ -444,7 +444,7 @@ impl Runtime {
         view: &V,
     ) -> Result<Option<Position>, ViewError> {
         let slot = self.progress().slot(view.name());
-        let query = restrict(&view.query(), V::Events::TYPES)?;
+        let query = restrict_set::<V::Events>(&view.query())?;
         slot.register(&query, view.version());
         if !slot.layout_ok.load(Ordering::Acquire) {
             let _readers = slot.readers.write().await;
@@ -580,7 +580,7 @@ impl Runtime {
         view: &V,
     ) -> Result<Option<Position>, ViewError> {
         let slot = self.progress().slot(view.name());
-        let query = restrict(&view.query(), V::Events::TYPES)?;
+        let query = restrict_set::<V::Events>(&view.query())?;
         slot.register(&query, view.version());
         self.metrics()
             .view(view.name())
@@ -606,7 +606,7 @@ impl Runtime {
         shutdown: Shutdown,
         replica: impl Into<String>,
     ) {
-        if let Ok(query) = restrict(&view.query(), V::Events::TYPES) {
+        if let Ok(query) = restrict_set::<V::Events>(&view.query()) {
             // Read-your-writes waits on this replica can then ask the store, even while
             // another replica holds the lease.
             self.progress()

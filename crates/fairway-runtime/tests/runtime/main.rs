@@ -10,4 +10,5 @@ mod http;
 mod integration;
 mod lag;
 mod round_two;
+mod upcast;
 mod view_rebuild;
