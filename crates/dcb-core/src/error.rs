@@ -103,6 +103,10 @@ pub enum StoreError {
     /// A transient condition (conflicts, timeouts) exceeded the retry budget; retrying may succeed.
     #[error("transient failure, retry later: {0}")]
     Unavailable(String),
+    /// The backend does not offer this operation (e.g. a consistent consumer snapshot); nothing
+    /// was done.
+    #[error("not supported by this store: {0}")]
+    Unsupported(String),
     /// The underlying storage failed (I/O, backend error).
     #[error("storage error: {0}")]
     Storage(#[source] Box<dyn std::error::Error + Send + Sync>),

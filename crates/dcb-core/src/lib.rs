@@ -43,8 +43,8 @@ pub use memory::{MemoryStore, classify_retry};
 pub use position::{Position, PositionError};
 pub use query::{Query, QueryItem};
 pub use store::{
-    AppendCondition, AppendRequest, Appended, CheckpointGuard, EventStore, ReadOptions, ReadStream,
-    Start, StateCommit, StateWrite, StoreStats, Subscription, SubscriptionItem, Tracking,
-    check_read, check_state_commit,
+    AppendCondition, AppendRequest, Appended, CheckpointGuard, ConsumerSnapshot, EventStore,
+    ReadOptions, ReadStream, Start, StateCommit, StateEntry, StateWrite, StoreStats, Subscription,
+    SubscriptionItem, Tracking, check_read, check_state_commit,
 };
 pub use uuid::Uuid;

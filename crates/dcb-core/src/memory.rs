@@ -312,4 +312,34 @@ impl EventStore for MemoryStore {
         inner.state.retain(|(c, _), _| c != consumer);
         Ok(())
     }
+
+    /// Copies every checkpoint and state entry under the lock (this store holds everything in
+    /// memory anyway).
+    async fn consumer_snapshot(&self) -> Result<crate::ConsumerSnapshot, StoreError> {
+        use futures::StreamExt;
+        let inner = self.lock();
+        let head = inner.events.last().map(|(e, _, _)| e.position);
+        let checkpoints = inner
+            .checkpoints
+            .iter()
+            .map(|(c, p)| (c.clone(), *p))
+            .collect();
+        let state: Vec<Result<crate::StateEntry, StoreError>> = inner
+            .state
+            .iter()
+            .map(|((consumer, key), value)| {
+                Ok(crate::StateEntry {
+                    consumer: consumer.clone(),
+                    key: key.clone(),
+                    value: value.clone(),
+                })
+            })
+            .collect();
+        drop(inner);
+        Ok(crate::ConsumerSnapshot {
+            head,
+            checkpoints,
+            state: futures::stream::iter(state).boxed(),
+        })
+    }
 }

@@ -359,6 +359,39 @@ pub enum SubscriptionItem {
 /// A catch-up-then-live stream of matching events (see [`EventStore::subscribe`]).
 pub type Subscription = BoxStream<'static, Result<SubscriptionItem, StoreError>>;
 
+/// One key of a consumer's state, as a [`ConsumerSnapshot`] streams it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateEntry {
+    /// The consumer owning the key.
+    pub consumer: String,
+    /// The state key.
+    pub key: Vec<u8>,
+    /// Its value.
+    pub value: Vec<u8>,
+}
+
+/// A consistent copy of every consumer's checkpoint and state, and the head it is consistent
+/// with (see [`EventStore::consumer_snapshot`]): every checkpoint is at or below `head`, and the
+/// state is exactly what was committed when the head was `head`.
+pub struct ConsumerSnapshot {
+    /// The store's head at the snapshot (`None`: no event yet).
+    pub head: Option<Position>,
+    /// Every stored checkpoint, by consumer.
+    pub checkpoints: std::collections::BTreeMap<String, Position>,
+    /// Every state entry of every consumer, ordered by consumer then key. Memory stays bounded:
+    /// backends stream it in pages from the snapshot.
+    pub state: BoxStream<'static, Result<StateEntry, StoreError>>,
+}
+
+impl std::fmt::Debug for ConsumerSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerSnapshot")
+            .field("head", &self.head)
+            .field("checkpoints", &self.checkpoints)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A DCB event store. Every backend implements it and passes the conformance suite.
 ///
 /// All methods validate their input first; an invalid request is
@@ -434,6 +467,18 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Deletes a consumer's whole state and checkpoint (to rebuild a view from scratch).
     async fn reset_consumer(&self, consumer: &str) -> Result<(), StoreError>;
+
+    /// A consistent snapshot of every consumer's checkpoint and state, with the head it is
+    /// consistent with (for online backups: events up to that head plus this snapshot are one
+    /// consistent copy). Writes pause for at most one commit while it is taken.
+    ///
+    /// The default is [`StoreError::Unsupported`]: a backend offers it only where one snapshot
+    /// can stay open for the whole copy.
+    async fn consumer_snapshot(&self) -> Result<ConsumerSnapshot, StoreError> {
+        Err(StoreError::Unsupported(
+            "a consistent consumer snapshot (online backup)".into(),
+        ))
+    }
 }
 
 /// Validates read input, including range sanity.

@@ -29,6 +29,7 @@
 //! # }).unwrap();
 //! ```
 
+mod backup;
 mod index;
 pub mod keys;
 pub mod snapshot;

@@ -777,6 +777,13 @@ impl EventStore for EmbeddedStore {
         self.send(Job::Reset(consumer.to_owned(), tx))?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
+
+    /// Taken by the writer between two commit groups (see `backup.rs`).
+    async fn consumer_snapshot(&self) -> Result<dcb_core::ConsumerSnapshot, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Snapshot(tx))?;
+        crate::backup::into_consumer_snapshot(rx.await.map_err(|_| StoreError::Closed)??)
+    }
 }
 
 #[cfg(test)]

@@ -26,6 +26,8 @@ pub(crate) enum Job {
     Append(AppendRequest, oneshot::Sender<Result<Appended, StoreError>>),
     State(StateCommit, oneshot::Sender<Result<(), StoreError>>),
     Reset(String, oneshot::Sender<Result<(), StoreError>>),
+    /// A consistent consumer snapshot, taken between two commit groups (see `crate::backup`).
+    Snapshot(oneshot::Sender<Result<crate::backup::Taken, StoreError>>),
 }
 
 enum Reply {
@@ -130,6 +132,10 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>) {
                     ));
                 }
                 let _ = tx.send(r);
+            } else if let Job::Snapshot(tx) = j {
+                // Commit what came before, then snapshot: the head is exactly what it holds.
+                commit(&shared, &mut group, &mut failed, &mut next);
+                let _ = tx.send(crate::backup::take(&shared));
             } else {
                 decide(&shared, &mut group, j, &mut next);
             }
@@ -171,6 +177,9 @@ fn fail_job(job: Job, msg: &str) {
         Job::State(_, tx) | Job::Reset(_, tx) => {
             let _ = tx.send(Err(StoreError::Unavailable(msg.to_owned())));
         }
+        Job::Snapshot(tx) => {
+            let _ = tx.send(Err(StoreError::Unavailable(msg.to_owned())));
+        }
     }
 }
 
@@ -192,7 +201,7 @@ fn decide(shared: &Shared, group: &mut Group, job: Job, next: &mut u64) {
             let r = decide_state(shared, group, commit);
             group.replies.push(Reply::Unit(tx, r));
         }
-        Job::Reset(..) => {}
+        Job::Reset(..) | Job::Snapshot(..) => {}
     }
 }
 
