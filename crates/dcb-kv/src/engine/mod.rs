@@ -14,6 +14,7 @@ mod head;
 mod options;
 mod read;
 mod retry;
+mod snapshot;
 mod state;
 
 use std::collections::VecDeque;
@@ -267,5 +268,10 @@ impl<D: KvDatabase> EventStore for KvStore<D> {
 
     async fn reset_consumer(&self, consumer: &str) -> Result<(), StoreError> {
         self.reset(consumer).await
+    }
+
+    /// Head, checkpoints and state at one read version (see `snapshot.rs`).
+    async fn consumer_snapshot(&self) -> Result<dcb_core::ConsumerSnapshot, StoreError> {
+        self.snapshot_consumers().await
     }
 }
