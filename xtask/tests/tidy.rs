@@ -22,6 +22,7 @@ const ALLOWED: &[&str] = &[
     "tokio",
     "tracing",
     "uuid",
+    "schemars",
 ];
 
 /// Extra crates of the users context: password hashing, token signing (JWT over HMAC-SHA256),

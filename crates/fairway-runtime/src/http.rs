@@ -4,6 +4,10 @@
 //!
 //! Every error body is `{"error":{"code":"snake_case","message":"..."}}`; an error that says
 //! when to come back (429, 503) also carries `Retry-After` in seconds.
+//!
+//! Each of these types documents itself in the API contract ([`crate::openapi`]): a
+//! [`JsonBody<T>`] is the request body of schema `T` (and the 400/413/415 it answers), a
+//! [`Created<T>`] the 201 response, an [`ApiError`] the error response.
 
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
@@ -267,6 +271,80 @@ pub fn too_deep(json: &[u8], max: usize) -> Option<usize> {
         }
     }
     None
+}
+
+impl<T: schemars::JsonSchema> aide::OperationInput for JsonBody<T> {
+    fn operation_input(
+        ctx: &mut aide::generate::GenContext,
+        operation: &mut aide::openapi::Operation,
+    ) {
+        <axum::Json<T> as aide::OperationInput>::operation_input(ctx, operation);
+    }
+
+    fn inferred_early_responses(
+        ctx: &mut aide::generate::GenContext,
+        _: &mut aide::openapi::Operation,
+    ) -> Vec<(Option<u16>, aide::openapi::Response)> {
+        use crate::openapi::error_response;
+        vec![
+            (
+                Some(400),
+                error_response(
+                    ctx,
+                    "Malformed JSON (`malformed_json`), a missing field (`missing_field`) or an \
+                     invalid one (`invalid_field`), named in the message, or nesting deeper than \
+                     64 levels (`json_too_deep`)",
+                ),
+            ),
+            (
+                Some(413),
+                error_response(ctx, "The body is over the host's limit (`body_too_large`)"),
+            ),
+            (
+                Some(415),
+                error_response(
+                    ctx,
+                    "Not `Content-Type: application/json` (`unsupported_media_type`)",
+                ),
+            ),
+        ]
+    }
+}
+
+/// A `201 Created` response with a JSON body: what a command route returns when it created
+/// something. Documented as the route's 201 response with `T`'s schema.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Created<T>(pub T);
+
+impl<T: serde::Serialize> IntoResponse for Created<T> {
+    fn into_response(self) -> Response {
+        (StatusCode::CREATED, axum::Json(self.0)).into_response()
+    }
+}
+
+impl<T: schemars::JsonSchema> aide::OperationOutput for Created<T> {
+    type Inner = T;
+
+    fn operation_response(
+        ctx: &mut aide::generate::GenContext,
+        operation: &mut aide::openapi::Operation,
+    ) -> Option<aide::openapi::Response> {
+        <axum::Json<T> as aide::OperationOutput>::operation_response(ctx, operation).map(|mut r| {
+            if r.description.is_empty() {
+                r.description = "Created".to_owned();
+            }
+            r
+        })
+    }
+
+    fn inferred_responses(
+        ctx: &mut aide::generate::GenContext,
+        operation: &mut aide::openapi::Operation,
+    ) -> Vec<(Option<u16>, aide::openapi::Response)> {
+        Self::operation_response(ctx, operation)
+            .map(|r| vec![(Some(201), r)])
+            .unwrap_or_default()
+    }
 }
 
 fn json_rejection(r: JsonRejection) -> ApiError {

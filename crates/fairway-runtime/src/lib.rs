@@ -71,6 +71,7 @@ pub mod lag;
 mod lease;
 mod metrics;
 mod module;
+pub mod openapi;
 mod runtime;
 pub mod services;
 mod shutdown;

@@ -6,8 +6,11 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::handler::Handler;
+use axum::http::HeaderName;
+use axum::http::header::CONTENT_TYPE;
 use axum::routing::{MethodRouter, get};
 use dcb_core::{Query, QueryItem};
 use futures::future::BoxFuture;
@@ -19,9 +22,11 @@ use crate::command::Command;
 use crate::event::{DomainEvent, EventSet};
 use crate::http::ApiError;
 use crate::lag::{Consumer, ConsumerKind, ConsumerLag};
+use crate::openapi::{OperationInput, OperationOutput};
 use crate::runtime::Runtime;
 use crate::shutdown::{Shutdown, shutdown_channel};
 use crate::view::{MaterializedView, ViewError};
+use aide::operation::OperationHandler;
 
 /// Default request body limit of a host: 64 KiB.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
@@ -122,6 +127,7 @@ impl std::fmt::Debug for ExtraMetrics {
 pub struct Module {
     info: ModuleInfo,
     router: Router<Runtime>,
+    docs: Vec<crate::openapi::RouteDoc>,
     workers: Vec<(String, WorkerFn)>,
     views: Vec<(String, RebuildFn)>,
     consumers: Vec<Consumer>,
@@ -168,6 +174,7 @@ impl Module {
                 sensitive_fields: BTreeMap::new(),
             },
             router: Router::new(),
+            docs: Vec::new(),
             workers: Vec::new(),
             views: Vec::new(),
             consumers: Vec::new(),
@@ -181,38 +188,78 @@ impl Module {
         self
     }
 
-    fn route(mut self, method: &'static str, path: &str, route: MethodRouter<Runtime>) -> Module {
+    fn route<I: OperationInput, O: OperationOutput>(
+        mut self,
+        method: &'static str,
+        path: &str,
+        route: MethodRouter<Runtime>,
+    ) -> Module {
         self.info.routes.push(RouteInfo {
             method,
             path: path.to_owned(),
         });
+        self.docs
+            .push(crate::openapi::RouteDoc::of::<I, O>(method, path));
         self.router = self.router.route(path, route);
         self
     }
 
-    /// A `GET` route (the handler's state is the [`Runtime`]).
-    pub fn get<H: Handler<T, Runtime>, T: 'static>(self, path: &str, handler: H) -> Module {
-        self.route("GET", path, axum::routing::get(handler))
+    /// A `GET` route (the handler's state is the [`Runtime`]). Every route is documented in
+    /// the API contract from its handler's signature ([`crate::openapi`]): each argument must
+    /// implement [`OperationInput`] and the return type [`OperationOutput`], so request and
+    /// response types derive `schemars::JsonSchema`.
+    pub fn get<H, T, I, O>(self, path: &str, handler: H) -> Module
+    where
+        H: Handler<T, Runtime> + OperationHandler<I, O>,
+        T: 'static,
+        I: OperationInput,
+        O: OperationOutput,
+    {
+        self.route::<I, O>("GET", path, axum::routing::get(handler))
     }
 
     /// A `POST` route.
-    pub fn post<H: Handler<T, Runtime>, T: 'static>(self, path: &str, handler: H) -> Module {
-        self.route("POST", path, axum::routing::post(handler))
+    pub fn post<H, T, I, O>(self, path: &str, handler: H) -> Module
+    where
+        H: Handler<T, Runtime> + OperationHandler<I, O>,
+        T: 'static,
+        I: OperationInput,
+        O: OperationOutput,
+    {
+        self.route::<I, O>("POST", path, axum::routing::post(handler))
     }
 
     /// A `PUT` route.
-    pub fn put<H: Handler<T, Runtime>, T: 'static>(self, path: &str, handler: H) -> Module {
-        self.route("PUT", path, axum::routing::put(handler))
+    pub fn put<H, T, I, O>(self, path: &str, handler: H) -> Module
+    where
+        H: Handler<T, Runtime> + OperationHandler<I, O>,
+        T: 'static,
+        I: OperationInput,
+        O: OperationOutput,
+    {
+        self.route::<I, O>("PUT", path, axum::routing::put(handler))
     }
 
     /// A `PATCH` route.
-    pub fn patch<H: Handler<T, Runtime>, T: 'static>(self, path: &str, handler: H) -> Module {
-        self.route("PATCH", path, axum::routing::patch(handler))
+    pub fn patch<H, T, I, O>(self, path: &str, handler: H) -> Module
+    where
+        H: Handler<T, Runtime> + OperationHandler<I, O>,
+        T: 'static,
+        I: OperationInput,
+        O: OperationOutput,
+    {
+        self.route::<I, O>("PATCH", path, axum::routing::patch(handler))
     }
 
     /// A `DELETE` route.
-    pub fn delete<H: Handler<T, Runtime>, T: 'static>(self, path: &str, handler: H) -> Module {
-        self.route("DELETE", path, axum::routing::delete(handler))
+    pub fn delete<H, T, I, O>(self, path: &str, handler: H) -> Module
+    where
+        H: Handler<T, Runtime> + OperationHandler<I, O>,
+        T: 'static,
+        I: OperationInput,
+        O: OperationOutput,
+    {
+        self.route::<I, O>("DELETE", path, axum::routing::delete(handler))
     }
 
     /// Declares the event types of a set as read.
@@ -347,6 +394,18 @@ impl Module {
     }
 }
 
+/// `GET /openapi.json`'s answer: the document, serialized once.
+fn openapi_response(
+    api: &aide::openapi::OpenApi,
+) -> Result<([(HeaderName, &'static str); 1], Bytes), ApiError> {
+    match serde_json::to_vec(api) {
+        Ok(json) => Ok(([(CONTENT_TYPE, "application/json")], Bytes::from(json))),
+        Err(e) => Err(ApiError::internal(format!(
+            "the API contract does not serialize: {e}"
+        ))),
+    }
+}
+
 /// Serves a list of modules: one router, their workers, `/health` and `/metrics`.
 pub struct Host {
     runtime: Runtime,
@@ -386,6 +445,23 @@ impl Host {
     pub fn replica(mut self, id: impl Into<String>) -> Host {
         self.replica = id.into();
         self
+    }
+
+    /// The API contract: an OpenAPI 3.1 document of every module's routes and the host's own
+    /// (`/health`, `/metrics`, `/openapi.json`), see [`crate::openapi`].
+    pub fn openapi(&self) -> aide::openapi::OpenApi {
+        let host_routes = crate::openapi::host_routes();
+        let mut parts = vec![crate::openapi::ModuleRoutes {
+            name: "host",
+            description: "The host's own routes",
+            routes: &host_routes,
+        }];
+        parts.extend(self.modules.iter().map(|m| crate::openapi::ModuleRoutes {
+            name: &m.info.name,
+            description: &m.info.description,
+            routes: &m.docs,
+        }));
+        crate::openapi::document("Fairway", env!("CARGO_PKG_VERSION"), &parts)
     }
 
     /// Every module's self-description.
@@ -456,10 +532,12 @@ impl Host {
     }
 
     /// The router: every module's routes, `GET /health` (200 while the store answers, else
-    /// 503), `GET /metrics` (Prometheus text, plus any registered [`ExtraMetrics`]) and a JSON
-    /// 404 for anything else.
+    /// 503), `GET /metrics` (Prometheus text, plus any registered [`ExtraMetrics`]),
+    /// `GET /openapi.json` ([`Host::openapi`], built once here) and a JSON 404 for anything
+    /// else.
     pub fn router(&self) -> Router {
         let consumers = Arc::new(self.consumers());
+        let contract = openapi_response(&self.openapi());
         let mut router: Router<Runtime> = Router::new()
             .route(
                 "/health",
@@ -482,6 +560,13 @@ impl Host {
                         }
                         text
                     }
+                }),
+            )
+            .route(
+                crate::openapi::OPENAPI_PATH,
+                get(move || {
+                    let contract = contract.clone();
+                    async move { contract }
                 }),
             );
         for m in &self.modules {

@@ -28,7 +28,8 @@ use courses_events::{
 };
 use fairway_runtime::http::{ApiError, JsonBody};
 use fairway_runtime::{Ctx, Decide, Decision, DomainError, Module, ModuleKind, Rejection, Runtime};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// Give `course_id` `capacity` seats.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,7 +114,7 @@ impl Decide for ChangeCapacity {
 }
 
 /// The request body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CapacityBody {
     /// The new capacity.
@@ -124,7 +125,7 @@ async fn change(
     State(rt): State<Runtime>,
     Path(course_id): Path<String>,
     JsonBody(body): JsonBody<CapacityBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<CapacityChanged>, ApiError> {
     let course_id = CourseId::parse(&course_id).map_err(|e| ApiError::bad_field("courseId", e))?;
     if body.capacity == 0 || body.capacity > MAX_CAPACITY {
         return Err(ApiError::bad_field(
@@ -137,11 +138,24 @@ async fn change(
         capacity: body.capacity,
     };
     let done = rt.execute(&cmd, &()).await?;
-    Ok(Json(serde_json::json!({
-        "courseId": cmd.course_id,
-        "capacity": cmd.capacity,
-        "position": done.last(),
-    })))
+    Ok(Json(CapacityChanged {
+        course_id: cmd.course_id.to_string(),
+        capacity: cmd.capacity,
+        position: done.last(),
+    }))
+}
+
+/// The answer: the course, its new capacity and the position of the change.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CapacityChanged {
+    /// The course.
+    pub course_id: String,
+    /// Its capacity now.
+    pub capacity: u32,
+    /// The change's position (`null` when nothing was appended).
+    #[schemars(schema_with = "fairway_runtime::openapi::optional_position")]
+    pub position: Option<dcb_core::Position>,
 }
 
 /// The module: `POST /api/courses/{courseId}/capacity`.

@@ -22,15 +22,14 @@
 //! # Ok::<(), courses_events::IdError>(())
 //! ```
 
-use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use courses_events::{
     CourseDefined, CourseEvents, CourseId, CourseProjection, MAX_CAPACITY, course_exists,
 };
-use fairway_runtime::http::{ApiError, JsonBody};
+use fairway_runtime::http::{ApiError, Created, JsonBody};
 use fairway_runtime::{Ctx, Decide, Decision, DomainError, Module, ModuleKind, Runtime};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// Define `course_id` with `capacity` seats.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +91,7 @@ pub fn check_capacity(capacity: u32) -> Result<u32, ApiError> {
 }
 
 /// The request body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DefineBody {
     /// The course id.
@@ -104,7 +103,7 @@ pub struct DefineBody {
 async fn define(
     State(rt): State<Runtime>,
     JsonBody(body): JsonBody<DefineBody>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<Created<DefinedBody>, ApiError> {
     let course_id =
         CourseId::parse(&body.course_id).map_err(|e| ApiError::bad_field("courseId", e))?;
     let cmd = DefineCourse {
@@ -112,14 +111,24 @@ async fn define(
         capacity: check_capacity(body.capacity)?,
     };
     let done = rt.execute(&cmd, &()).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({
-            "courseId": cmd.course_id,
-            "capacity": cmd.capacity,
-            "position": done.last(),
-        })),
-    ))
+    Ok(Created(DefinedBody {
+        course_id: cmd.course_id.to_string(),
+        capacity: cmd.capacity,
+        position: done.last(),
+    }))
+}
+
+/// The answer: the course, its capacity and the position of its definition.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DefinedBody {
+    /// The course.
+    pub course_id: String,
+    /// Its seats.
+    pub capacity: u32,
+    /// The definition's position.
+    #[schemars(schema_with = "fairway_runtime::openapi::optional_position")]
+    pub position: Option<dcb_core::Position>,
 }
 
 /// The module: `POST /api/courses`.

@@ -30,17 +30,16 @@
 //! # Ok::<(), courses_events::IdError>(())
 //! ```
 
-use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use courses_events::{
     CourseEvents, CourseId, CourseProjection, MAX_COURSES_PER_STUDENT, StudentId,
     StudentSubscribed, course_capacity, course_exists, courses_of, student_subscribed,
     subscriptions_of,
 };
-use fairway_runtime::http::{ApiError, JsonBody};
+use fairway_runtime::http::{ApiError, Created, JsonBody};
 use fairway_runtime::{Ctx, Decide, Decision, DomainError, Module, ModuleKind, Rejection, Runtime};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// Subscribe `student_id` to `course_id`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,7 +135,7 @@ impl Decide for SubscribeStudent {
 }
 
 /// The request body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SubscribeBody {
     /// Who subscribes.
@@ -147,7 +146,7 @@ async fn subscribe(
     State(rt): State<Runtime>,
     Path(course_id): Path<String>,
     JsonBody(body): JsonBody<SubscribeBody>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<Created<Subscribed>, ApiError> {
     let course_id = CourseId::parse(&course_id).map_err(|e| ApiError::bad_field("courseId", e))?;
     let student_id =
         StudentId::parse(&body.student_id).map_err(|e| ApiError::bad_field("studentId", e))?;
@@ -156,14 +155,24 @@ async fn subscribe(
         student_id,
     };
     let done = rt.execute(&cmd, &()).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({
-            "courseId": cmd.course_id,
-            "studentId": cmd.student_id,
-            "position": done.last(),
-        })),
-    ))
+    Ok(Created(Subscribed {
+        course_id: cmd.course_id.to_string(),
+        student_id: cmd.student_id.to_string(),
+        position: done.last(),
+    }))
+}
+
+/// The answer: the course, the student and the position of the subscription.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Subscribed {
+    /// The course.
+    pub course_id: String,
+    /// The student.
+    pub student_id: String,
+    /// The subscription's position.
+    #[schemars(schema_with = "fairway_runtime::openapi::optional_position")]
+    pub position: Option<dcb_core::Position>,
 }
 
 /// The module: `POST /api/courses/{courseId}/subscriptions`.

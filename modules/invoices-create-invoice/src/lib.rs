@@ -20,13 +20,12 @@
 //!     .then_output([created(3)], 3);
 //! ```
 
-use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
-use fairway_runtime::http::{ApiError, JsonBody};
+use fairway_runtime::http::{ApiError, Created, JsonBody};
 use fairway_runtime::{Ctx, Decide, Decision, Module, ModuleKind, Projection, Runtime};
 use invoices_events::{InvoiceCreated, InvoiceEvents, last_invoice_number};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// The longest customer name accepted (in bytes).
 pub const MAX_CUSTOMER_LEN: usize = 200;
@@ -68,7 +67,7 @@ impl Decide for CreateInvoice {
 }
 
 /// The request body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateBody {
     /// Who is billed.
@@ -80,7 +79,7 @@ pub struct CreateBody {
 async fn create(
     State(rt): State<Runtime>,
     JsonBody(body): JsonBody<CreateBody>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<Created<InvoiceCreatedBody>, ApiError> {
     let customer = body.customer.trim();
     if customer.is_empty() || customer.len() > MAX_CUSTOMER_LEN {
         return Err(ApiError::bad_field(
@@ -93,10 +92,21 @@ async fn create(
         amount_cents: body.amount_cents,
     };
     let done = rt.execute(&cmd, &()).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({ "invoiceNumber": done.output, "position": done.last() })),
-    ))
+    Ok(Created(InvoiceCreatedBody {
+        invoice_number: done.output,
+        position: done.last(),
+    }))
+}
+
+/// The answer: the invoice's number and the position of its creation.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InvoiceCreatedBody {
+    /// The invoice's number: the next after the last one, without gaps.
+    pub invoice_number: u64,
+    /// The creation's position.
+    #[schemars(schema_with = "fairway_runtime::openapi::optional_position")]
+    pub position: Option<dcb_core::Position>,
 }
 
 /// The module: `POST /api/invoices`.

@@ -29,18 +29,17 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use dcb_core::Query;
-use fairway_runtime::http::{ApiError, JsonBody};
+use fairway_runtime::http::{ApiError, Created, JsonBody};
 use fairway_runtime::{
     Command, Ctx, DomainError, Module, ModuleKind, NewEvent, Read, Runtime, Sequenced,
 };
 use library_events::{
     BookBorrowed, BookId, BorrowerId, LoanEvents, MAX_BOOKS_PER_BORROWER, book_tag, borrower_tag,
 };
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// Borrow `book_id` for `borrower_id`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,7 +137,7 @@ impl Command for BorrowBook {
 }
 
 /// The request body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BorrowBody {
     /// Who borrows the book.
@@ -149,7 +148,7 @@ async fn borrow(
     State(rt): State<Runtime>,
     Path(book_id): Path<String>,
     JsonBody(body): JsonBody<BorrowBody>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<Created<Borrowed>, ApiError> {
     let book_id = BookId::parse(&book_id).map_err(|e| ApiError::bad_field("bookId", e))?;
     let borrower_id =
         BorrowerId::parse(&body.borrower_id).map_err(|e| ApiError::bad_field("borrowerId", e))?;
@@ -158,14 +157,24 @@ async fn borrow(
         borrower_id,
     };
     let done = rt.execute(&cmd, &()).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({
-            "bookId": cmd.book_id,
-            "borrowerId": cmd.borrower_id,
-            "position": done.last(),
-        })),
-    ))
+    Ok(Created(Borrowed {
+        book_id: cmd.book_id.to_string(),
+        borrower_id: cmd.borrower_id.to_string(),
+        position: done.last(),
+    }))
+}
+
+/// The answer: the book, its borrower and the position of the loan.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Borrowed {
+    /// The book.
+    pub book_id: String,
+    /// Who borrowed it.
+    pub borrower_id: String,
+    /// The loan's position.
+    #[schemars(schema_with = "fairway_runtime::openapi::optional_position")]
+    pub position: Option<dcb_core::Position>,
 }
 
 /// The module: `POST /api/books/{bookId}/borrow`.

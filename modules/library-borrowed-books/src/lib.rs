@@ -40,6 +40,7 @@ use dcb_core::Position;
 use fairway_runtime::http::ApiError;
 use fairway_runtime::{MaterializedView, Module, ModuleKind, Runtime, Sequenced};
 use library_events::{BookId, BorrowerId, LoanEvents, MAX_BOOKS_PER_BORROWER, MAX_ID_LEN};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The view's name (its storage is `view:library-borrowed-books`).
@@ -57,9 +58,10 @@ pub const MAX_RESPONSE_BYTES: usize = 11 + MAX_BOOKS_PER_BORROWER * (MAX_ID_LEN 
 pub struct BorrowedBooks;
 
 /// What one borrower holds.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Holdings {
     /// The books, in borrow order.
+    #[schemars(with = "Vec<String>")]
     pub books: Vec<BookId>,
 }
 
@@ -99,9 +101,10 @@ impl MaterializedView for BorrowedBooks {
 }
 
 /// `?after=<position>`: wait until the view has processed this position.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct AfterParam {
     /// A position a command returned.
+    #[schemars(schema_with = "fairway_runtime::openapi::optional_position")]
     pub after: Option<Position>,
 }
 
@@ -109,7 +112,7 @@ async fn books(
     State(rt): State<Runtime>,
     Path(borrower_id): Path<String>,
     UrlQuery(params): UrlQuery<AfterParam>,
-) -> axum::response::Result<Json<Holdings>> {
+) -> Result<Json<Holdings>, ApiError> {
     let borrower =
         BorrowerId::parse(&borrower_id).map_err(|e| ApiError::bad_field("borrowerId", e))?;
     let _reading = rt.view_ready(VIEW_NAME, params.after, WAIT).await?;

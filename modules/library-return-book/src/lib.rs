@@ -22,12 +22,15 @@
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use dcb_core::Query;
 use fairway_runtime::http::{ApiError, JsonBody};
+use fairway_runtime::openapi::{self, GenContext, Operation, OperationOutput};
 use fairway_runtime::{
     Command, Ctx, DomainError, Module, ModuleKind, NewEvent, Runtime, Sequenced,
 };
 use library_events::{BookId, BookReturned, BorrowerId, LoanEvents, book_tag};
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 /// The response header holding the appended position.
@@ -105,7 +108,7 @@ impl Command for ReturnBook {
 }
 
 /// The request body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReturnBody {
     /// Who returns the book.
@@ -116,7 +119,7 @@ async fn return_book(
     State(rt): State<Runtime>,
     Path(book_id): Path<String>,
     JsonBody(body): JsonBody<ReturnBody>,
-) -> Result<(StatusCode, HeaderMap), ApiError> {
+) -> Result<Returned, ApiError> {
     let book_id = BookId::parse(&book_id).map_err(|e| ApiError::bad_field("bookId", e))?;
     let borrower_id =
         BorrowerId::parse(&body.borrower_id).map_err(|e| ApiError::bad_field("borrowerId", e))?;
@@ -129,13 +132,56 @@ async fn return_book(
             &(),
         )
         .await?;
-    let mut headers = HeaderMap::new();
-    if let Some(p) = done.last()
-        && let Ok(v) = HeaderValue::from_str(&p.to_string())
-    {
-        headers.insert(POSITION_HEADER, v);
+    Ok(Returned(done.last()))
+}
+
+/// The answer: 204, with the return's position in [`POSITION_HEADER`].
+#[derive(Debug, Clone, Copy)]
+pub struct Returned(pub Option<dcb_core::Position>);
+
+impl IntoResponse for Returned {
+    fn into_response(self) -> Response {
+        let mut headers = HeaderMap::new();
+        if let Some(p) = self.0
+            && let Ok(v) = HeaderValue::from_str(&p.to_string())
+        {
+            headers.insert(POSITION_HEADER, v);
+        }
+        (StatusCode::NO_CONTENT, headers).into_response()
     }
-    Ok((StatusCode::NO_CONTENT, headers))
+}
+
+impl OperationOutput for Returned {
+    type Inner = ();
+
+    fn inferred_responses(
+        ctx: &mut GenContext,
+        _: &mut Operation,
+    ) -> Vec<(Option<u16>, openapi::aide::openapi::Response)> {
+        use openapi::aide::openapi::{Header, HeaderStyle, ParameterSchemaOrContent, ReferenceOr};
+        let mut response = openapi::aide::openapi::Response {
+            description: "Returned".to_owned(),
+            ..Default::default()
+        };
+        response.headers.insert(
+            POSITION_HEADER.to_owned(),
+            ReferenceOr::Item(Header {
+                description: Some("The return's position (wait for views with `?after=`)".into()),
+                style: HeaderStyle::Simple,
+                required: false,
+                deprecated: None,
+                format: ParameterSchemaOrContent::Schema(openapi::aide::openapi::SchemaObject {
+                    json_schema: openapi::position(&mut ctx.schema),
+                    example: None,
+                    external_docs: None,
+                }),
+                example: None,
+                examples: Default::default(),
+                extensions: Default::default(),
+            }),
+        );
+        vec![(Some(204), response)]
+    }
 }
 
 /// The module: `POST /api/books/{bookId}/return`.

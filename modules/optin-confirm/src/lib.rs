@@ -17,7 +17,6 @@ use std::time::{Duration, SystemTime};
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use dcb_core::Query;
 use fairway_runtime::http::{ApiError, JsonBody};
 use fairway_runtime::{
@@ -25,7 +24,8 @@ use fairway_runtime::{
 };
 pub use optin_events::TOKEN_VALIDITY;
 use optin_events::{OptInConfirmed, OptInTokenRequested, optin_tag};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 fairway_runtime::event_set! {
     /// What the decision reads.
@@ -141,7 +141,7 @@ impl Command for ConfirmOptIn {
 }
 
 /// The request body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct ConfirmBody {
     /// The token the address got.
     pub token: String,
@@ -151,7 +151,7 @@ async fn handle(
     State(rt): State<Runtime>,
     Path(email): Path<String>,
     JsonBody(body): JsonBody<ConfirmBody>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<Json<Confirmed>, ApiError> {
     let email = email.trim().to_lowercase();
     if email.is_empty() || email.len() > 254 || !email.contains('@') {
         return Err(ApiError::bad_field(
@@ -167,10 +167,20 @@ async fn handle(
         token: body.token,
     };
     let done = rt.execute(&cmd, &()).await?;
-    Ok((
-        StatusCode::OK,
-        Json(serde_json::json!({ "email": cmd.email, "position": done.last() })),
-    ))
+    Ok(Json(Confirmed {
+        email: cmd.email,
+        position: done.last(),
+    }))
+}
+
+/// The answer: the confirmed address and the position of the confirmation.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Confirmed {
+    /// The address, lower-cased.
+    pub email: String,
+    /// The confirmation's position.
+    #[schemars(schema_with = "fairway_runtime::openapi::optional_position")]
+    pub position: Option<dcb_core::Position>,
 }
 
 /// The module: `POST /api/optin/{email}/confirm`.

@@ -12,15 +12,15 @@
 //! then   rejected: RequestOptInTokenError::AlreadyConfirmed
 //! ```
 
-use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use dcb_core::Query;
-use fairway_runtime::http::ApiError;
+use fairway_runtime::http::{ApiError, Created};
 use fairway_runtime::{
     Command, Ctx, DomainError, Module, ModuleKind, NewEvent, Runtime, Sequenced,
 };
 use optin_events::{OptInConfirmed, OptInTokenRequested, optin_tag};
+use schemars::JsonSchema;
+use serde::Serialize;
 
 /// The longest email address accepted (in bytes).
 pub const MAX_EMAIL_LEN: usize = 254;
@@ -103,16 +103,26 @@ pub fn parse_email(raw: &str) -> Result<String, ApiError> {
 async fn handle(
     State(rt): State<Runtime>,
     Path(email): Path<String>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<Created<TokenIssued>, ApiError> {
     let cmd = RequestOptInToken {
         email: parse_email(&email)?,
         token: rt.env().new_id().simple().to_string(),
     };
     let done = rt.execute(&cmd, &()).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({ "token": cmd.token, "position": done.last() })),
-    ))
+    Ok(Created(TokenIssued {
+        token: cmd.token,
+        position: done.last(),
+    }))
+}
+
+/// The answer: the token and the position of its request.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TokenIssued {
+    /// The confirmation token (valid for 60 minutes).
+    pub token: String,
+    /// The request's position.
+    #[schemars(schema_with = "fairway_runtime::openapi::optional_position")]
+    pub position: Option<dcb_core::Position>,
 }
 
 /// The module: `POST /api/optin/{email}/token`.

@@ -14,16 +14,15 @@
 //!
 //! Layer: a business module. Depends on `fairway-runtime`, `dcb-core` and `todo-events` only.
 
-use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use dcb_core::{Query, QueryItem};
-use fairway_runtime::http::{ApiError, JsonBody};
+use fairway_runtime::http::{ApiError, Created, JsonBody};
 use fairway_runtime::{
     Command, Ctx, DomainError, DomainEvent, Module, ModuleKind, NewEvent, Rejection, Runtime,
     Sequenced,
 };
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use todo_events::{ItemAdded, ItemId, ListCreated, ListId, MAX_TEXT_LEN, item_tag, list_tag};
 
 fairway_runtime::event_set! {
@@ -124,7 +123,7 @@ impl Command for AddItem {
 }
 
 /// The request body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct AddItemBody {
     /// What is to be done.
     pub text: String,
@@ -149,7 +148,7 @@ async fn add_item(
     State(rt): State<Runtime>,
     Path((list_id, item_id)): Path<(String, String)>,
     JsonBody(body): JsonBody<AddItemBody>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<Created<ItemAddedBody>, ApiError> {
     let list_id = ListId::parse(&list_id).map_err(|e| ApiError::bad_field("listId", e))?;
     let item_id = ItemId::parse(&item_id).map_err(|e| ApiError::bad_field("itemId", e))?;
     let text = valid_text(&body.text)?;
@@ -163,10 +162,20 @@ async fn add_item(
             &(),
         )
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({ "id": item_id, "position": done.last() })),
-    ))
+    Ok(Created(ItemAddedBody {
+        id: item_id.to_string(),
+        position: done.last(),
+    }))
+}
+
+/// The answer: the item's id and the position of its addition.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ItemAddedBody {
+    /// The item's id.
+    pub id: String,
+    /// The addition's position.
+    #[schemars(schema_with = "fairway_runtime::openapi::optional_position")]
+    pub position: Option<dcb_core::Position>,
 }
 
 /// The module: `POST /api/lists/{listId}/items/{itemId}`.

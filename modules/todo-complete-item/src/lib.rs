@@ -13,7 +13,7 @@
 //! Layer: a business module. Depends on `fairway-runtime`, `dcb-core` and `todo-events` only.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::response::NoContent;
 use dcb_core::Query;
 use fairway_runtime::http::ApiError;
 use fairway_runtime::{
@@ -119,11 +119,11 @@ impl Command for CompleteItem {
 async fn complete_item(
     State(rt): State<Runtime>,
     Path((list_id, item_id)): Path<(String, String)>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<NoContent, ApiError> {
     let list_id = ListId::parse(&list_id).map_err(|e| ApiError::bad_field("listId", e))?;
     let item_id = ItemId::parse(&item_id).map_err(|e| ApiError::bad_field("itemId", e))?;
     rt.execute(&CompleteItem { list_id, item_id }, &()).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(NoContent)
 }
 
 /// The module: `POST /api/lists/{listId}/items/{itemId}/complete`.

@@ -11,15 +11,14 @@
 //!
 //! Layer: a business module. Depends on `fairway-runtime`, `dcb-core` and `todo-events` only.
 
-use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use dcb_core::Query;
-use fairway_runtime::http::{ApiError, JsonBody};
+use fairway_runtime::http::{ApiError, Created, JsonBody};
 use fairway_runtime::{
     Command, Ctx, DomainError, Module, ModuleKind, NewEvent, Runtime, Sequenced,
 };
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use todo_events::{ListCreated, ListId, MAX_NAME_LEN, list_tag};
 
 fairway_runtime::event_set! {
@@ -79,7 +78,7 @@ impl Command for CreateList {
 }
 
 /// The request body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct CreateListBody {
     /// The list's name.
     pub name: String,
@@ -104,7 +103,7 @@ async fn create_list(
     State(rt): State<Runtime>,
     Path(list_id): Path<String>,
     JsonBody(body): JsonBody<CreateListBody>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<Created<ListCreatedBody>, ApiError> {
     let list_id = ListId::parse(&list_id).map_err(|e| ApiError::bad_field("listId", e))?;
     let name = valid_name(&body.name)?;
     let done = rt
@@ -116,10 +115,20 @@ async fn create_list(
             &(),
         )
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({ "id": list_id, "position": done.last() })),
-    ))
+    Ok(Created(ListCreatedBody {
+        id: list_id.to_string(),
+        position: done.last(),
+    }))
+}
+
+/// The answer: the list's id and the position of its creation.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ListCreatedBody {
+    /// The list's id.
+    pub id: String,
+    /// The creation's position.
+    #[schemars(schema_with = "fairway_runtime::openapi::optional_position")]
+    pub position: Option<dcb_core::Position>,
 }
 
 /// The module: `POST /api/lists/{listId}`.

@@ -30,6 +30,7 @@ use axum::extract::{Path, Query as UrlQuery, State};
 use dcb_core::Position;
 use fairway_runtime::http::ApiError;
 use fairway_runtime::{MaterializedView, Module, ModuleKind, Runtime, Sequenced};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use todo_events::{ItemAdded, ItemCompleted, ListCreated, ListId};
 
@@ -59,7 +60,7 @@ fairway_runtime::event_set! {
 }
 
 /// One item of a list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Item {
     /// The item id.
     pub id: String,
@@ -194,7 +195,7 @@ impl MaterializedView for TodoLists {
 }
 
 /// One page of a list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ListPage {
     /// The list id.
@@ -206,6 +207,7 @@ pub struct ListPage {
     /// How many items the whole list has.
     pub items_count: u64,
     /// The cursor of the next page (`None` on the last page).
+    #[schemars(schema_with = "fairway_runtime::openapi::optional_position")]
     pub next: Option<Position>,
 }
 
@@ -254,7 +256,7 @@ pub async fn read_page(
 }
 
 /// The query string: `after` (wait for this position), `limit`, `cursor`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct ListParams {
     /// A position returned by a command: wait until the view has processed it.
     pub after: Option<String>,
@@ -289,7 +291,7 @@ async fn get_list(
     State(rt): State<Runtime>,
     Path(list_id): Path<String>,
     UrlQuery(params): UrlQuery<ListParams>,
-) -> axum::response::Result<Json<ListPage>> {
+) -> Result<Json<ListPage>, ApiError> {
     let list_id = ListId::parse(&list_id).map_err(|e| ApiError::bad_field("listId", e))?;
     let after = position_param("after", params.after.as_deref())?;
     let cursor = position_param("cursor", params.cursor.as_deref())?;
@@ -301,8 +303,7 @@ async fn get_list(
             axum::http::StatusCode::NOT_FOUND,
             "list_not_found",
             format!("no list {list_id}"),
-        )
-        .into()),
+        )),
     }
 }
 

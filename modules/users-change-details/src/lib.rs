@@ -29,13 +29,14 @@
 use std::collections::HashMap;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::response::NoContent;
 use dcb_core::{Query, QueryItem};
 use fairway_runtime::http::{ApiError, JsonBody};
 use fairway_runtime::{
     Command, Ctx, DomainError, DomainEvent, Module, ModuleKind, NewEvent, Read, Rejection, Runtime,
     Sequenced,
 };
+use schemars::JsonSchema;
 use serde::Deserialize;
 use users_events::{
     AuthUser, UserDetailsChanged, UserId, UserRegistered, Username, check_bio, check_image,
@@ -196,7 +197,7 @@ impl Command for ChangeDetails {
 }
 
 /// The request body: every field optional; `null` clears `bio` or `image`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct DetailsBody {
     /// A new username.
     #[serde(default)]
@@ -213,7 +214,7 @@ async fn change_details(
     State(rt): State<Runtime>,
     AuthUser(user_id): AuthUser,
     JsonBody(body): JsonBody<DetailsBody>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<NoContent, ApiError> {
     let username = body
         .username
         .as_deref()
@@ -233,7 +234,7 @@ async fn change_details(
         image: body.image,
     };
     rt.execute(&cmd, &()).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(NoContent)
 }
 
 /// The module: `PATCH /api/user/details`.

@@ -29,12 +29,13 @@
 use std::collections::HashMap;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::response::NoContent;
 use dcb_core::Query;
 use fairway_runtime::http::{ApiError, JsonBody};
 use fairway_runtime::{
     Command, Ctx, DomainError, Module, ModuleKind, NewEvent, Read, Rejection, Runtime, Sequenced,
 };
+use schemars::JsonSchema;
 use serde::Deserialize;
 use users_events::{
     AuthUser, Email, EmailEvent, EmailKey, EmailUnavailable, EmailUse, UserEmailChanged, UserId,
@@ -155,7 +156,7 @@ impl Command for ChangeEmail {
 }
 
 /// The request body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct ChangeEmailBody {
     /// The new email.
     pub email: String,
@@ -165,10 +166,10 @@ async fn change_email(
     State(rt): State<Runtime>,
     AuthUser(user_id): AuthUser,
     JsonBody(body): JsonBody<ChangeEmailBody>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<NoContent, ApiError> {
     let email = Email::parse(&body.email).map_err(|e| ApiError::bad_field("email", e))?;
     rt.execute(&ChangeEmail { user_id, email }, &()).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(NoContent)
 }
 
 /// The module: `PUT /api/user/email`.

@@ -29,11 +29,13 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::NoContent;
 use dcb_core::{Position, Query};
 use fairway_runtime::http::{ApiError, JsonBody};
 use fairway_runtime::{
     Command, Ctx, DomainError, Module, ModuleKind, NewEvent, Rejection, Runtime, Sequenced,
 };
+use schemars::JsonSchema;
 use serde::Deserialize;
 use users_events::credentials::{self, credential_query};
 use users_events::{
@@ -130,7 +132,7 @@ impl Command for ChangePassword {
 }
 
 /// The request body.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChangePasswordBody {
     /// The current password in plain text.
@@ -148,7 +150,7 @@ async fn change_password(
     ClientAddr(address): ClientAddr,
     AuthUser(user_id): AuthUser,
     JsonBody(body): JsonBody<ChangePasswordBody>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<NoContent, ApiError> {
     let current = Password::candidate(&body.current_password)
         .map_err(|e| ApiError::bad_field("currentPassword", e))?;
     let new = Password::parse(&body.password).map_err(|e| ApiError::bad_field("password", e))?;
@@ -173,7 +175,7 @@ async fn change_password(
         &(),
     )
     .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(NoContent)
 }
 
 /// The module: `PUT /api/user/password`.

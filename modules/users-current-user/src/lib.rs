@@ -30,6 +30,7 @@ use axum::http::StatusCode;
 use dcb_core::{Query, QueryItem};
 use fairway_runtime::http::ApiError;
 use fairway_runtime::{DomainEvent, LiveView, Module, ModuleKind, Runtime, Sequenced};
+use schemars::JsonSchema;
 use serde::Serialize;
 use users_events::{
     AuthUser, Email, UserDetailsChanged, UserEmailChanged, UserId, UserRegistered, Username,
@@ -53,11 +54,13 @@ pub struct UserProfile {
 }
 
 /// What `GET /api/user` shows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Profile {
     /// The current email.
+    #[schemars(with = "String")]
     pub email: Email,
     /// The current username.
+    #[schemars(with = "String")]
     pub username: Username,
     /// The bio, when set.
     pub bio: Option<String>,

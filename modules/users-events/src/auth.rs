@@ -7,6 +7,8 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use fairway_runtime::Runtime;
 use fairway_runtime::http::ApiError;
+use fairway_runtime::openapi::aide::openapi::{ApiKeyLocation, SecurityScheme};
+use fairway_runtime::openapi::{self, GenContext, Operation, OperationInput};
 
 use crate::token;
 use crate::values::UserId;
@@ -20,6 +22,32 @@ pub struct AuthUser(pub UserId);
 /// A 401 with the stable error shape.
 pub fn unauthorized(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+}
+
+/// The security scheme of the routes that take [`AuthUser`], in the API contract.
+pub const TOKEN_SCHEME: &str = "token";
+
+/// Documents the route as needing `Authorization: Token <JWT>` (the `token` API-key scheme:
+/// OpenAPI's `http` schemes name registered schemes such as `Bearer`, and this header's scheme
+/// is `Token`), answering 401 without it.
+impl OperationInput for AuthUser {
+    fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+        openapi::require_security(
+            ctx,
+            operation,
+            TOKEN_SCHEME,
+            SecurityScheme::ApiKey {
+                location: ApiKeyLocation::Header,
+                name: "Authorization".to_owned(),
+                description: Some(
+                    "`Token <JWT>`: the token `POST /api/users/login` returns (the scheme is \
+                     case-insensitive; `Bearer` is not accepted)"
+                        .to_owned(),
+                ),
+                extensions: Default::default(),
+            },
+        );
+    }
 }
 
 impl FromRequestParts<Runtime> for AuthUser {

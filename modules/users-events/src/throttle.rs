@@ -192,6 +192,10 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     }
 }
 
+/// Nothing to document: the address comes from the connection, not from the request. The
+/// throttle's 429 is part of the default error response.
+impl fairway_runtime::openapi::OperationInput for ClientAddr {}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -40,7 +40,8 @@ use axum::http::StatusCode;
 use dcb_core::{Position, Query, QueryItem};
 use fairway_runtime::http::{ApiError, JsonBody};
 use fairway_runtime::{DomainEvent, LiveView, Module, ModuleKind, Runtime, Sequenced};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use users_events::{
     ClientAddr, Email, EmailEvent, EmailKey, EmailUse, Password, UserEmailChanged, UserId,
     UserPasswordChanged, UserRegistered, email_query, email_use, password, throttle, token,
@@ -206,7 +207,7 @@ pub async fn login(
 }
 
 /// The request body.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 pub struct LoginBody {
     /// The email.
     pub email: String,
@@ -218,12 +219,19 @@ async fn login_route(
     State(rt): State<Runtime>,
     ClientAddr(address): ClientAddr,
     JsonBody(body): JsonBody<LoginBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<LoggedIn>, ApiError> {
     let email = Email::parse(&body.email).map_err(|e| ApiError::bad_field("email", e))?;
     let password =
         Password::candidate(&body.password).map_err(|e| ApiError::bad_field("password", e))?;
     let token = login(&rt, address, email, password).await?;
-    Ok(Json(serde_json::json!({ "token": token })))
+    Ok(Json(LoggedIn { token }))
+}
+
+/// The answer: a session token, sent back as `Authorization: Token <token>`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct LoggedIn {
+    /// The session token (a JWT).
+    pub token: String,
 }
 
 /// The module: `POST /api/users/login`.

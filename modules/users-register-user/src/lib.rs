@@ -33,15 +33,14 @@
 
 use std::collections::{HashMap, HashSet};
 
-use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use dcb_core::{Query, QueryItem};
-use fairway_runtime::http::{ApiError, JsonBody};
+use fairway_runtime::http::{ApiError, Created, JsonBody};
 use fairway_runtime::{
     Command, Ctx, DomainError, DomainEvent, Module, ModuleKind, NewEvent, Read, Runtime, Sequenced,
 };
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use users_events::{
     Email, EmailEvent, EmailKey, EmailUnavailable, EmailUse, Password, UserDetailsChanged,
     UserEmailChanged, UserId, UserRegistered, Username, email_query, email_use, millis, password,
@@ -184,7 +183,7 @@ impl Command for RegisterUser {
 }
 
 /// The request body.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 pub struct RegisterBody {
     /// The id the client chose.
     pub id: String,
@@ -199,7 +198,7 @@ pub struct RegisterBody {
 async fn register(
     State(rt): State<Runtime>,
     JsonBody(body): JsonBody<RegisterBody>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<Created<Registered>, ApiError> {
     let user_id = UserId::parse(&body.id).map_err(|e| ApiError::bad_field("id", e))?;
     let username =
         Username::parse(&body.username).map_err(|e| ApiError::bad_field("username", e))?;
@@ -212,15 +211,29 @@ async fn register(
         password_hash: password::hash(&rt, pw).await?,
     };
     let done = rt.execute(&cmd, &()).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({
-            "id": cmd.user_id,
-            "username": cmd.username,
-            "email": cmd.email,
-            "position": done.last(),
-        })),
-    ))
+    Ok(Created(Registered {
+        id: cmd.user_id,
+        username: cmd.username,
+        email: cmd.email,
+        position: done.last(),
+    }))
+}
+
+/// The answer: the new user and the position of the registration.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Registered {
+    /// The user's id.
+    #[schemars(with = "String")]
+    pub id: UserId,
+    /// The username.
+    #[schemars(with = "String")]
+    pub username: Username,
+    /// The email, normalised.
+    #[schemars(with = "String")]
+    pub email: Email,
+    /// The registration's position.
+    #[schemars(schema_with = "fairway_runtime::openapi::optional_position")]
+    pub position: Option<dcb_core::Position>,
 }
 
 /// The module: `POST /api/users`.

@@ -13,13 +13,13 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, Query as UrlQuery, State};
-use axum::http::StatusCode;
 use dcb_core::{Position, Query, QueryItem};
-use fairway_runtime::http::{ApiError, JsonBody};
+use fairway_runtime::http::{ApiError, Created, JsonBody};
 use fairway_runtime::{
     Automation, AutomationSettings, Command, Ctx, DomainError, DomainEvent, LiveView,
     MaterializedView, Module, ModuleKind, NewEvent, Read, Rejection, Runtime, Sequenced, tag,
 };
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 // ---- events ----
@@ -359,7 +359,7 @@ pub struct UserProfile {
     pub user_id: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
 pub struct Profile {
     pub username: String,
     pub email: String,
@@ -396,7 +396,7 @@ impl LiveView for UserProfile {
 /// Materialized: one entry per user.
 pub struct Directory;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Entry {
     pub username: String,
     pub email: String,
@@ -439,7 +439,7 @@ impl MaterializedView for Directory {
 
 // ---- HTTP ----
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct RegisterBody {
     pub user_id: String,
     pub email: String,
@@ -449,7 +449,7 @@ pub struct RegisterBody {
 async fn register(
     State(rt): State<Runtime>,
     JsonBody(body): JsonBody<RegisterBody>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<Created<Written>, ApiError> {
     if !body.email.contains('@') {
         return Err(ApiError::bad_field("email", "is not an email address"));
     }
@@ -459,13 +459,19 @@ async fn register(
         username: body.username,
     };
     let done = rt.execute(&cmd, &()).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({ "position": done.last() })),
-    ))
+    Ok(Created(Written {
+        position: done.last(),
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+/// What a command route answers: the position of its last event.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Written {
+    #[schemars(schema_with = "fairway_runtime::openapi::optional_position")]
+    pub position: Option<Position>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct RenameBody {
     pub username: String,
 }
@@ -474,7 +480,7 @@ async fn rename(
     State(rt): State<Runtime>,
     Path(user_id): Path<String>,
     JsonBody(body): JsonBody<RenameBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Written>, ApiError> {
     let done = rt
         .execute(
             &ChangeUsername {
@@ -484,7 +490,9 @@ async fn rename(
             &(),
         )
         .await?;
-    Ok(Json(serde_json::json!({ "position": done.last() })))
+    Ok(Json(Written {
+        position: done.last(),
+    }))
 }
 
 async fn profile(
@@ -501,8 +509,9 @@ async fn profile(
         .ok_or_else(|| ApiError::not_found(format!("no user {user_id}")))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct AfterParam {
+    #[schemars(schema_with = "fairway_runtime::openapi::optional_position")]
     pub after: Option<Position>,
 }
 
