@@ -42,7 +42,8 @@
 //!     dcb_transfer::ImportOptions::default(),
 //!     &mut |_| {},
 //! ).await?;
-//! assert_eq!((exported.events, imported.events), (1, 1));
+//! assert_eq!((exported.events, imported.source.events), (1, 1));
+//! assert!(imported.same_positions);
 //! # Ok::<(), dcb_transfer::TransferError>(())
 //! # }).unwrap();
 //! ```
