@@ -1,6 +1,7 @@
 //! `fairway`: the host binary. `fairway serve` serves every module linked in
 //! [`modules::all`] over HTTP and runs their views and automations; the other subcommands are
-//! operator tools on the same data directory (`events`, `dlq`, `views rebuild`, `status`).
+//! operator tools on the same data directory (`events`, `events check`, `dlq`, `views rebuild`,
+//! `status`).
 //!
 //! Layer: the top. It picks the backend (the embedded store by default, FoundationDB with the
 //! `fdb` feature) and the services modules get (an outbox mailer, persisted secrets). Nothing
@@ -12,6 +13,7 @@
 //! fairway status
 //! ```
 
+mod check;
 mod layers;
 mod listen;
 mod modules;
@@ -151,7 +153,11 @@ enum Command {
     /// Serve the HTTP API and run views and automations until SIGTERM or Ctrl-C.
     Serve(Box<ServeArgs>),
     /// Print events as JSON lines, filtered by type and tag; `--follow` keeps printing new ones.
+    /// With a subcommand: operations on the whole log (`check`).
+    #[command(args_conflicts_with_subcommands = true)]
     Events {
+        #[command(subcommand)]
+        action: Option<EventsAction>,
         #[command(flatten)]
         filter: ops::EventFilter,
         #[command(flatten)]
@@ -179,6 +185,14 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+}
+
+/// `fairway events <subcommand>`.
+#[derive(Debug, Subcommand)]
+enum EventsAction {
+    /// Decode every stored event with this build's modules (upcasters applied) and report each
+    /// that fails, by type and position; exits 1 if any does. Run it before a deploy.
+    Check(check::CheckArgs),
 }
 
 #[tokio::main]
@@ -220,7 +234,22 @@ async fn run() -> anyhow::Result<()> {
             store::secure_data_dir(&args.store.data_dir)?;
             serve::run(options, &args.store.data_dir, &args.store.backend()).await
         }
-        Command::Events { filter, store } => ops::events(&store.backend(), filter).await,
+        Command::Events {
+            action: Some(EventsAction::Check(args)),
+            store,
+            ..
+        } => {
+            if check::check(&store.backend(), &args).await? {
+                Ok(())
+            } else {
+                anyhow::bail!("some stored events do not decode with this build (listed above)")
+            }
+        }
+        Command::Events {
+            action: None,
+            filter,
+            store,
+        } => ops::events(&store.backend(), filter).await,
         Command::Dlq { action, store } => ops::dlq(&store.backend(), action).await,
         Command::Views { action, store } => ops::views(&store.backend(), action).await,
         Command::Status { json, store } => ops::status(&store.backend(), json).await,

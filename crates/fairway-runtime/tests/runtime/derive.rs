@@ -48,3 +48,37 @@ fn derived_events_work_in_the_harness() {
     let g = nothing().and(Pinged { secret: "s".into() });
     assert_eq!(g.events()[0].event_type, "Pinged");
 }
+
+fn upcast_price(from: u32, mut data: serde_json::Value) -> Result<serde_json::Value, String> {
+    match from {
+        1 => {
+            data["currency"] = serde_json::json!("EUR");
+            Ok(data)
+        }
+        v => Err(format!("no upcaster from version {v}")),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
+#[event(type = "PriceChanged", version = 2, upcast = upcast_price)]
+#[event(former = "PriceSet", former = "PriceFixed")]
+pub struct PriceChanged {
+    #[tag("item")]
+    pub item: String,
+    pub currency: String,
+}
+
+#[test]
+fn the_derive_declares_version_upcaster_and_former_names() {
+    assert_eq!(PriceChanged::VERSION, 2);
+    assert_eq!(PriceChanged::FORMER_TYPES, &["PriceSet", "PriceFixed"]);
+    assert_eq!(Pinged::VERSION, 1);
+    assert!(Pinged::FORMER_TYPES.is_empty());
+    let old: PriceChanged =
+        fairway_runtime::decode_as("PriceSet", 1, br#"{"item":"pen"}"#).unwrap();
+    assert_eq!(old.currency, "EUR");
+    let current: PriceChanged =
+        fairway_runtime::decode_as("PriceChanged", 2, br#"{"item":"pen","currency":"USD"}"#)
+            .unwrap();
+    assert_eq!(current.currency, "USD");
+}
