@@ -3,11 +3,20 @@
 //! Format version 1: one version byte (`1`) followed by a postcard encoding of
 //! [`StoredEvent`]. Unknown versions and undecodable bytes are [`StoreError::Corrupted`], never a
 //! panic.
+//!
+//! [`decode_event_bytes`] is the zero-copy decode: the event's type, tags and data are slices of
+//! the record's own [`Bytes`] (no per-field allocation; only the tag list and any metadata are
+//! allocated). [`decode_keys`] borrows the indexed fields for index rebuilds.
 
+use std::collections::BTreeMap;
+use std::fmt;
+
+use bytes::Bytes;
+use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{Event, StoreError};
+use crate::{Event, StoreError, Text};
 
 /// The current record format version.
 pub const RECORD_VERSION: u8 = 1;
@@ -36,37 +45,6 @@ struct RecordV1<'a> {
     batch_len: u32,
 }
 
-/// The same record, decoded straight into owned values (no intermediate borrowed vectors).
-/// Postcard encodes a sequence of pairs exactly like a map, so `metadata` decodes as one.
-#[derive(Deserialize)]
-struct RecordV1Owned {
-    event_type: String,
-    tags: Vec<String>,
-    #[serde(deserialize_with = "owned_bytes")]
-    data: Vec<u8>,
-    metadata: std::collections::BTreeMap<String, String>,
-    id: Option<[u8; 16]>,
-    batch_index: u32,
-    batch_len: u32,
-}
-
-fn owned_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-    struct V;
-    impl<'de> serde::de::Visitor<'de> for V {
-        type Value = Vec<u8>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("bytes")
-        }
-        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-            Ok(v.to_vec())
-        }
-        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-            Ok(v)
-        }
-    }
-    d.deserialize_byte_buf(V)
-}
-
 mod serde_bytes_compat {
     use serde::{Deserializer, Serializer};
     pub fn serialize<S: Serializer>(v: &&[u8], s: S) -> Result<S::Ok, S::Error> {
@@ -81,8 +59,8 @@ mod serde_bytes_compat {
 pub fn encode_event(event: &Event, batch_index: u32, batch_len: u32) -> Vec<u8> {
     let rec = RecordV1 {
         event_type: &event.event_type,
-        tags: event.tags.iter().map(String::as_str).collect(),
-        data: &event.data,
+        tags: event.tags.iter().map(Text::as_str).collect(),
+        data: &event.data[..],
         metadata: event
             .metadata
             .iter()
@@ -140,22 +118,165 @@ fn record_body(bytes: &[u8]) -> Result<&[u8], StoreError> {
     Ok(body)
 }
 
-/// Decodes a record written by [`encode_event`].
+/// Decodes a record written by [`encode_event`], copying it once into a shared buffer (see
+/// [`decode_event_bytes`] to decode a buffer the caller already shares, without copying).
 pub fn decode_event(bytes: &[u8]) -> Result<StoredEvent, StoreError> {
-    let body = record_body(bytes)?;
-    let rec: RecordV1Owned = postcard::from_bytes(body)
-        .map_err(|e| StoreError::Corrupted(format!("undecodable event record: {e}")))?;
-    Ok(StoredEvent {
-        event: Event {
-            event_type: rec.event_type,
-            tags: rec.tags,
-            data: rec.data,
-            metadata: rec.metadata,
-            id: rec.id.map(Uuid::from_bytes),
-        },
-        batch_index: rec.batch_index,
-        batch_len: rec.batch_len,
-    })
+    decode_event_bytes(&Bytes::copy_from_slice(bytes))
+}
+
+/// Decodes a record written by [`encode_event`] without copying: the event's type, tags and
+/// data are slices of `record` ([`Bytes::slice_ref`]), so they share (and keep alive) its buffer.
+pub fn decode_event_bytes(record: &Bytes) -> Result<StoredEvent, StoreError> {
+    let body = record_body(record)?;
+    let mut de = postcard::Deserializer::from_bytes(body);
+    RecordSeed { record }
+        .deserialize(&mut de)
+        .map_err(|e| StoreError::Corrupted(format!("undecodable event record: {e}")))
+}
+
+/// The field names of [`RecordV1`], in order (postcard encodes a struct as its fields in order).
+const RECORD_FIELDS: &[&str] = &[
+    "event_type",
+    "tags",
+    "data",
+    "metadata",
+    "id",
+    "batch_index",
+    "batch_len",
+];
+
+/// Decodes a [`RecordV1`] body into a [`StoredEvent`] whose buffers are slices of `record`.
+struct RecordSeed<'r> {
+    record: &'r Bytes,
+}
+
+impl<'de> DeserializeSeed<'de> for RecordSeed<'_> {
+    type Value = StoredEvent;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<StoredEvent, D::Error> {
+        d.deserialize_struct("RecordV1", RECORD_FIELDS, self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordSeed<'_> {
+    type Value = StoredEvent;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an event record")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StoredEvent, A::Error> {
+        let record = self.record;
+        let missing = |i: usize| de::Error::invalid_length(i, &"an event record of 7 fields");
+        let type_bytes = seq
+            .next_element_seed(SharedSeed { record })?
+            .ok_or_else(|| missing(0))?;
+        let event_type = text(type_bytes)?;
+        let tags = seq
+            .next_element_seed(TagsSeed { record })?
+            .ok_or_else(|| missing(1))?;
+        let data = seq
+            .next_element_seed(SharedSeed { record })?
+            .ok_or_else(|| missing(2))?;
+        let metadata: BTreeMap<String, String> = seq.next_element()?.ok_or_else(|| missing(3))?;
+        let id: Option<[u8; 16]> = seq.next_element()?.ok_or_else(|| missing(4))?;
+        let batch_index: u32 = seq.next_element()?.ok_or_else(|| missing(5))?;
+        let batch_len: u32 = seq.next_element()?.ok_or_else(|| missing(6))?;
+        Ok(StoredEvent {
+            event: Event {
+                event_type,
+                tags,
+                data,
+                metadata,
+                id: id.map(Uuid::from_bytes),
+            },
+            batch_index,
+            batch_len,
+        })
+    }
+}
+
+fn text<E: de::Error>(bytes: Bytes) -> Result<Text, E> {
+    Text::from_utf8(bytes).map_err(|e| E::custom(format_args!("invalid UTF-8: {e}")))
+}
+
+/// Decodes a byte string (postcard writes `str` and `[u8]` alike) as a slice of `record`.
+struct SharedSeed<'r> {
+    record: &'r Bytes,
+}
+
+impl<'de> DeserializeSeed<'de> for SharedSeed<'_> {
+    type Value = Bytes;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Bytes, D::Error> {
+        d.deserialize_bytes(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SharedSeed<'_> {
+    type Value = Bytes;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a byte string")
+    }
+
+    fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Bytes, E> {
+        Ok(share(self.record, v))
+    }
+
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
+        Ok(share(self.record, v))
+    }
+}
+
+/// `part` as a slice of `record` when it lies inside it (always, for a postcard body borrowed
+/// from the record), else a copy: never a panic.
+fn share(record: &Bytes, part: &[u8]) -> Bytes {
+    let whole = record.as_ptr_range();
+    let p = part.as_ptr_range();
+    if part.is_empty() {
+        Bytes::new()
+    } else if whole.start <= p.start && p.end <= whole.end {
+        record.slice_ref(part)
+    } else {
+        Bytes::copy_from_slice(part)
+    }
+}
+
+/// Decodes the tag list, each tag a slice of `record`.
+struct TagsSeed<'r> {
+    record: &'r Bytes,
+}
+
+impl<'de> DeserializeSeed<'de> for TagsSeed<'_> {
+    type Value = Vec<Text>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Vec<Text>, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TagsSeed<'_> {
+    type Value = Vec<Text>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of tags")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Text>, A::Error> {
+        // The length comes from the record: cap the reservation, the loop grows past it.
+        let hint = seq
+            .size_hint()
+            .unwrap_or(0)
+            .min(crate::limits::MAX_TAGS_PER_EVENT);
+        let mut tags = Vec::with_capacity(hint);
+        while let Some(b) = seq.next_element_seed(SharedSeed {
+            record: self.record,
+        })? {
+            tags.push(text(b)?);
+        }
+        Ok(tags)
+    }
 }
 
 #[cfg(test)]
@@ -190,6 +311,52 @@ mod tests {
                 id: e.id
             })
         );
+    }
+
+    #[test]
+    fn decode_event_bytes_slices_the_record() {
+        let e = Event::new("BookBorrowed", br#"{"book":42}"#.to_vec())
+            .tag("book:42")
+            .tag("reader:7")
+            .meta("recorded-at", "1")
+            .with_id(Uuid::from_u128(9));
+        let record = Bytes::from(encode_event(&e, 1, 2));
+        let stored = decode_event_bytes(&record);
+        let Ok(stored) = stored else {
+            panic!("decode failed: {stored:?}");
+        };
+        assert_eq!(stored.event, e);
+        assert_eq!((stored.batch_index, stored.batch_len), (1, 2));
+        let inside = record.as_ptr_range();
+        let ev = &stored.event;
+        let mut pointers = vec![ev.event_type.as_ptr(), ev.data.as_ptr()];
+        pointers.extend(ev.tags.iter().map(|t| t.as_ptr()));
+        for p in pointers {
+            assert!(inside.contains(&p), "a field was copied out of the record");
+        }
+        // The slices keep the buffer alive on their own.
+        drop(record);
+        assert_eq!(stored.event.tags[1], "reader:7");
+    }
+
+    #[test]
+    fn empty_fields_decode_without_a_buffer() {
+        let e = Event::new("A", Vec::new());
+        let stored = decode_event_bytes(&Bytes::from(encode_event(&e, 0, 1)));
+        assert_eq!(stored.ok().map(|s| s.event), Some(e));
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_tag_is_corruption() {
+        let e = Event::new("A", Vec::new()).tag("xx");
+        let mut bytes = encode_event(&e, 0, 1);
+        let at = bytes.windows(2).position(|w| w == b"xx").unwrap_or(0);
+        bytes[at] = 0xff;
+        assert!(matches!(
+            decode_event(&bytes),
+            Err(StoreError::Corrupted(_))
+        ));
+        assert!(matches!(decode_keys(&bytes), Err(StoreError::Corrupted(_))));
     }
 
     #[test]

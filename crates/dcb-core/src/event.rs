@@ -2,27 +2,31 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::Position;
+use crate::{Position, Text};
 
 /// An event to append: a type, a set of tags, opaque data, optional metadata and an optional id.
 ///
 /// Tags form a set: a duplicate tag is rejected at append time with
 /// [`InputError::DuplicateTag`](crate::InputError::DuplicateTag). Their order is kept as given.
 /// The `id`, when present, makes retries idempotent (see [`EventStore::append`](crate::EventStore::append)).
+///
+/// Type, tags and data are shared buffers ([`Text`], [`Bytes`]): an event read from a store
+/// usually points into the record it was decoded from, and cloning an event copies none of them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     /// The event type, e.g. `"BookBorrowed"`. Non-empty UTF-8.
     #[serde(rename = "type")]
-    pub event_type: String,
+    pub event_type: Text,
     /// The tags, e.g. `["book:42", "borrower:7"]`. Non-empty strings, no duplicates.
     #[serde(default)]
-    pub tags: Vec<String>,
+    pub tags: Vec<Text>,
     /// The payload: opaque bytes (the framework stores JSON).
     #[serde(default)]
-    pub data: Vec<u8>,
+    pub data: Bytes,
     /// Free-form string metadata (recorded-at time, correlation ids, ...).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
@@ -33,7 +37,7 @@ pub struct Event {
 
 impl Event {
     /// An event of `event_type` carrying `data`, with no tags, metadata or id.
-    pub fn new(event_type: impl Into<String>, data: impl Into<Vec<u8>>) -> Event {
+    pub fn new(event_type: impl Into<Text>, data: impl Into<Bytes>) -> Event {
         Event {
             event_type: event_type.into(),
             tags: Vec::new(),
@@ -44,7 +48,7 @@ impl Event {
     }
 
     /// Adds one tag.
-    pub fn tag(mut self, tag: impl Into<String>) -> Event {
+    pub fn tag(mut self, tag: impl Into<Text>) -> Event {
         self.tags.push(tag.into());
         self
     }
@@ -53,7 +57,7 @@ impl Event {
     pub fn tags<I, T>(mut self, tags: I) -> Event
     where
         I: IntoIterator<Item = T>,
-        T: Into<String>,
+        T: Into<Text>,
     {
         self.tags.extend(tags.into_iter().map(Into::into));
         self

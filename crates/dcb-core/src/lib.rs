@@ -33,6 +33,7 @@ mod position;
 mod query;
 mod store;
 pub mod subscribe;
+mod text;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -47,4 +48,7 @@ pub use store::{
     ReadOptions, ReadStream, Start, StateCommit, StateEntry, StateWrite, StoreStats, Subscription,
     SubscriptionItem, Tracking, check_read, check_state_commit,
 };
+pub use text::Text;
 pub use uuid::Uuid;
+/// The shared byte buffer of event data ([`Event::data`]), re-exported.
+pub use bytes::Bytes;

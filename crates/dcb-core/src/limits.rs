@@ -61,7 +61,7 @@ fn check_name(field: &'static str, s: &str, max: usize) -> Result<(), InputError
 /// The size an event counts for against [`MAX_APPEND_BYTES`].
 pub fn event_size(event: &Event) -> usize {
     event.event_type.len()
-        + event.tags.iter().map(String::len).sum::<usize>()
+        + event.tags.iter().map(|t| t.len()).sum::<usize>()
         + event.data.len()
         + event
             .metadata
@@ -84,7 +84,7 @@ pub fn validate_event(event: &Event) -> Result<(), InputError> {
     for tag in &event.tags {
         check_name("tag", tag, MAX_TAG_LEN)?;
         if !seen.insert(tag.as_str()) {
-            return Err(InputError::DuplicateTag(tag.clone()));
+            return Err(InputError::DuplicateTag(tag.to_string()));
         }
     }
     if event.data.len() > MAX_DATA_LEN {

@@ -82,7 +82,7 @@ impl QueryItem {
 
     /// Whether this item matches `event`.
     pub fn matches(&self, event: &Event) -> bool {
-        (self.types.is_empty() || self.types.contains(&event.event_type))
+        (self.types.is_empty() || self.types.iter().any(|t| *t == event.event_type))
             && self.tags.iter().all(|t| event.has_tag(t))
     }
 
@@ -170,7 +170,7 @@ mod tests {
     use super::*;
 
     fn ev(t: &str, tags: &[&str]) -> Event {
-        Event::new(t, vec![]).tags(tags.iter().copied())
+        Event::new(t.to_owned(), vec![]).tags(tags.iter().map(|t| t.to_string()))
     }
 
     #[test]

@@ -40,7 +40,7 @@ impl Index {
         self.add_keys(
             position,
             &event.event_type,
-            event.tags.iter().map(String::as_str),
+            event.tags.iter().map(|t| t.as_str()),
             event.id,
         );
     }

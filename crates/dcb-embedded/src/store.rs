@@ -334,7 +334,7 @@ impl Shared {
     pub(crate) fn load(&self, position: u64) -> Result<StoredEvent, StoreError> {
         let cached = self.recent_read().get(position);
         if let Some(bytes) = cached {
-            return writer::decode(position, &bytes);
+            return writer::decode(position, bytes);
         }
         match self
             .disk()?
@@ -342,7 +342,7 @@ impl Shared {
             .get(keys::event_key(position))
             .map_err(fjall_err)?
         {
-            Some(bytes) => writer::decode(position, &bytes),
+            Some(bytes) => writer::decode(position, bytes),
             None => Err(StoreError::Corrupted(format!(
                 "indexed event at position {position} is missing"
             ))),
@@ -569,7 +569,7 @@ impl ReadState {
                 if !cached.is_empty() {
                     let mut out = Vec::with_capacity(cached.len());
                     for (p, v) in cached {
-                        out.push((p, writer::decode(p, &v)?));
+                        out.push((p, writer::decode(p, v)?));
                     }
                     // The cache may end before the span does: go on from the last position.
                     let end = if span.backwards { span.lo } else { span.hi };
@@ -585,7 +585,7 @@ impl ReadState {
                     let p = keys::event_position(&k).ok_or_else(|| {
                         StoreError::Corrupted(format!("event key of {} bytes", k.len()))
                     })?;
-                    out.push((p, writer::decode(p, &v)?));
+                    out.push((p, writer::decode(p, v)?));
                     Ok(())
                 };
                 if span.backwards {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use dcb_core::codec::{StoredEvent, decode_event, encode_event};
+use dcb_core::codec::{StoredEvent, decode_event_bytes, encode_event};
 use dcb_core::{
     AppendRequest, Appended, Event, Position, StateCommit, StoreError, Uuid, classify_retry,
 };
@@ -472,9 +472,10 @@ fn reset(shared: &Shared, consumer: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Decodes a stored record (used by reads).
-pub(crate) fn decode(position: u64, bytes: &[u8]) -> Result<StoredEvent, StoreError> {
-    decode_event(bytes).map_err(|e| at_position(position, e))
+/// Decodes a stored record (used by reads) without copying: the event's type, tags and data are
+/// slices of the value fjall returned (itself a slice of the block it read).
+pub(crate) fn decode(position: u64, value: fjall::UserValue) -> Result<StoredEvent, StoreError> {
+    decode_event_bytes(&dcb_core::Bytes::from(value)).map_err(|e| at_position(position, e))
 }
 
 /// Decodes a stored record's indexed fields (used when rebuilding indexes).

@@ -7,7 +7,7 @@ use dcb_core::{AppendCondition, Event, EventStore, Position, Query, ReadOptions,
 use dcb_embedded::EmbeddedStore;
 
 fn ev(t: &str, tag: &str) -> Event {
-    Event::new(t, b"{}".to_vec()).tag(tag)
+    Event::new(t.to_owned(), b"{}".to_vec()).tag(tag.to_owned())
 }
 
 #[tokio::test]

@@ -24,7 +24,7 @@ async fn plain() -> KvStore<SimKv> {
 }
 
 fn ev(t: &str, tags: &[&str]) -> Event {
-    Event::new(t, t.as_bytes().to_vec()).tags(tags.iter().copied())
+    Event::new(t.to_owned(), t.as_bytes().to_vec()).tags(tags.iter().map(|t| t.to_string()))
 }
 
 async fn all(store: &impl EventStore) -> Vec<dcb_core::SequencedEvent> {

@@ -289,7 +289,7 @@ fn detail(e: &SequencedEvent, sensitive: &BTreeMap<String, BTreeSet<String>>) ->
     let data = &e.event.data;
     let (encoding, value) = match serde_json::from_slice::<Value>(data) {
         Ok(mut j) => {
-            if let Some(fields) = sensitive.get(&e.event.event_type) {
+            if let Some(fields) = sensitive.get(e.event.event_type.as_str()) {
                 let n = fairway_runtime::redact(&mut j, fields);
                 if n > 0 {
                     v["redacted"] = json!(n);

@@ -145,7 +145,7 @@ async fn run_hub(
                 message: event_message(e.position, &summary(&e).to_string()),
                 position: e.position,
                 event: Event {
-                    data: Vec::new(),
+                    data: dcb_core::Bytes::new(),
                     ..e.event
                 },
             },

@@ -495,7 +495,7 @@ impl<E: EventSet> Sequenced<E> {
         Ok(Sequenced {
             position,
             event: decoded,
-            tags: event.tags,
+            tags: event.tags.into_iter().map(String::from).collect(),
             metadata: Metadata {
                 id: event.id,
                 recorded_at,

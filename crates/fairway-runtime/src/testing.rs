@@ -87,8 +87,8 @@ impl Plain {
     fn of_stored(e: &Event) -> Plain {
         let data = serde_json::from_slice(&e.data).unwrap_or(serde_json::Value::Null);
         Plain {
-            event_type: e.event_type.clone(),
-            tags: e.tags.clone(),
+            event_type: e.event_type.to_string(),
+            tags: e.tags.iter().map(|t| t.to_string()).collect(),
             data,
         }
     }

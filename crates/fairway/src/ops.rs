@@ -126,7 +126,7 @@ struct EventLine<'a> {
     position: Position,
     #[serde(rename = "type")]
     event_type: &'a str,
-    tags: &'a [String],
+    tags: &'a [dcb_core::Text],
     data: serde_json::Value,
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     metadata: &'a std::collections::BTreeMap<String, String>,
@@ -143,7 +143,7 @@ pub fn event_line(e: &SequencedEvent, sensitive: &Sensitive) -> anyhow::Result<S
     let mut data = serde_json::from_slice(&e.event.data).unwrap_or_else(|_| {
         serde_json::Value::String(String::from_utf8_lossy(&e.event.data).into_owned())
     });
-    if let Some(fields) = sensitive.get(&e.event.event_type) {
+    if let Some(fields) = sensitive.get(e.event.event_type.as_str()) {
         fairway_runtime::redact(&mut data, fields);
     }
     Ok(serde_json::to_string(&EventLine {

@@ -177,7 +177,7 @@ fn seed_big_list(dir: &Path, n: usize, text_len: usize) -> dcb_core::Position {
     block_on(async {
         let store = dcb_embedded::EmbeddedStore::open(dir.join("store")).unwrap();
         let event = |ty: &str, tags: Vec<String>, data: Value, id: u128| {
-            Event::new(ty, serde_json::to_vec(&data).unwrap())
+            Event::new(ty.to_owned(), serde_json::to_vec(&data).unwrap())
                 .tags(tags)
                 .meta(RECORDED_AT_KEY, "0")
                 .with_id(Uuid::from_u128(id))

@@ -126,7 +126,7 @@ pub async fn readers_never_see_partial_batch(store: Store) {
                     let (_, events) = read(&store, q, ReadOptions::new()).await;
                     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
                     for e in &events {
-                        *counts.entry(e.event.tags[0].clone()).or_default() += 1;
+                        *counts.entry(e.event.tags[0].to_string()).or_default() += 1;
                     }
                     for (tag, n) in counts {
                         assert_eq!(n, 10, "reader {r} saw {n} of the 10 events of {tag}");

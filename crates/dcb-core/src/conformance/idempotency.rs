@@ -104,7 +104,7 @@ pub async fn same_ids_different_data_conflicts(store: Store) {
     let ids = [id(), id()];
     append(&store, batch(&ids)).await;
     let mut changed = batch(&ids);
-    changed[1].data = b"changed".to_vec();
+    changed[1].data = b"changed".to_vec().into();
     assert_conflict(store.append(changed, Vec::new()).await, &ids);
     let mut retagged = batch(&ids);
     retagged[0].tags.push("extra".into());

@@ -290,7 +290,7 @@ fn build_event(s: &EventSpec) -> Event {
     }
     match s.invalid {
         None => {}
-        Some(Invalid::EmptyType) => e.event_type.clear(),
+        Some(Invalid::EmptyType) => e.event_type = crate::Text::new(),
         Some(Invalid::DuplicateTag) => {
             let t = e.tags.first().cloned().unwrap_or_else(|| "t0".into());
             e.tags.push(t.clone());
@@ -298,7 +298,7 @@ fn build_event(s: &EventSpec) -> Event {
                 e.tags.push(t);
             }
         }
-        Some(Invalid::ControlCharacter) => e.event_type.push('\n'),
+        Some(Invalid::ControlCharacter) => e.event_type = format!("{}\n", e.event_type).into(),
     }
     e
 }

@@ -18,12 +18,12 @@ pub const LIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An event of type `t` carrying `tags`, with `data` = the type's bytes.
 pub fn ev(t: &str, tags: &[&str]) -> Event {
-    Event::new(t, t.as_bytes().to_vec()).tags(tags.iter().copied())
+    Event::new(t.to_owned(), t.as_bytes().to_vec()).tags(tags.iter().map(|t| t.to_string()))
 }
 
 /// An event of type `t` carrying `tags` and the given data.
 pub fn ev_data(t: &str, tags: &[&str], data: impl Into<Vec<u8>>) -> Event {
-    Event::new(t, data).tags(tags.iter().copied())
+    Event::new(t.to_owned(), data.into()).tags(tags.iter().map(|t| t.to_string()))
 }
 
 /// Appends unconditionally; panics with the error on failure.

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use dcb_core::codec::decode_event;
+use dcb_core::codec::decode_event_bytes;
 use dcb_core::{Position, Query, SequencedEvent, StoreError};
 use futures::future::join_all;
 use tokio::time::Instant;
@@ -236,7 +236,8 @@ impl<D: KvDatabase> ReadState<D> {
                         StoreError::Corrupted(format!("index points at missing event {pos}"))
                     })?,
             };
-            let stored = decode_event(&record)?;
+            // The record is ours: the event shares its buffer instead of copying out of it.
+            let stored = decode_event_bytes(&dcb_core::Bytes::from(record))?;
             if self.query.matches(&stored.event) {
                 out.push(SequencedEvent {
                     position: *pos,

@@ -71,9 +71,9 @@ impl BenchStore for Fairway {
         let events = events
             .into_iter()
             .map(|e| Event {
-                event_type: e.event_type,
-                tags: e.tags,
-                data: e.data,
+                event_type: e.event_type.into(),
+                tags: e.tags.into_iter().map(Into::into).collect(),
+                data: e.data.into(),
                 metadata: Default::default(),
                 id: None,
             })
