@@ -153,7 +153,17 @@ impl From<ViewError> for ApiError {
     fn from(e: ViewError) -> ApiError {
         match e {
             ViewError::Store(s) => s.into(),
-            ViewError::Timeout { .. } => ApiError::unavailable(e.to_string()),
+            // As `ViewError`'s own response: a handler may return either.
+            ViewError::Timeout { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "view_not_ready",
+                format!("{e}; retry shortly"),
+            )
+            .retry_after(crate::view::VIEW_RETRY_AFTER_SECS),
+            // The message starts with `after: `, the query parameter that carried it.
+            ViewError::AheadOfStore { .. } => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", e.to_string())
+            }
             other => {
                 tracing::error!(error = %other, "view failed");
                 ApiError::internal(other.to_string())
@@ -419,6 +429,28 @@ mod tests {
         assert!(!ok("application/jsonx"));
         assert!(!ok("application/+json"));
         assert!(!json_content_type(&HeaderMap::new()));
+    }
+
+    /// A view route returning `ApiError` (as every documented route does) answers a view
+    /// timeout exactly as one returning `ViewError` did: 503 `view_not_ready`, `Retry-After`.
+    #[test]
+    fn a_view_timeout_is_view_not_ready_with_retry_after_either_way() {
+        let timeout = || ViewError::Timeout {
+            view: "v".into(),
+            position: dcb_core::Position::from_u64(7),
+            timeout: std::time::Duration::from_secs(5),
+        };
+        let e = ApiError::from(timeout());
+        assert_eq!(
+            (e.status, e.code.as_str(), e.retry_after),
+            (StatusCode::SERVICE_UNAVAILABLE, "view_not_ready", Some(1))
+        );
+        let direct = timeout().into_response();
+        assert_eq!(direct.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            direct.headers().get(RETRY_AFTER),
+            e.into_response().headers().get(RETRY_AFTER)
+        );
     }
 
     #[test]

@@ -70,6 +70,19 @@ pub enum ViewError {
         /// The JSON error.
         message: String,
     },
+    /// A read asked to wait for a position past the store's head: no command returned it, so
+    /// waiting cannot help (HTTP: 400 `invalid_field` naming `after`).
+    #[error(
+        "after: position {position} is past the store's head ({head}): wait only for a position a command returned"
+    )]
+    AheadOfStore {
+        /// The view.
+        view: String,
+        /// The awaited position.
+        position: Position,
+        /// The store's head (`0` when empty).
+        head: Position,
+    },
     /// The view did not reach the position in time (HTTP: 503 with `Retry-After`).
     #[error("view {view} did not reach position {position} within {timeout:?}")]
     Timeout {
@@ -370,16 +383,26 @@ impl Runtime {
 
     /// The guard for reading view `name`: with `after`, [`Runtime::wait_for_view`] for it;
     /// without, the same for the store's head now, so a read never answers from a state older
-    /// than the moment it arrived (in particular not from a view being rebuilt).
+    /// than the moment it arrived (in particular not from a view being rebuilt). An `after`
+    /// past the store's head is [`ViewError::AheadOfStore`] at once (every position a command
+    /// returned is at or below the head).
     pub async fn view_ready(
         &self,
         name: &str,
         after: Option<Position>,
         timeout: Duration,
     ) -> Result<ViewReadGuard, ViewError> {
+        let head = self.store().head().await?;
         let target = match after {
+            Some(p) if p > head.unwrap_or(Position::ZERO) => {
+                return Err(ViewError::AheadOfStore {
+                    view: name.to_owned(),
+                    position: p,
+                    head: head.unwrap_or(Position::ZERO),
+                });
+            }
             Some(p) => Some(p),
-            None => self.store().head().await?,
+            None => head,
         };
         match target {
             Some(p) => self.wait_for_view(name, p, timeout).await,
