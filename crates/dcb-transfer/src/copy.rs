@@ -19,7 +19,7 @@ pub async fn copy<S, T>(
     source: &S,
     target: &T,
     options: ImportOptions,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<Imported, TransferError>
 where
     S: EventStore + ?Sized,

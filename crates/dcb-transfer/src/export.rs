@@ -115,7 +115,7 @@ impl Tally {
 pub async fn export<S: EventStore + ?Sized, W: Write>(
     store: &S,
     out: W,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<Summary, TransferError> {
     let mut out = std::io::BufWriter::with_capacity(1 << 20, out);
     let mut source = Source::open(store).await?;

@@ -192,7 +192,7 @@ pub async fn import_from<S, R, F>(
     store: &S,
     mut open: F,
     options: ImportOptions,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<Imported, TransferError>
 where
     S: EventStore + ?Sized,

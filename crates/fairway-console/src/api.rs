@@ -62,6 +62,10 @@ impl ConsoleState {
             });
     }
 
+    pub(crate) fn runtime(&self) -> &Runtime {
+        &self.0.runtime
+    }
+
     fn rt(&self) -> &Runtime {
         &self.0.runtime
     }
@@ -87,7 +91,7 @@ impl ConsoleState {
     }
 
     /// 401 unless the request carries the admin token.
-    fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+    pub(crate) fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -196,6 +200,7 @@ pub(crate) fn router(state: ConsoleState) -> Router {
         .route("/api/views", get(views))
         .route("/api/views/{name}/rebuild", post(rebuild))
         .route("/api/store", get(store))
+        .route("/api/backup", post(crate::backup::backup))
         .fallback(|| async { ApiError::not_found("no such console route") })
         .with_state(state)
 }

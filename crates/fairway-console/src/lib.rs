@@ -35,6 +35,7 @@
 //! ```
 
 mod api;
+mod backup;
 mod board;
 mod guard;
 mod params;
@@ -46,6 +47,7 @@ use std::time::Duration;
 
 use fairway_runtime::{Host, Runtime, Secrets, Shutdown};
 
+pub use backup::{BackupRefused, BackupService};
 pub use board::board_svg;
 pub use guard::DEFAULT_HOSTS;
 pub use sampler::{Sample, StoreCounters};

@@ -1,7 +1,7 @@
 //! `fairway`: the host binary. `fairway serve` serves every module linked in
 //! [`modules::all`] over HTTP and runs their views and automations; the other subcommands are
-//! operator tools on the same data directory (`events`, `events check`, `dlq`, `views rebuild`,
-//! `status`).
+//! operator tools on the same data directory (`events`, `events check`, `events export`,
+//! `events import`, `backup`, `restore`, `dlq`, `views rebuild`, `status`).
 //!
 //! Layer: the top. It picks the backend (the embedded store by default, FoundationDB with the
 //! `fdb` feature) and the services modules get (an outbox mailer, persisted secrets). Nothing
@@ -13,6 +13,7 @@
 //! fairway status
 //! ```
 
+mod backup;
 mod check;
 mod layers;
 mod listen;
@@ -20,6 +21,7 @@ mod modules;
 mod ops;
 mod serve;
 mod store;
+mod transfer;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -177,6 +179,21 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// A consistent, self-checking copy of the store while it serves (through the running
+    /// server's console) or not: events up to one head, checkpoints and state at that head.
+    Backup {
+        #[command(flatten)]
+        args: backup::BackupArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Check a backup and install it into an empty data directory.
+    Restore {
+        #[command(flatten)]
+        args: backup::RestoreArgs,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Head position, event count, and how far each view and automation is behind.
     Status {
         /// Print one JSON object instead of text.
@@ -193,6 +210,12 @@ enum EventsAction {
     /// Decode every stored event with this build's modules (upcasters applied) and report each
     /// that fails, by type and position; exits 1 if any does. Run it before a deploy.
     Check(check::CheckArgs),
+    /// Write the whole log as JSON lines (events, consumers' checkpoints and state, with a
+    /// checksum), streaming, to move it to another store (docs/operations.md).
+    Export(transfer::ExportArgs),
+    /// Import an export into an empty store of the configured backend (the file is checked
+    /// whole first; checkpoints are mapped to the new positions).
+    Import(transfer::ImportArgs),
 }
 
 #[tokio::main]
@@ -244,6 +267,22 @@ async fn run() -> anyhow::Result<()> {
             } else {
                 anyhow::bail!("some stored events do not decode with this build (listed above)")
             }
+        }
+        Command::Events {
+            action: Some(EventsAction::Export(args)),
+            store,
+            ..
+        } => transfer::export(&store.backend(), &args).await,
+        Command::Events {
+            action: Some(EventsAction::Import(args)),
+            store,
+            ..
+        } => transfer::import(&store.backend(), &args).await,
+        Command::Backup { args, store } => {
+            backup::backup(&store.backend(), &store.data_dir, &args).await
+        }
+        Command::Restore { args, store } => {
+            backup::restore(&store.backend(), &store.data_dir, &args).await
         }
         Command::Events {
             action: None,

@@ -140,6 +140,7 @@ pub async fn run(options: ServeOptions, data_dir: &Path, backend: &Backend) -> a
     let opened = store::open(backend).await?;
     let http = HttpMetrics::default();
     let rt = runtime(data_dir, opened.store.clone(), Some(http.clone()))?;
+    let rt = crate::backup::with_service(rt, opened.store.clone(), backend);
     let mods = modules::all();
     let names: Vec<String> = mods.iter().map(|m| m.info().name.clone()).collect();
     let mut host = Host::new(rt.clone(), mods).body_limit(body_limit);
