@@ -17,13 +17,12 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::Arc;
 
 use dcb_core::{ConsumerSnapshot, Position, StateEntry, StoreError};
 use fjall::Readable;
 use futures::StreamExt;
 
-use crate::store::{Disk, Shared, fjall_err};
+use crate::store::{Shared, fjall_err};
 
 /// State keys read from the snapshot per step.
 const STATE_PAGE: usize = 256;
@@ -31,7 +30,7 @@ const STATE_PAGE: usize = 256;
 /// A snapshot as the writer took it, before its checkpoints are read.
 pub(crate) struct Taken {
     snapshot: fjall::Snapshot,
-    disk: Arc<Disk>,
+    consumers: fjall::Keyspace,
     head: u64,
 }
 
@@ -43,7 +42,7 @@ pub(crate) fn take(shared: &Shared) -> Result<Taken, StoreError> {
     let head = shared.index_read().head;
     Ok(Taken {
         snapshot,
-        disk,
+        consumers: disk.consumers.clone(),
         head,
     })
 }
@@ -51,7 +50,7 @@ pub(crate) fn take(shared: &Shared) -> Result<Taken, StoreError> {
 /// Reads the checkpoints and wraps the state in a paged stream.
 pub(crate) fn into_consumer_snapshot(taken: Taken) -> Result<ConsumerSnapshot, StoreError> {
     let mut checkpoints = BTreeMap::new();
-    for kv in taken.snapshot.prefix(&taken.disk.consumers, b"c") {
+    for kv in taken.snapshot.prefix(&taken.consumers, b"c") {
         let (k, v) = kv.into_inner().map_err(fjall_err)?;
         let name = std::str::from_utf8(&k[1..])
             .map_err(|_| StoreError::Corrupted("consumer name is not UTF-8".into()))?
@@ -108,7 +107,7 @@ impl Pages {
         for kv in self
             .taken
             .snapshot
-            .range(&self.taken.disk.consumers, range)
+            .range(&self.taken.consumers, range)
             .take(STATE_PAGE)
         {
             let (k, v) = kv.into_inner().map_err(fjall_err)?;
