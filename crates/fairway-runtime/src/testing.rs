@@ -153,6 +153,9 @@ mod race {
         async fn reset_consumer(&self, consumer: &str) -> Result<(), StoreError> {
             self.0.reset_consumer(consumer).await
         }
+        async fn consumer_snapshot(&self) -> Result<dcb_core::ConsumerSnapshot, StoreError> {
+            self.0.consumer_snapshot().await
+        }
     }
 }
 

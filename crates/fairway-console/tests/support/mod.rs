@@ -274,6 +274,9 @@ impl EventStore for CountingStore {
     async fn reset_consumer(&self, consumer: &str) -> Result<(), StoreError> {
         self.inner.reset_consumer(consumer).await
     }
+    async fn consumer_snapshot(&self) -> Result<dcb_core::ConsumerSnapshot, StoreError> {
+        self.inner.consumer_snapshot().await
+    }
 }
 
 pub fn fixture(sample_every: Duration) -> Fixture {
