@@ -111,9 +111,18 @@ pub(crate) async fn backup(
             "a backup is running already",
         ));
     }
-    let _running = Running(service.running.clone());
+    let running = Running(service.running.clone());
     tracing::info!(dest = %dest.display(), "console: backup started");
-    match (service.run)(dest).await {
+    // On a task of its own: a client that hangs up does not cut the backup short (which would
+    // leave its `.partial` directory behind); the flag clears when it ends.
+    let task = tokio::spawn(async move {
+        let _running = running;
+        (service.run)(dest).await
+    });
+    let outcome = task
+        .await
+        .map_err(|e| ApiError::internal(format!("the backup task failed: {e}")))?;
+    match outcome {
         Ok(report) => Ok((StatusCode::OK, axum::Json(report))),
         Err(BackupRefused::Destination(m)) => {
             Err(ApiError::new(StatusCode::CONFLICT, "backup_destination", m))
