@@ -123,4 +123,10 @@ impl EventStore for FdbStore {
     async fn reset_consumer(&self, consumer: &str) -> Result<(), StoreError> {
         self.inner.reset_consumer(consumer).await
     }
+
+    /// One transaction (see `dcb_kv`): bounded by FoundationDB's 5-second limit; back up with
+    /// `fdbbackup`.
+    async fn consumer_snapshot(&self) -> Result<dcb_core::ConsumerSnapshot, StoreError> {
+        self.inner.consumer_snapshot().await
+    }
 }
