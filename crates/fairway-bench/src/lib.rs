@@ -7,6 +7,9 @@
 //! [`stats`] the medians and percentiles. The `fairway-bench` binary alternates the stores
 //! round by round and reports our figures as ratios to each peer (see `docs/BENCHMARKS.md`).
 //!
+//! [`scale`] measures how the costs grow with the log (1M, 10M events: bytes written, memory,
+//! open time, tag and hot-tag reads, full scans), each phase in its own child process.
+//!
 //! [`invoices`] is the one workload above the store: gapless invoice numbers under contention,
 //! through `fairway-runtime` and the `invoices-create-invoice` module (`--invoices`).
 //!
@@ -17,6 +20,7 @@
 pub mod adapters;
 pub mod invoices;
 pub mod measure;
+pub mod scale;
 pub mod stats;
 pub mod workloads;
 

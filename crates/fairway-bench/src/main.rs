@@ -5,6 +5,7 @@
 //! cargo run --release -p fairway-bench -- --quick     # < 3 minutes
 //! cargo run --release -p fairway-bench                # full run
 //! cargo run --release -p fairway-bench -- --invoices  # 50 concurrent gapless invoices, 5 rounds
+//! cargo run --release -p fairway-bench -- --scale --sizes 1m,10m  # cost growth with the log
 //! ```
 
 use std::collections::BTreeMap;
@@ -17,7 +18,7 @@ use clap::Parser;
 use fairway_bench::measure::{load_average, reset_peak_rss, status_kib};
 use fairway_bench::stats::median;
 use fairway_bench::workloads::{self, Better, Metric, Sizes, WORKLOADS};
-use fairway_bench::{Kind, open};
+use fairway_bench::{Kind, open, scale};
 use serde_json::json;
 
 /// Side-by-side DCB store benchmarks.
@@ -47,6 +48,27 @@ struct Args {
     /// Concurrent commands per round of `--invoices`.
     #[arg(long, default_value_t = 50)]
     invoice_clients: usize,
+    /// Scale mode: for each of `--sizes`, populate (1 000-event appends, random tags of ~100
+    /// events, a hot tag on 1%) and measure bytes written, open time, RSS, tag and hot-tag reads
+    /// and a full scan, per store in child processes (Fairway and Tephra unless `--stores`;
+    /// 3 rounds unless `--rounds`); one table per size.
+    #[arg(long)]
+    scale: bool,
+    /// Sizes for `--scale`, comma-separated (`1m`, `250k`, `5000`).
+    #[arg(long, default_value = "1m,10m")]
+    sizes: String,
+    /// Internal: one phase of `--scale` (`populate` or `read`) in this process.
+    #[arg(long, hide = true)]
+    scale_child: Option<String>,
+    /// Internal: the store of `--scale-child`.
+    #[arg(long, hide = true)]
+    scale_store: Option<String>,
+    /// Internal: the log size of `--scale-child`.
+    #[arg(long, hide = true, default_value_t = 0)]
+    scale_events: usize,
+    /// Internal: the data directory of `--scale-child`.
+    #[arg(long, hide = true)]
+    scale_dir: Option<PathBuf>,
     /// Internal: run the peak-RSS read for one store in this process and print one JSON line.
     #[arg(long, hide = true)]
     rss_child: Option<String>,
@@ -169,6 +191,21 @@ fn ratio(row: &Row, peer: &str) -> Option<f64> {
     median(&per_round)
 }
 
+/// One phase of `--scale` in this process; prints its JSON line.
+fn scale_child(args: &Args, phase: &str) -> anyhow::Result<()> {
+    let name = args.scale_store.as_deref().context("--scale-store")?;
+    let kind = Kind::from_name(name).context("unknown store")?;
+    let dir = args.scale_dir.as_deref().context("--scale-dir")?;
+    let n = args.scale_events;
+    let v = match phase {
+        "populate" => scale::populate_child(kind, n, dir)?,
+        "read" => scale::read_child(kind, n, dir)?,
+        other => bail!("unknown scale phase {other}"),
+    };
+    println!("{v}");
+    Ok(())
+}
+
 /// `--invoices`: the rounds, one line and one JSON line each, then a summary; fails when any
 /// round has a gap or a duplicate.
 fn run_invoices(args: &Args) -> anyhow::Result<()> {
@@ -216,8 +253,25 @@ fn main() -> anyhow::Result<()> {
         let kind = Kind::from_name(name).context("unknown store")?;
         return rss_child(kind, args.rss_events, &args.dir);
     }
+    if let Some(phase) = &args.scale_child {
+        return scale_child(&args, phase);
+    }
     if args.invoices {
         return run_invoices(&args);
+    }
+    if args.scale {
+        let sizes = scale::parse_sizes(&args.sizes).map_err(anyhow::Error::msg)?;
+        let stores = if args.stores.is_empty() {
+            vec![Kind::Fairway, Kind::Tephra]
+        } else {
+            chosen(&args)
+        };
+        return Ok(scale::run(&scale::ScaleArgs {
+            sizes,
+            rounds: args.rounds.unwrap_or(3),
+            stores,
+            dir: args.dir.clone(),
+        })?);
     }
     let sizes = if args.quick {
         Sizes::QUICK
