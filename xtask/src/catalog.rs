@@ -20,6 +20,22 @@ use super::workspace::{Kind, Mode, ModuleCrate, ensure_file, rel};
 /// The catalog's path, relative to the root.
 pub const CATALOG: &str = "docs/catalog.md";
 
+/// Where the host serves the API contract (`fairway_runtime::openapi::OPENAPI_PATH`).
+pub const OPENAPI_PATH: &str = "/openapi.json";
+
+/// The README section about the contract, relative to the catalog.
+const README_CONTRACT: &str = "../README.md#api-contract";
+
+/// A module's `index`-th route's operation id, as `fairway_runtime::openapi::operation_id`
+/// names it: the module's name, then `NAME-2`, `NAME-3`, ...
+pub fn operation_id(module: &str, index: usize) -> String {
+    if index == 0 {
+        module.to_owned()
+    } else {
+        format!("{module}-{}", index + 1)
+    }
+}
+
 /// What the catalog says about one module.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Entry {
@@ -383,6 +399,13 @@ pub fn render(root: &Path, crates: &[ModuleCrate]) -> Result<String> {
          calls of their `module()`\nfunctions. Do not edit; `cargo test -p xtask` fails when it \
          is stale.\n\n",
     );
+    s.push_str(&format!(
+        "The HTTP contract of these routes, with their request and response schemas, errors, \
+         idempotency keys and\nauthentication, is the OpenAPI 3.1 document the host serves at \
+         [`GET {OPENAPI_PATH}`]({README_CONTRACT}) (no\ncredentials needed); each route's \
+         operation id is its module's name (`NAME-2`, `NAME-3`, ... for a module's\nlater \
+         routes).\n\n"
+    ));
 
     // The event model: who appends and who reads each event type.
     let mut appended: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
@@ -456,6 +479,15 @@ pub fn render(root: &Path, crates: &[ModuleCrate]) -> Result<String> {
         }
         let routes: Vec<String> = e.routes.iter().map(|(m, p)| format!("{m} {p}")).collect();
         s.push_str(&format!("- Routes: {}\n", code_list(&routes)));
+        if !e.routes.is_empty() {
+            let ids: Vec<String> = (0..e.routes.len())
+                .map(|i| operation_id(&e.name, i))
+                .collect();
+            s.push_str(&format!(
+                "- OpenAPI operations ([`{OPENAPI_PATH}`]({README_CONTRACT})): {}\n",
+                code_list(&ids)
+            ));
+        }
         s.push_str(&format!("- Reads: {}\n", code_list(&e.reads)));
         s.push_str(&format!("- Appends: {}\n", code_list(&e.appends)));
         if !e.workers.is_empty() {

@@ -4,7 +4,7 @@ use anyhow::{Context, Result, bail};
 
 use super::scaffold::{Request, new_module};
 use super::workspace::{Kind, Mode, module_crates, rel, root};
-use super::{catalog, fail_if_stale, stress, sync_all};
+use super::{catalog, contract, fail_if_stale, stress, sync_all};
 
 /// The help text.
 pub const HELP: &str = "cargo xtask <task>
@@ -18,6 +18,11 @@ tasks:
         docs/catalog.md from modules/; --check only reports stale files (exit 1).
   catalog [--check]
         regenerate (or check) docs/catalog.md only.
+  contract [--max-examples N] [--timeout SECS] [--seed N] [--bin PATH] [--schemathesis PATH]
+        the API contract test: start the built target/debug/fairway on 127.0.0.1 (free port,
+        temporary data dir), register a user, run schemathesis over every operation of its
+        GET /openapi.json with the user's token (checks: no 5xx, responses match the schema);
+        prints the cases run. Defaults: 25 examples per operation, 150 s. Never builds.
   ci
         run exactly the checks CI runs (.ci/checks: format, clippy, the tests, the fuzz smoke
         when a nightly toolchain is present), without CI's package installs.
@@ -145,6 +150,7 @@ fn run() -> Result<()> {
             }
         }
         "stress-tests" => stress::run(&root, &stress::parse(rest)?)?,
+        "contract" => contract::run(&root, &contract::parse(rest)?)?,
         stress::LOAD_TASK => stress::load_process(rest)?,
         other => bail!("unknown task {other:?}; run `cargo xtask help`"),
     }

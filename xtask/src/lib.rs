@@ -1,6 +1,7 @@
 //! `xtask`: the repository's chores, run as `cargo xtask <task>` — scaffolding micromodules
 //! (`new-module`), keeping the generated files in step with `modules/` (`sync`: the host's module
-//! list and `docs/catalog.md`; `catalog`), and, in its tests, the tidy checks of the workspace.
+//! list and `docs/catalog.md`; `catalog`), the API contract test against the built host
+//! (`contract`, schemathesis), and, in its tests, the tidy checks of the workspace.
 //!
 //! Layer: tooling, outside the product. It reads the repository as files (manifests, sources,
 //! `cargo metadata`) and must not depend on any workspace crate: it has to work while they do not
@@ -9,6 +10,7 @@
 
 pub mod catalog;
 pub mod cli;
+pub mod contract;
 pub mod scaffold;
 pub mod source;
 pub mod stress;

@@ -9,7 +9,6 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::handler::Handler;
-use axum::http::HeaderName;
 use axum::http::header::CONTENT_TYPE;
 use axum::routing::{MethodRouter, get};
 use dcb_core::{Query, QueryItem};
@@ -394,16 +393,11 @@ impl Module {
     }
 }
 
-/// `GET /openapi.json`'s answer: the document, serialized once.
-fn openapi_response(
-    api: &aide::openapi::OpenApi,
-) -> Result<([(HeaderName, &'static str); 1], Bytes), ApiError> {
-    match serde_json::to_vec(api) {
-        Ok(json) => Ok(([(CONTENT_TYPE, "application/json")], Bytes::from(json))),
-        Err(e) => Err(ApiError::internal(format!(
-            "the API contract does not serialize: {e}"
-        ))),
-    }
+/// `GET /openapi.json`'s body: the document, serialized once.
+fn openapi_body(api: &aide::openapi::OpenApi) -> Result<Bytes, ApiError> {
+    serde_json::to_vec(api)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::internal(format!("the API contract does not serialize: {e}")))
 }
 
 /// Serves a list of modules: one router, their workers, `/health` and `/metrics`.
@@ -537,7 +531,7 @@ impl Host {
     /// else.
     pub fn router(&self) -> Router {
         let consumers = Arc::new(self.consumers());
-        let contract = openapi_response(&self.openapi());
+        let contract = openapi_body(&self.openapi());
         let mut router: Router<Runtime> = Router::new()
             .route(
                 "/health",
@@ -566,7 +560,7 @@ impl Host {
                 crate::openapi::OPENAPI_PATH,
                 get(move || {
                     let contract = contract.clone();
-                    async move { contract }
+                    async move { contract.map(|json| ([(CONTENT_TYPE, "application/json")], json)) }
                 }),
             );
         for m in &self.modules {

@@ -162,6 +162,39 @@ fn the_document_describes_every_route_the_host_serves() {
         );
     }
 
+    // The catalog (`cargo xtask catalog`, generated from the sources) links each module's
+    // routes to their operations in this document: every id it names is here.
+    let ids: BTreeSet<String> = documented
+        .iter()
+        .filter_map(|(m, p)| doc["paths"][p][m.to_lowercase()]["operationId"].as_str())
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(ids.len(), documented.len(), "operation ids are not unique");
+    let catalog_md = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/catalog.md"
+    ))
+    .unwrap();
+    let mut linked = 0;
+    for line in catalog_md.lines() {
+        let Some((_, list)) = line
+            .strip_prefix("- OpenAPI operations (")
+            .and_then(|l| l.split_once("): "))
+        else {
+            continue;
+        };
+        for id in list.split(", ") {
+            let id = id.trim_matches('`');
+            assert!(ids.contains(id), "docs/catalog.md names operation {id:?}");
+            linked += 1;
+        }
+    }
+    assert_eq!(
+        linked,
+        served.len() - 3,
+        "the catalog links every module route"
+    );
+
     // Errors: one schema, the default response of every operation.
     assert_eq!(
         doc["components"]["schemas"]["Error"]["required"],

@@ -118,12 +118,21 @@ impl Decide for ChangeCapacity {
 #[serde(rename_all = "camelCase")]
 pub struct CapacityBody {
     /// The new capacity.
+    #[schemars(range(min = 1, max = courses_events::MAX_CAPACITY))]
     pub capacity: u32,
 }
 
+/// The path parameters.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct CoursePath {
+    /// The course.
+    #[serde(rename = "courseId")]
+    #[schemars(regex(pattern = courses_events::ID_PATTERN))]
+    pub course_id: String,
+}
 async fn change(
     State(rt): State<Runtime>,
-    Path(course_id): Path<String>,
+    Path(CoursePath { course_id }): Path<CoursePath>,
     JsonBody(body): JsonBody<CapacityBody>,
 ) -> Result<Json<CapacityChanged>, ApiError> {
     let course_id = CourseId::parse(&course_id).map_err(|e| ApiError::bad_field("courseId", e))?;

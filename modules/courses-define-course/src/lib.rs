@@ -95,8 +95,10 @@ pub fn check_capacity(capacity: u32) -> Result<u32, ApiError> {
 #[serde(rename_all = "camelCase")]
 pub struct DefineBody {
     /// The course id.
+    #[schemars(regex(pattern = courses_events::ID_PATTERN))]
     pub course_id: String,
     /// Its seats.
+    #[schemars(range(min = 1, max = courses_events::MAX_CAPACITY))]
     pub capacity: u32,
 }
 

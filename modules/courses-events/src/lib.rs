@@ -45,6 +45,10 @@ pub const MAX_CAPACITY: u32 = 10_000;
 /// The longest id accepted for a course or a student (in bytes).
 pub const MAX_ID_LEN: usize = 64;
 
+/// The ids' rule as a regular expression, for the API contract: 1 to [`MAX_ID_LEN`] bytes of
+/// letters, digits, `-`, `_` and `.` (what `parse` accepts).
+pub const ID_PATTERN: &str = "^[A-Za-z0-9._-]{1,64}$";
+
 /// Why an id is not acceptable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
@@ -251,6 +255,16 @@ pub fn student_subscribed(course: &CourseId, student: &StudentId) -> CourseProje
         false,
         |subscribed, _| *subscribed = true,
     )
+}
+
+#[cfg(test)]
+mod id_pattern_tests {
+    use super::*;
+
+    #[test]
+    fn the_id_pattern_states_the_length_limit() {
+        assert!(ID_PATTERN.ends_with(&format!("{{1,{MAX_ID_LEN}}}$")));
+    }
 }
 
 #[cfg(test)]

@@ -139,12 +139,21 @@ impl Decide for SubscribeStudent {
 #[serde(rename_all = "camelCase")]
 pub struct SubscribeBody {
     /// Who subscribes.
+    #[schemars(regex(pattern = courses_events::ID_PATTERN))]
     pub student_id: String,
 }
 
+/// The path parameters.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct CoursePath {
+    /// The course.
+    #[serde(rename = "courseId")]
+    #[schemars(regex(pattern = courses_events::ID_PATTERN))]
+    pub course_id: String,
+}
 async fn subscribe(
     State(rt): State<Runtime>,
-    Path(course_id): Path<String>,
+    Path(CoursePath { course_id }): Path<CoursePath>,
     JsonBody(body): JsonBody<SubscribeBody>,
 ) -> Result<Created<Subscribed>, ApiError> {
     let course_id = CourseId::parse(&course_id).map_err(|e| ApiError::bad_field("courseId", e))?;

@@ -141,12 +141,21 @@ impl Command for BorrowBook {
 #[serde(rename_all = "camelCase")]
 pub struct BorrowBody {
     /// Who borrows the book.
+    #[schemars(regex(pattern = library_events::ID_PATTERN))]
     pub borrower_id: String,
 }
 
+/// The path parameters.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct BookPath {
+    /// The book.
+    #[serde(rename = "bookId")]
+    #[schemars(regex(pattern = library_events::ID_PATTERN))]
+    pub book_id: String,
+}
 async fn borrow(
     State(rt): State<Runtime>,
-    Path(book_id): Path<String>,
+    Path(BookPath { book_id }): Path<BookPath>,
     JsonBody(body): JsonBody<BorrowBody>,
 ) -> Result<Created<Borrowed>, ApiError> {
     let book_id = BookId::parse(&book_id).map_err(|e| ApiError::bad_field("bookId", e))?;

@@ -108,9 +108,17 @@ pub struct AfterParam {
     pub after: Option<Position>,
 }
 
+/// The path parameters.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct BorrowerPath {
+    /// The borrower.
+    #[serde(rename = "borrowerId")]
+    #[schemars(regex(pattern = library_events::ID_PATTERN))]
+    pub borrower_id: String,
+}
 async fn books(
     State(rt): State<Runtime>,
-    Path(borrower_id): Path<String>,
+    Path(BorrowerPath { borrower_id }): Path<BorrowerPath>,
     UrlQuery(params): UrlQuery<AfterParam>,
 ) -> Result<Json<Holdings>, ApiError> {
     let borrower =

@@ -19,6 +19,10 @@ pub const MAX_BOOKS_PER_BORROWER: usize = 5;
 /// The longest id accepted for a book or a borrower (in bytes).
 pub const MAX_ID_LEN: usize = 64;
 
+/// The ids' rule as a regular expression, for the API contract: 1 to [`MAX_ID_LEN`] bytes of
+/// letters, digits, `-`, `_` and `.` (what `parse` accepts).
+pub const ID_PATTERN: &str = "^[A-Za-z0-9._-]{1,64}$";
+
 /// Why an id is not acceptable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
@@ -136,6 +140,16 @@ fairway_runtime::event_set! {
     pub enum LoanEvents {
         BookBorrowed(BookBorrowed),
         BookReturned(BookReturned),
+    }
+}
+
+#[cfg(test)]
+mod id_pattern_tests {
+    use super::*;
+
+    #[test]
+    fn the_id_pattern_states_the_length_limit() {
+        assert!(ID_PATTERN.ends_with(&format!("{{1,{MAX_ID_LEN}}}$")));
     }
 }
 

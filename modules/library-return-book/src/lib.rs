@@ -112,12 +112,21 @@ impl Command for ReturnBook {
 #[serde(rename_all = "camelCase")]
 pub struct ReturnBody {
     /// Who returns the book.
+    #[schemars(regex(pattern = library_events::ID_PATTERN))]
     pub borrower_id: String,
 }
 
+/// The path parameters.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct BookPath {
+    /// The book.
+    #[serde(rename = "bookId")]
+    #[schemars(regex(pattern = library_events::ID_PATTERN))]
+    pub book_id: String,
+}
 async fn return_book(
     State(rt): State<Runtime>,
-    Path(book_id): Path<String>,
+    Path(BookPath { book_id }): Path<BookPath>,
     JsonBody(body): JsonBody<ReturnBody>,
 ) -> Result<Returned, ApiError> {
     let book_id = BookId::parse(&book_id).map_err(|e| ApiError::bad_field("bookId", e))?;

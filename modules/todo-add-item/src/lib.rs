@@ -125,7 +125,8 @@ impl Command for AddItem {
 /// The request body.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct AddItemBody {
-    /// What is to be done.
+    /// What is to be done (trimmed; not blank).
+    #[schemars(length(min = 1, max = todo_events::MAX_TEXT_LEN))]
     pub text: String,
 }
 
@@ -144,9 +145,20 @@ pub fn valid_text(raw: &str) -> Result<String, ApiError> {
     Ok(text.to_owned())
 }
 
+/// The path parameters.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemPath {
+    /// The list.
+    #[schemars(regex(pattern = todo_events::ID_PATTERN))]
+    pub list_id: String,
+    /// The item, unique within the list.
+    #[schemars(regex(pattern = todo_events::ID_PATTERN))]
+    pub item_id: String,
+}
 async fn add_item(
     State(rt): State<Runtime>,
-    Path((list_id, item_id)): Path<(String, String)>,
+    Path(ItemPath { list_id, item_id }): Path<ItemPath>,
     JsonBody(body): JsonBody<AddItemBody>,
 ) -> Result<Created<ItemAddedBody>, ApiError> {
     let list_id = ListId::parse(&list_id).map_err(|e| ApiError::bad_field("listId", e))?;

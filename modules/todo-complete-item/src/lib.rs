@@ -19,6 +19,8 @@ use fairway_runtime::http::ApiError;
 use fairway_runtime::{
     Command, Ctx, DomainError, Module, ModuleKind, NewEvent, Rejection, Runtime, Sequenced,
 };
+use schemars::JsonSchema;
+use serde::Deserialize;
 use todo_events::{ItemAdded, ItemCompleted, ItemId, ListId, item_tag};
 
 fairway_runtime::event_set! {
@@ -116,9 +118,20 @@ impl Command for CompleteItem {
     }
 }
 
+/// The path parameters.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemPath {
+    /// The list.
+    #[schemars(regex(pattern = todo_events::ID_PATTERN))]
+    pub list_id: String,
+    /// The item, unique within the list.
+    #[schemars(regex(pattern = todo_events::ID_PATTERN))]
+    pub item_id: String,
+}
 async fn complete_item(
     State(rt): State<Runtime>,
-    Path((list_id, item_id)): Path<(String, String)>,
+    Path(ItemPath { list_id, item_id }): Path<ItemPath>,
 ) -> Result<NoContent, ApiError> {
     let list_id = ListId::parse(&list_id).map_err(|e| ApiError::bad_field("listId", e))?;
     let item_id = ItemId::parse(&item_id).map_err(|e| ApiError::bad_field("itemId", e))?;

@@ -80,7 +80,8 @@ impl Command for CreateList {
 /// The request body.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct CreateListBody {
-    /// The list's name.
+    /// The list's name (trimmed; not blank).
+    #[schemars(length(min = 1, max = todo_events::MAX_NAME_LEN))]
     pub name: String,
 }
 
@@ -99,9 +100,17 @@ pub fn valid_name(raw: &str) -> Result<String, ApiError> {
     Ok(name.to_owned())
 }
 
+/// The path parameters.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ListPath {
+    /// The list.
+    #[serde(rename = "listId")]
+    #[schemars(regex(pattern = todo_events::ID_PATTERN))]
+    pub list_id: String,
+}
 async fn create_list(
     State(rt): State<Runtime>,
-    Path(list_id): Path<String>,
+    Path(ListPath { list_id }): Path<ListPath>,
     JsonBody(body): JsonBody<CreateListBody>,
 ) -> Result<Created<ListCreatedBody>, ApiError> {
     let list_id = ListId::parse(&list_id).map_err(|e| ApiError::bad_field("listId", e))?;

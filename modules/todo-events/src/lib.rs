@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 
 /// Longest accepted id, in bytes.
 pub const MAX_ID_LEN: usize = 64;
+
+/// The ids' rule as a regular expression, for the API contract: 1 to [`MAX_ID_LEN`] bytes of
+/// letters, digits, `-` and `_` (what `parse` accepts).
+pub const ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
 /// Longest accepted list name, in characters.
 pub const MAX_NAME_LEN: usize = 200;
 /// Longest accepted item text, in characters.
@@ -152,6 +156,16 @@ impl DomainEvent for ItemCompleted {
             list_tag(&self.list_id),
             item_tag(&self.list_id, &self.item_id),
         ]
+    }
+}
+
+#[cfg(test)]
+mod id_pattern_tests {
+    use super::*;
+
+    #[test]
+    fn the_id_pattern_states_the_length_limit() {
+        assert!(ID_PATTERN.ends_with(&format!("{{1,{MAX_ID_LEN}}}$")));
     }
 }
 

@@ -287,9 +287,17 @@ fn limit_param(raw: Option<&str>) -> Result<usize, ApiError> {
     }
 }
 
+/// The path parameters.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ListPath {
+    /// The list.
+    #[serde(rename = "listId")]
+    #[schemars(regex(pattern = todo_events::ID_PATTERN))]
+    pub list_id: String,
+}
 async fn get_list(
     State(rt): State<Runtime>,
-    Path(list_id): Path<String>,
+    Path(ListPath { list_id }): Path<ListPath>,
     UrlQuery(params): UrlQuery<ListParams>,
 ) -> Result<Json<ListPage>, ApiError> {
     let list_id = ListId::parse(&list_id).map_err(|e| ApiError::bad_field("listId", e))?;

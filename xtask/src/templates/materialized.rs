@@ -30,6 +30,7 @@ use dcb_core::Position;
 use fairway_runtime::http::ApiError;
 use fairway_runtime::{MaterializedView, Module, ModuleKind, Runtime, Sequenced};
 use __EVI__::{__CTXP__ExampleAcknowledged, __CTXP__ExampleRecorded};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 fairway_runtime::event_set! {
@@ -46,8 +47,8 @@ pub const VIEW_NAME: &str = "__NAME__";
 /// How long a read waits for the view to reach the requested position.
 pub const WAIT: Duration = Duration::from_secs(5);
 
-/// What the view stores for one id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What the view stores for one id (its schema is in the API contract).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct __P__Summary {
     /// The id.
     pub id: String,
@@ -92,9 +93,10 @@ impl MaterializedView for __P__ {
 }
 
 /// `?after=<position>`: wait until the view has processed this position.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct AfterParam {
     /// A position a command answered.
+    #[schemars(schema_with = "fairway_runtime::openapi::optional_position")]
     pub after: Option<Position>,
 }
 
