@@ -1,23 +1,33 @@
-//! The on-disk layout of the embedded store. Schema version 1.
+//! The on-disk layout of the embedded store. Schema version 2.
 //!
 //! ```text
-//! keyspace "events"     key: position as u64 big-endian (8 bytes)   value: dcb_core::codec record
+//! segments/*.seg, *.off  the events, in the segment log (see `segment`): each commit group one
+//!                        checksummed frame, fdatasync'd; sealed segments have an offset table
+//! index.snapshot         the type, tag and id indexes at some head (see `crate::snapshot`)
+//! fjall (the data directory's own files):
 //! keyspace "consumers"  key: b'c' ++ consumer                       value: checkpoint, 12-byte position
 //!                       key: b's' ++ len(consumer) as u8 ++ consumer ++ state key
 //!                                                                   value: state value
 //! keyspace "meta"       key: b"schema"                              value: SCHEMA_VERSION as u32 big-endian
+//!                       key: b"applied"                             value: u64 big-endian, the log head
+//!                                                                   the consumer keyspace reflects
 //! ```
 //!
-//! Only the events (and consumer state) are durable in the commit. The type, tag and id indexes
-//! are derived data, kept in memory, saved now and then to `index.snapshot` next to fjall's files
-//! (see `crate::snapshot`, a format of its own with its own version), and completed or rebuilt
-//! from the `events` keyspace when the store opens; they are therefore absent from this layout. Changing the layout means bumping [`SCHEMA_VERSION`] and
-//! teaching `open` to read (or migrate) the older version; an unknown version refuses to open.
+//! The events are durable in the log alone. Consumer checkpoints and state live in fjall; a
+//! tracked append's checkpoint move is carried in its group's frame too (so it is durable with
+//! the events at once) and written to fjall without a sync of its own: at open, the frames after
+//! `applied` are replayed into fjall. The indexes are derived data, kept in memory and saved to
+//! the snapshot now and then, completed or rebuilt from the log at open.
+//!
+//! Version 1 kept the events in a fjall keyspace `"events"` (key: position as u64 big-endian,
+//! value: the codec record). Opening a version-1 directory migrates it once (see
+//! `crate::disk`); changing the layout again means bumping [`SCHEMA_VERSION`] and teaching `open`
+//! to read (or migrate) the older version; an unknown version refuses to open.
 
 /// The layout version written to `meta/schema`.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
-/// Keyspace of events by position.
+/// Keyspace of events by position in schema version 1 (migrated away at open).
 pub const EVENTS: &str = "events";
 /// Keyspace of consumer checkpoints and state.
 pub const CONSUMERS: &str = "consumers";
@@ -25,8 +35,11 @@ pub const CONSUMERS: &str = "consumers";
 pub const META: &str = "meta";
 /// Key of the schema version in [`META`].
 pub const SCHEMA_KEY: &[u8] = b"schema";
+/// Key in [`META`] of the log position up to which the consumer keyspace holds every frame's
+/// checkpoint moves.
+pub const APPLIED_KEY: &[u8] = b"applied";
 
-/// The key of the event at `position`.
+/// The key of the event at `position` in schema version 1.
 pub fn event_key(position: u64) -> [u8; 8] {
     position.to_be_bytes()
 }

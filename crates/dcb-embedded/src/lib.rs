@@ -1,17 +1,26 @@
 //! `dcb-embedded`: the default DCB event store — durable, embedded, zero setup, one process.
 //!
-//! Events are stored in [fjall](https://docs.rs/fjall) by position; every acknowledged append
-//! has been committed in one atomic batch and `fdatasync`'d ([`fjall::PersistMode::SyncData`]).
-//! Concurrent appends are queued to one writer thread that decides them in order — each append's
-//! conditions checked against everything before it, including earlier appends of the same group —
-//! and commits the whole group with one fsync (group commit). A failed condition rejects only its
-//! own append.
+//! Events are stored in an append-only **segment log** of its own (`segments/*.seg` in the data
+//! directory): each commit group is appended as one checksummed frame and `fdatasync`'d before
+//! any of its appends is acknowledged, so the frame is both the journal and the data and each
+//! event's bytes reach the disk once. Concurrent appends are queued to one writer thread that
+//! decides them in order — each append's conditions checked against everything before it,
+//! including earlier appends of the same group — and commits the whole group with one fsync
+//! (group commit). A failed condition rejects only its own append.
+//!
+//! Reads locate events by position (positions are dense from 1: segment, then the segment's
+//! offset table) and hand records out without copying: the event's data, type and tags are
+//! slices of one buffer read per run of adjacent records. Consumer checkpoints and state and the
+//! store's metadata are in [fjall](https://docs.rs/fjall); a tracked append's checkpoint move is
+//! carried in its frame, so it is atomic with the events (see `keys` for the layout).
 //!
 //! The type, tag and id indexes are derived data kept in memory (one posting per type and per tag
-//! of each event: linear in tags), so the durable commit writes only the events. They are saved to
-//! an index snapshot when the store closes and every million events, and at open they are loaded
-//! from it and completed from the events after it (or rebuilt from all events when there is no
-//! usable snapshot). See `keys` for the on-disk layout and `snapshot` for the snapshot file.
+//! of each event: linear in tags). They are saved to an index snapshot when the store closes and
+//! every million events, and at open they are loaded from it and completed from the events after
+//! it (or rebuilt from all events when there is no usable snapshot).
+//!
+//! A data directory written by an older version (schema 1: events in a fjall keyspace) is
+//! migrated to the segment log once, when it is first opened.
 //!
 //! Layer: a backend. Depends on `dcb-core` and fjall; must not depend on the framework, the host,
 //! or FoundationDB.
@@ -30,8 +39,11 @@
 //! ```
 
 mod backup;
+mod disk;
 mod index;
 pub mod keys;
+mod recent;
+mod segment;
 pub mod snapshot;
 mod store;
 mod writer;

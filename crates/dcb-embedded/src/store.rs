@@ -1,6 +1,6 @@
 //! The embedded store: opening, reads, subscriptions and consumer state.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -13,237 +13,28 @@ use dcb_core::{
     AppendRequest, Appended, EventStore, InputError, Position, Query, ReadOptions, ReadStream,
     SequencedEvent, Start, StateCommit, StoreError, Subscription,
 };
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, UserValue};
 use futures::StreamExt;
 use tokio::sync::{oneshot, watch};
 
+use bytes::Bytes;
+
+// Re-exported for `backup.rs`, which reads the consumer keyspace through it.
+pub(crate) use crate::disk::Disk;
 use crate::index::{Index, Span};
 use crate::keys;
+use crate::recent::Recent;
 use crate::writer::{self, Job};
 
 /// Events fetched per step of a read (the most a read holds in memory).
 const READ_CHUNK: usize = 256;
-
-/// The open fjall database and its keyspaces. Replaced as a whole when the writer reopens the
-/// store after a storage failure.
-pub(crate) struct Disk {
-    pub(crate) db: Database,
-    pub(crate) events: Keyspace,
-    pub(crate) consumers: Keyspace,
-}
-
-impl Disk {
-    /// Opens the database in `path`, creating the keyspaces and checking the schema version.
-    pub(crate) fn open(path: &Path) -> Result<Disk, StoreError> {
-        clear_incomplete_creation(path)?;
-        let db = Database::builder(path).open().map_err(fjall_err)?;
-        let events = db
-            .keyspace(keys::EVENTS, KeyspaceCreateOptions::default)
-            .map_err(fjall_err)?;
-        let consumers = db
-            .keyspace(keys::CONSUMERS, KeyspaceCreateOptions::default)
-            .map_err(fjall_err)?;
-        let meta = db
-            .keyspace(keys::META, KeyspaceCreateOptions::default)
-            .map_err(fjall_err)?;
-        match meta.get(keys::SCHEMA_KEY).map_err(fjall_err)? {
-            Some(v) => {
-                let version = <[u8; 4]>::try_from(v.as_ref())
-                    .map(u32::from_be_bytes)
-                    .map_err(|_| {
-                        StoreError::Corrupted("schema version record is not 4 bytes".into())
-                    })?;
-                if version != keys::SCHEMA_VERSION {
-                    return Err(StoreError::Corrupted(format!(
-                        "data directory has schema version {version}, this build reads version {}",
-                        keys::SCHEMA_VERSION
-                    )));
-                }
-            }
-            None => {
-                meta.insert(keys::SCHEMA_KEY, keys::SCHEMA_VERSION.to_be_bytes())
-                    .map_err(fjall_err)?;
-                db.persist(PersistMode::SyncData).map_err(fjall_err)?;
-            }
-        }
-        Ok(Disk {
-            db,
-            events,
-            consumers,
-        })
-    }
-
-    /// Adds every event after `index.head` to `index`, checking the records on the way.
-    pub(crate) fn scan_into(&self, index: &mut Index) -> Result<(), StoreError> {
-        let mut last = index.head;
-        let from = keys::event_key(last.saturating_add(1));
-        for kv in self.events.range(from..) {
-            let (k, v) = kv.into_inner().map_err(fjall_err)?;
-            let p = keys::event_position(&k)
-                .ok_or_else(|| StoreError::Corrupted(format!("event key of {} bytes", k.len())))?;
-            if p <= last {
-                return Err(StoreError::Corrupted(format!(
-                    "event positions out of order at {p}"
-                )));
-            }
-            last = p;
-            let k = writer::decode_keys(p, &v)?;
-            index.add_keys(p, k.event_type, k.tags, k.id);
-        }
-        Ok(())
-    }
-
-    /// The index snapshot of `dir` when it is usable for this store (its head is an event held
-    /// here), else an empty index; the reason a snapshot was not used is logged.
-    pub(crate) fn load_snapshot(&self, dir: &Path, enabled: bool) -> Result<Index, StoreError> {
-        if !enabled {
-            return Ok(Index::default());
-        }
-        match crate::snapshot::read(dir) {
-            Ok(None) => Ok(Index::default()),
-            Ok(Some(ix)) => {
-                let held = ix.head == 0
-                    || self
-                        .events
-                        .contains_key(keys::event_key(ix.head))
-                        .map_err(fjall_err)?;
-                if held {
-                    Ok(ix)
-                } else {
-                    tracing::warn!(
-                        head = ix.head,
-                        "index snapshot is ahead of the events; rebuilding the indexes"
-                    );
-                    Ok(Index::default())
-                }
-            }
-            Err(reason) => {
-                tracing::warn!(%reason, "index snapshot unusable; rebuilding the indexes");
-                Ok(Index::default())
-            }
-        }
-    }
-
-    /// Every stored consumer checkpoint.
-    pub(crate) fn checkpoints(&self) -> Result<HashMap<String, Position>, StoreError> {
-        let mut checkpoints = HashMap::new();
-        for kv in self.consumers.prefix(b"c") {
-            let (k, v) = kv.into_inner().map_err(fjall_err)?;
-            let name = std::str::from_utf8(&k[1..])
-                .map_err(|_| StoreError::Corrupted("consumer name is not UTF-8".into()))?
-                .to_owned();
-            let p = Position::from_bytes(&v)
-                .map_err(|e| StoreError::Corrupted(format!("checkpoint of {name}: {e}")))?;
-            checkpoints.insert(name, p);
-        }
-        Ok(checkpoints)
-    }
-}
-
-/// The most recently committed event records, by position, so that reads of recent events (what
-/// commands mostly read) skip the LSM lookup. Entries are contiguous positions; the oldest are
-/// dropped beyond the byte budget.
-#[derive(Default)]
-pub(crate) struct Recent {
-    base: u64,
-    entries: VecDeque<UserValue>,
-    bytes: usize,
-    cap: usize,
-}
-
-impl Recent {
-    fn get(&self, position: u64) -> Option<UserValue> {
-        let i = usize::try_from(position.checked_sub(self.base)?).ok()?;
-        self.entries.get(i).cloned()
-    }
-
-    /// Positions `from..=to` (or downwards) held here, at most `max`, in the span's direction.
-    fn span(&self, span: Span, max: usize) -> Vec<(u64, UserValue)> {
-        let end = self.base + self.entries.len() as u64;
-        if self.entries.is_empty() {
-            return Vec::new();
-        }
-        if span.backwards {
-            if span.hi < self.base || span.hi >= end {
-                return Vec::new();
-            }
-            let low = span.lo.max(self.base);
-            (low..=span.hi)
-                .rev()
-                .take(max)
-                .filter_map(|p| Some((p, self.get(p)?)))
-                .collect()
-        } else {
-            if span.lo < self.base || span.lo >= end {
-                return Vec::new();
-            }
-            let high = span.hi.min(end - 1);
-            (span.lo..=high)
-                .take(max)
-                .filter_map(|p| Some((p, self.get(p)?)))
-                .collect()
-        }
-    }
-
-    pub(crate) fn push(&mut self, position: u64, value: UserValue) {
-        if self.cap == 0 {
-            return;
-        }
-        if self.base + self.entries.len() as u64 != position || self.entries.is_empty() {
-            self.clear();
-            self.base = position;
-        }
-        self.bytes += value.len();
-        self.entries.push_back(value);
-        while self.bytes > self.cap {
-            match self.entries.pop_front() {
-                Some(v) => {
-                    self.bytes -= v.len();
-                    self.base += 1;
-                }
-                None => break,
-            }
-        }
-    }
-
-    pub(crate) fn clear(&mut self) {
-        self.entries.clear();
-        self.bytes = 0;
-    }
-}
-
-/// fjall writes its `version` marker last when it creates a database. A directory with fjall's
-/// files but no marker is a creation that failed part-way (e.g. the disk was full): it holds no
-/// data, and fjall would refuse to create over it ("File exists"). Remove exactly those files.
-fn clear_incomplete_creation(path: &Path) -> Result<(), StoreError> {
-    if path.join("version").exists() {
-        return Ok(());
-    }
-    let Ok(entries) = std::fs::read_dir(path) else {
-        return Ok(());
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let p = entry.path();
-        let result = if name == "keyspaces" && p.is_dir() {
-            std::fs::remove_dir_all(&p)
-        } else if name == "lock" || (name.ends_with(".jnl") && p.is_file()) {
-            std::fs::remove_file(&p)
-        } else {
-            continue;
-        };
-        tracing::warn!(path = %p.display(), "removing a leftover of an incomplete store creation");
-        result.map_err(StoreError::storage)?;
-    }
-    Ok(())
-}
 
 pub(crate) struct Shared {
     /// Events between index snapshots (0: none).
     pub(crate) snapshot_every: u64,
     /// The head of the snapshot the store was opened from (0: none).
     pub(crate) snapshot_head: u64,
+    /// The size at which a segment is sealed.
+    pub(crate) segment_bytes: u64,
     disk: RwLock<Option<Arc<Disk>>>,
     pub(crate) recent: RwLock<Recent>,
     index: RwLock<Index>,
@@ -332,21 +123,43 @@ impl Shared {
 
     /// Loads and decodes the event at `position`.
     pub(crate) fn load(&self, position: u64) -> Result<StoredEvent, StoreError> {
-        let cached = self.recent_read().get(position);
-        if let Some(bytes) = cached {
-            return writer::decode(position, bytes);
+        self.fetch(&[position])?
+            .pop()
+            .map(|(_, e)| e)
+            .ok_or_else(|| {
+                StoreError::Corrupted(format!("indexed event at position {position} is missing"))
+            })
+    }
+
+    /// Loads and decodes the events at `positions` (in that order): recent ones from memory, the
+    /// others from the segment log in position order, adjacent records in one read.
+    pub(crate) fn fetch(&self, positions: &[u64]) -> Result<Vec<(u64, StoredEvent)>, StoreError> {
+        let mut records: Vec<Option<Bytes>> = {
+            let recent = self.recent_read();
+            positions.iter().map(|&p| recent.get(p)).collect()
+        };
+        let missing: Vec<u64> = positions
+            .iter()
+            .zip(&records)
+            .filter(|(_, r)| r.is_none())
+            .map(|(&p, _)| p)
+            .collect();
+        if !missing.is_empty() {
+            let mut read = self.disk()?.log.read(&missing)?.into_iter();
+            for r in records.iter_mut().filter(|r| r.is_none()) {
+                *r = read.next();
+            }
         }
-        match self
-            .disk()?
-            .events
-            .get(keys::event_key(position))
-            .map_err(fjall_err)?
-        {
-            Some(bytes) => writer::decode(position, bytes),
-            None => Err(StoreError::Corrupted(format!(
-                "indexed event at position {position} is missing"
-            ))),
-        }
+        positions
+            .iter()
+            .zip(records)
+            .map(|(&p, r)| {
+                let r = r.ok_or_else(|| {
+                    StoreError::Corrupted(format!("indexed event at position {p} is missing"))
+                })?;
+                Ok((p, writer::decode(p, r)?))
+            })
+            .collect()
     }
 }
 
@@ -387,18 +200,24 @@ impl std::fmt::Debug for EmbeddedStore {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
     /// Bytes of recently committed event records kept in memory, so that reads of recent events
-    /// skip the disk structures (default 64 MiB; 0 turns the cache off).
+    /// skip the segment files (default 8 MiB; 0 turns the cache off). Older records are read
+    /// from the segment files through the operating system's page cache, which is not part of
+    /// the process's own memory.
     pub recent_bytes: usize,
     /// Write an index snapshot every this many events, and when the store closes (default one
     /// million; 0 turns snapshots off: every open rebuilds the indexes from all events).
     pub index_snapshot_every: u64,
+    /// The size at which the active segment file is sealed and a new one started (default
+    /// 64 MiB; at least 4 KiB, at most 1 GiB). A segment may exceed it by one commit group.
+    pub segment_bytes: u64,
 }
 
 impl Default for Options {
     fn default() -> Options {
         Options {
-            recent_bytes: 64 * 1024 * 1024,
+            recent_bytes: 8 * 1024 * 1024,
             index_snapshot_every: 1_000_000,
+            segment_bytes: crate::segment::DEFAULT_SEGMENT_BYTES,
         }
     }
 }
@@ -407,6 +226,12 @@ impl Options {
     /// Sets [`Options::index_snapshot_every`].
     pub fn index_snapshot_every(mut self, events: u64) -> Options {
         self.index_snapshot_every = events;
+        self
+    }
+
+    /// Sets [`Options::segment_bytes`].
+    pub fn segment_bytes(mut self, bytes: u64) -> Options {
+        self.segment_bytes = bytes;
         self
     }
 
@@ -431,9 +256,11 @@ pub struct Stats {
 impl EmbeddedStore {
     /// Opens (or creates) the store in directory `path`.
     ///
-    /// Rebuilds the in-memory indexes from the events on disk. Fails with
+    /// Loads the index snapshot and indexes the events after it (or rebuilds the indexes from
+    /// every event when there is no usable snapshot). A data directory of schema version 1
+    /// (events in fjall) is migrated to the segment log once, here. Fails with
     /// [`StoreError::Locked`] when another process (or handle) has the directory open, and with
-    /// [`StoreError::Corrupted`] when a stored record cannot be decoded.
+    /// [`StoreError::Corrupted`] when stored data is damaged.
     pub fn open(path: impl AsRef<Path>) -> Result<EmbeddedStore, StoreError> {
         EmbeddedStore::open_with(path, Options::default())
     }
@@ -445,7 +272,7 @@ impl EmbeddedStore {
     ) -> Result<EmbeddedStore, StoreError> {
         let path = path.as_ref().to_path_buf();
         std::fs::create_dir_all(&path).map_err(StoreError::storage)?;
-        let disk = Disk::open(&path)?;
+        let disk = Disk::open(&path, options.segment_bytes)?;
         let mut index = disk.load_snapshot(&path, options.index_snapshot_every > 0)?;
         let from_snapshot = index.count;
         let snapshot_head = index.head;
@@ -460,12 +287,10 @@ impl EmbeddedStore {
         let head = index.head;
         let shared = Arc::new(Shared {
             disk: RwLock::new(Some(Arc::new(disk))),
-            recent: RwLock::new(Recent {
-                cap: options.recent_bytes,
-                ..Recent::default()
-            }),
+            recent: RwLock::new(Recent::with_cap(options.recent_bytes)),
             snapshot_every: options.index_snapshot_every,
             snapshot_head,
+            segment_bytes: options.segment_bytes,
             index: RwLock::new(index),
             checkpoints: Mutex::new(checkpoints),
             head: watch::channel(head).0,
@@ -496,12 +321,13 @@ impl EmbeddedStore {
         }
     }
 
-    /// Writes the in-memory tables to disk segments now (fjall also does this on its own when
-    /// they fill up). Durability does not depend on it: every append is already in the fsync'd
-    /// journal.
+    /// Writes fjall's in-memory tables (consumer checkpoints and state) to its disk segments now
+    /// (fjall also does this on its own when they fill up). Durability does not depend on it:
+    /// every event is already in its fsync'd segment frame, every state commit in fjall's
+    /// fsync'd journal.
     pub fn flush(&self) -> Result<(), StoreError> {
         let disk = self.shared.disk()?;
-        for ks in [&disk.events, &disk.consumers] {
+        for ks in [&disk.meta, &disk.consumers] {
             ks.rotate_memtable_and_wait().map_err(fjall_err)?;
         }
         Ok(())
@@ -562,52 +388,15 @@ impl ReadState {
             self.span = None;
             return Ok(());
         }
-        let positions: Vec<(u64, StoredEvent)> = match &self.items {
-            None => {
-                // Recent events come from memory; older ones from the events keyspace.
-                let cached = self.shared.recent_read().span(span, max);
-                if !cached.is_empty() {
-                    let mut out = Vec::with_capacity(cached.len());
-                    for (p, v) in cached {
-                        out.push((p, writer::decode(p, v)?));
-                    }
-                    // The cache may end before the span does: go on from the last position.
-                    let end = if span.backwards { span.lo } else { span.hi };
-                    let exhausted = out.last().is_some_and(|(p, _)| *p == end);
-                    return self.push_chunk(span, out, exhausted);
-                }
-                let range = keys::event_key(span.lo)..=keys::event_key(span.hi);
-                let disk = self.shared.disk()?;
-                let iter = disk.events.range(range);
-                let mut out = Vec::with_capacity(max);
-                let mut push = |kv: fjall::Guard| -> Result<(), StoreError> {
-                    let (k, v) = kv.into_inner().map_err(fjall_err)?;
-                    let p = keys::event_position(&k).ok_or_else(|| {
-                        StoreError::Corrupted(format!("event key of {} bytes", k.len()))
-                    })?;
-                    out.push((p, writer::decode(p, v)?));
-                    Ok(())
-                };
-                if span.backwards {
-                    for kv in iter.rev().take(max) {
-                        push(kv)?;
-                    }
-                } else {
-                    for kv in iter.take(max) {
-                        push(kv)?;
-                    }
-                }
-                out
-            }
-            Some(items) => {
-                let ps = self.shared.index_read().matches(items, span, max);
-                ps.into_iter()
-                    .map(|p| Ok((p, self.shared.load(p)?)))
-                    .collect::<Result<_, StoreError>>()?
-            }
+        let positions: Vec<u64> = match &self.items {
+            None if span.backwards => (span.lo..=span.hi).rev().take(max).collect(),
+            None => (span.lo..=span.hi).take(max).collect(),
+            Some(items) => self.shared.index_read().matches(items, span, max),
         };
-        let exhausted = positions.len() < max;
-        self.push_chunk(span, positions, exhausted)
+        // One batch per chunk, fetched in position order: adjacent records come from one read.
+        let events = self.shared.fetch(&positions)?;
+        let exhausted = events.len() < max;
+        self.push_chunk(span, events, exhausted)
     }
 
     /// Buffers a chunk read from `span` and narrows the span past it.
@@ -665,7 +454,7 @@ impl EventStore for EmbeddedStore {
         };
         let stream = futures::stream::unfold((state, false), |(mut st, filled)| async move {
             if st.buffer.is_empty() {
-                // Each chunk is synchronous work (memory or fjall). Between chunks a long read
+                // Each chunk is synchronous work (memory or the segment files). Between chunks a long read
                 // yields to the scheduler, so that a scan, a rebuild or an export never holds
                 // an async worker for more than one chunk: timers and other requests on the
                 // same runtime keep running. A read of one chunk never yields.
@@ -783,64 +572,5 @@ impl EventStore for EmbeddedStore {
         let (tx, rx) = oneshot::channel();
         self.send(Job::Snapshot(tx))?;
         crate::backup::into_consumer_snapshot(rx.await.map_err(|_| StoreError::Closed)??)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn v(n: usize) -> UserValue {
-        UserValue::from(vec![7u8; n])
-    }
-
-    #[test]
-    fn recent_keeps_contiguous_positions_within_budget() {
-        let mut r = Recent {
-            cap: 100,
-            ..Recent::default()
-        };
-        for p in 1..=5 {
-            r.push(p, v(30));
-        }
-        // 150 bytes pushed, 100 allowed: positions 3..=5 remain.
-        assert!(r.get(2).is_none());
-        assert!(r.get(3).is_some() && r.get(5).is_some() && r.get(6).is_none());
-        let fwd = r.span(
-            Span {
-                lo: 1,
-                hi: 10,
-                backwards: false,
-            },
-            10,
-        );
-        assert!(
-            fwd.is_empty(),
-            "a span starting before the cache is not served from it"
-        );
-        let fwd = r.span(
-            Span {
-                lo: 4,
-                hi: 10,
-                backwards: false,
-            },
-            10,
-        );
-        assert_eq!(fwd.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![4, 5]);
-        let back = r.span(
-            Span {
-                lo: 1,
-                hi: 5,
-                backwards: true,
-            },
-            2,
-        );
-        assert_eq!(back.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![5, 4]);
-        // A gap restarts the cache.
-        r.push(9, v(10));
-        assert!(r.get(5).is_none() && r.get(9).is_some());
-        let mut off = Recent::default();
-        off.push(1, v(1));
-        assert!(off.get(1).is_none());
     }
 }

@@ -13,9 +13,10 @@ use dcb_core::{
 use fjall::PersistMode;
 use tokio::sync::oneshot;
 
+use crate::disk::Disk;
 use crate::index::Index;
 use crate::keys;
-use crate::store::{Disk, Shared, fjall_err};
+use crate::store::{Shared, fjall_err};
 
 /// Most requests committed together.
 const MAX_GROUP: usize = 512;
@@ -82,6 +83,12 @@ struct Group {
     checkpoints: HashMap<String, Position>,
     /// Consumer-keyspace writes, deduplicated (last write wins inside one batch).
     consumer_writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// The checkpoint moves of tracked appends, in order: carried in the group's frame, so they
+    /// are durable with its events.
+    tracking: Vec<(String, Position)>,
+    /// Whether a state commit is in the group: its writes are durable only in fjall, which is
+    /// then synced too.
+    state: bool,
     replies: Vec<Reply>,
     bytes: usize,
 }
@@ -277,6 +284,7 @@ fn decide_append(
         positions.push(Position::from_u64(p));
     }
     if let Some(t) = req.tracking {
+        group.tracking.push((t.consumer.clone(), t.position));
         group.consumer_writes.insert(
             keys::checkpoint_key(&t.consumer),
             Some(t.position.to_bytes().to_vec()),
@@ -291,6 +299,7 @@ fn decide_append(
 
 fn decide_state(shared: &Shared, group: &mut Group, commit: StateCommit) -> Result<(), StoreError> {
     dcb_core::check_state_commit(&commit, stored_checkpoint(shared, group, &commit.consumer))?;
+    group.state = true;
     for (k, v) in commit.writes {
         group.bytes += k.len() + v.as_ref().map_or(0, Vec::len);
         group
@@ -320,53 +329,12 @@ fn commit(shared: &Shared, group: &mut Group, failed: &mut Option<String>, next:
         Err(e) => {
             let msg = e.to_string();
             *failed = Some(msg.clone());
-            for r in g.replies {
-                if r.is_pending_write() {
-                    r.fail(&msg)
-                } else {
-                    r
-                }
-                .send();
-            }
+            fail_pending(g.replies, &msg);
             return;
         }
     };
-    let mut batch = disk.db.batch().durability(Some(PersistMode::SyncData));
-    let mut encoded = Vec::with_capacity(g.events.len());
-    let mut i = 0usize;
-    let mut event_slots: Vec<(usize, usize)> = Vec::new();
-    for reply in &g.replies {
-        if let Reply::Append(
-            _,
-            Ok(Appended {
-                positions,
-                replayed: false,
-            }),
-        ) = reply
-        {
-            event_slots.push((i, positions.len()));
-            i += positions.len();
-        }
-    }
-    for &(start, len) in &event_slots {
-        for (k, (p, e)) in g.events[start..start + len].iter().enumerate() {
-            encoded.push((*p, encode_event(e, k as u32, len as u32)));
-        }
-    }
-    let mut committed = Vec::with_capacity(encoded.len());
-    for (p, bytes) in encoded {
-        let value = fjall::UserValue::from(bytes);
-        batch.insert(&disk.events, keys::event_key(p), value.clone());
-        committed.push((p, value));
-    }
-    for (k, v) in &g.consumer_writes {
-        match v {
-            Some(v) => batch.insert(&disk.consumers, k.as_slice(), v.as_slice()),
-            None => batch.remove(&disk.consumers, k.as_slice()),
-        }
-    }
-    match batch.commit() {
-        Ok(()) => {
+    match write_group(&disk, &g) {
+        Ok(records) => {
             {
                 let mut index = shared.index_write();
                 for (p, e) in &g.events {
@@ -375,8 +343,8 @@ fn commit(shared: &Shared, group: &mut Group, failed: &mut Option<String>, next:
             }
             {
                 let mut recent = shared.recent();
-                for (p, v) in committed {
-                    recent.push(p, v);
+                for ((p, _), r) in g.events.iter().zip(records) {
+                    recent.push(*p, r);
                 }
             }
             shared.cache_checkpoints(g.checkpoints);
@@ -384,6 +352,15 @@ fn commit(shared: &Shared, group: &mut Group, failed: &mut Option<String>, next:
                 shared.publish_head(*p);
             }
             g.replies.into_iter().for_each(Reply::send);
+            if disk.log.is_full()
+                && let Err(e) = roll(&disk)
+            {
+                tracing::error!(error = %e, "sealing a full segment failed; the embedded store refuses writes until it has reopened the data directory");
+                *failed = Some(format!(
+                    "store writer stopped after an I/O failure: {e}; it reopens the store on the next write"
+                ));
+                *next = u64::MAX;
+            }
         }
         Err(e) => {
             let msg = format!("durable commit failed, the outcome of this write is unknown: {e}");
@@ -393,16 +370,71 @@ fn commit(shared: &Shared, group: &mut Group, failed: &mut Option<String>, next:
             ));
             // Positions handed out to this group are not reused: the writer accepts nothing more.
             *next = u64::MAX;
-            for r in g.replies {
-                if r.is_pending_write() {
-                    r.fail(&msg)
-                } else {
-                    r
-                }
-                .send();
+            fail_pending(g.replies, &msg);
+        }
+    }
+}
+
+/// Tells the callers of a group's writes that their outcome is unknown.
+fn fail_pending(replies: Vec<Reply>, msg: &str) {
+    for r in replies {
+        if r.is_pending_write() { r.fail(msg) } else { r }.send();
+    }
+}
+
+/// Makes a group durable: its events and checkpoint moves as one frame of the segment log
+/// (fdatasync'd), then the consumer writes in fjall with the log position they are applied up
+/// to. fjall is synced only for state commits and resets; checkpoint moves of tracked appends are
+/// already durable in the frame, and open replays the frames fjall may have lost. Returns the
+/// events' records as written.
+fn write_group(disk: &Disk, g: &Group) -> Result<Vec<bytes::Bytes>, StoreError> {
+    let mut records = Vec::with_capacity(g.events.len());
+    for reply in &g.replies {
+        if let Reply::Append(
+            _,
+            Ok(Appended {
+                positions,
+                replayed: false,
+            }),
+        ) = reply
+        {
+            let start = records.len();
+            let len = positions.len();
+            for (k, (_, e)) in g.events[start..start + len].iter().enumerate() {
+                records.push(encode_event(e, k as u32, len as u32));
             }
         }
     }
+    let written = if records.is_empty() {
+        Vec::new()
+    } else {
+        disk.log.append(&records, &g.tracking)?
+    };
+    if !g.consumer_writes.is_empty() {
+        let durability = if g.state || g.events.is_empty() {
+            PersistMode::SyncData
+        } else {
+            // Recovered from the frame at open if it is lost.
+            PersistMode::Buffer
+        };
+        let mut batch = disk.db.batch().durability(Some(durability));
+        for (k, v) in &g.consumer_writes {
+            match v {
+                Some(v) => batch.insert(&disk.consumers, k.as_slice(), v.as_slice()),
+                None => batch.remove(&disk.consumers, k.as_slice()),
+            }
+        }
+        batch.insert(&disk.meta, keys::APPLIED_KEY, disk.log.head().to_be_bytes());
+        batch.commit().map_err(fjall_err)?;
+    }
+    Ok(written)
+}
+
+/// Seals the full active segment. fjall is synced first, so that the checkpoint moves of the
+/// sealed segment's frames never need replaying (open replays only the active segment's).
+fn roll(disk: &Disk) -> Result<(), StoreError> {
+    disk.db.persist(PersistMode::SyncData).map_err(fjall_err)?;
+    disk.log.roll()
 }
 
 /// Reopens the database after a failed durable commit (fjall refuses writes after one): releases
@@ -433,7 +465,7 @@ fn recover(shared: &Shared) -> Result<u64, StoreError> {
         }
     }
     let disk = loop {
-        match Disk::open(shared.path()) {
+        match Disk::open(shared.path(), shared.segment_bytes) {
             Ok(d) => break d,
             // fjall's background threads may hold the old instance for a moment.
             Err(StoreError::Locked(_)) if Instant::now() < deadline => {
@@ -463,6 +495,7 @@ fn reset(shared: &Shared, consumer: &str) -> Result<(), StoreError> {
     let disk = shared.disk()?;
     let mut batch = disk.db.batch().durability(Some(PersistMode::SyncData));
     batch.remove(&disk.consumers, keys::checkpoint_key(consumer));
+    batch.insert(&disk.meta, keys::APPLIED_KEY, disk.log.head().to_be_bytes());
     for kv in disk.consumers.prefix(keys::state_prefix(consumer)) {
         let (k, _) = kv.into_inner().map_err(fjall_err)?;
         batch.remove(&disk.consumers, k);
@@ -473,9 +506,9 @@ fn reset(shared: &Shared, consumer: &str) -> Result<(), StoreError> {
 }
 
 /// Decodes a stored record (used by reads) without copying: the event's type, tags and data are
-/// slices of the value fjall returned (itself a slice of the block it read).
-pub(crate) fn decode(position: u64, value: fjall::UserValue) -> Result<StoredEvent, StoreError> {
-    decode_event_bytes(&dcb_core::Bytes::from(value)).map_err(|e| at_position(position, e))
+/// slices of the record, itself a slice of the segment read (or of the frame the writer wrote).
+pub(crate) fn decode(position: u64, record: bytes::Bytes) -> Result<StoredEvent, StoreError> {
+    decode_event_bytes(&record).map_err(|e| at_position(position, e))
 }
 
 /// Decodes a stored record's indexed fields (used when rebuilding indexes).

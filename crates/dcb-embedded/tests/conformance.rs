@@ -39,17 +39,19 @@ async fn fixture(options: Options) -> Fixture {
         })
 }
 
-/// The default options (recent records served from a 64 MiB cache).
+/// The default options (recent records served from an 8 MiB cache, 64 MiB segments).
 async fn embedded() -> Fixture {
     fixture(Options::default()).await
 }
 
-/// A cache of 2 KiB (reads cross from cached records to the LSM in the middle of a read) and an
-/// index snapshot every 3 events (reopens load a snapshot, then index the events after it).
+/// A cache of 2 KiB (reads cross from cached records to the segment files in the middle of a
+/// read), 4 KiB segments (reads and reopens cross sealed segments), and an index snapshot every 3
+/// events (reopens load a snapshot, then index the events after it).
 async fn embedded_small_cache() -> Fixture {
     fixture(
         Options::default()
             .recent_bytes(2048)
+            .segment_bytes(4096)
             .index_snapshot_every(3),
     )
     .await

@@ -1,7 +1,9 @@
 //! Crash consistency: a child process appends in a loop and prints each acknowledgement; the
 //! parent kills it with SIGKILL at random moments, reopens the store and checks that every
 //! acknowledged batch is present in full, no batch is partially present, positions strictly
-//! increase, and the store keeps accepting appends.
+//! increase, and the store keeps accepting appends. One writer's appends move a consumer
+//! checkpoint in the same atomic write (tracking): after every kill the checkpoint is exactly the
+//! one of the last such batch in the log. Segments are small, so kills also land around rolls.
 //!
 //! The child is this same test binary, re-run with `DCB_CRASH_CHILD` set (the file has its own
 //! `main`: `harness = false` in Cargo.toml).
@@ -13,7 +15,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dcb_core::{AppendCondition, Event, EventStore, Query, ReadOptions, Uuid};
+use dcb_core::{
+    AppendCondition, AppendRequest, Event, EventStore, Position, Query, ReadOptions, Tracking, Uuid,
+};
 use dcb_embedded::EmbeddedStore;
 use rand::Rng;
 
@@ -35,6 +39,9 @@ fn batch_events(batch: u64, len: u64) -> Vec<Event> {
         })
         .collect()
 }
+
+/// The consumer whose checkpoint writer 0's appends move.
+const TRACKER: &str = "tracker";
 
 fn batch_len(batch: u64) -> u64 {
     1 + batch % 5
@@ -64,7 +71,9 @@ fn crash_child(dir: String) {
     rt.block_on(async move {
         // Frequent index snapshots, so that kills also land around snapshot writes and reopens
         // start from a snapshot older than the last acknowledged append.
-        let options = dcb_embedded::Options::default().index_snapshot_every(64);
+        let options = dcb_embedded::Options::default()
+            .index_snapshot_every(64)
+            .segment_bytes(64 * 1024);
         let store = Arc::new(EmbeddedStore::open_with(&dir, options).unwrap());
         let out = Arc::new(Mutex::new(std::io::stdout()));
         let mut tasks = Vec::new();
@@ -90,7 +99,19 @@ fn crash_child(dir: String) {
                     } else {
                         vec![]
                     };
-                    let r = store.append(events, conditions).await.unwrap();
+                    // Writer 0 tracks: its checkpoint moves with its events.
+                    let tracking = (w == 0).then(|| Tracking {
+                        consumer: TRACKER.into(),
+                        position: Position::from_u64(batch + 1),
+                    });
+                    let r = store
+                        .append_request(AppendRequest {
+                            events,
+                            conditions,
+                            tracking,
+                        })
+                        .await
+                        .unwrap();
                     let line = format!("ACK {batch} {} {}\n", r.positions[0], r.positions.len());
                     let mut o = out.lock().unwrap();
                     o.write_all(line.as_bytes()).unwrap();
@@ -212,6 +233,18 @@ fn verify(dir: &std::path::Path, acked: &BTreeMap<u64, (u128, u64)>, round: usiz
                 );
             }
         }
+        // The checkpoint is the one of the last tracked batch present: never ahead of the events,
+        // never behind them.
+        let last_tracked = seen
+            .iter()
+            .filter(|(b, _)| **b != u64::MAX && *b % WRITERS == 0)
+            .max_by_key(|(_, members)| members[0].0)
+            .map(|(b, _)| Position::from_u64(b + 1));
+        assert_eq!(
+            store.checkpoint(TRACKER).await.unwrap(),
+            last_tracked,
+            "round {round}: the tracked checkpoint does not match the events"
+        );
         for (batch, (pos, len)) in acked {
             let members = seen
                 .get(batch)

@@ -124,6 +124,29 @@ async fn unknown_schema_version_refuses_to_open() {
     }
 }
 
+/// A frame by the segment log's format (see `dcb_embedded`'s `segment` module docs), with
+/// correct checksums around `records` from position `first` on.
+fn frame(first: u64, records: &[&[u8]]) -> Vec<u8> {
+    let mut body = 0u16.to_le_bytes().to_vec();
+    for (i, r) in records.iter().enumerate() {
+        let mut h = crc32fast::Hasher::new();
+        h.update(&(first + i as u64).to_le_bytes());
+        h.update(r);
+        body.extend_from_slice(&(r.len() as u32).to_le_bytes());
+        body.extend_from_slice(&h.finalize().to_le_bytes());
+        body.extend_from_slice(r);
+    }
+    let mut out = b"FWFR".to_vec();
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&first.to_le_bytes());
+    out.extend_from_slice(&(records.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    let header_crc = crc32fast::hash(&out);
+    out.extend_from_slice(&header_crc.to_le_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
 #[tokio::test]
 async fn undecodable_event_record_is_reported_at_open_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
@@ -131,22 +154,13 @@ async fn undecodable_event_record_is_reported_at_open_not_a_panic() {
         let s = EmbeddedStore::open(dir.path()).unwrap();
         s.append(vec![ev("A", "x")], vec![]).await.unwrap();
     }
-    {
-        let db = fjall::Database::builder(dir.path()).open().unwrap();
-        let events = db
-            .keyspace(
-                dcb_embedded::keys::EVENTS,
-                fjall::KeyspaceCreateOptions::default,
-            )
-            .unwrap();
-        events
-            .insert(
-                dcb_embedded::keys::event_key(2),
-                vec![1u8, 0xff, 0xff, 0xff, 0xff, 0xff],
-            )
-            .unwrap();
-        db.persist(fjall::PersistMode::SyncAll).unwrap();
-    }
+    // An intact frame (checksums right) whose record is not an event record; no index snapshot,
+    // so open indexes every record.
+    std::fs::remove_file(dcb_embedded::snapshot::path(dir.path())).unwrap();
+    let seg = dir.path().join("segments").join(format!("{:020}.seg", 1));
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes.extend_from_slice(&frame(2, &[&[1u8, 0xff, 0xff, 0xff, 0xff, 0xff]]));
+    std::fs::write(&seg, &bytes).unwrap();
     match EmbeddedStore::open(dir.path()) {
         Err(StoreError::Corrupted(m)) => assert!(m.contains("position 2"), "{m}"),
         other => panic!("expected Corrupted, got {other:?}"),
