@@ -378,8 +378,9 @@ pub struct ConsumerSnapshot {
     pub head: Option<Position>,
     /// Every stored checkpoint, by consumer.
     pub checkpoints: std::collections::BTreeMap<String, Position>,
-    /// Every state entry of every consumer, ordered by consumer then key. Memory stays bounded:
-    /// backends stream it in pages from the snapshot.
+    /// Every state entry of every consumer, grouped by consumer (consumers in the backend's
+    /// order: by name length, then name, on the embedded and FoundationDB stores), each
+    /// consumer's keys in order. Memory stays bounded where the backend streams it in pages.
     pub state: BoxStream<'static, Result<StateEntry, StoreError>>,
 }
 

@@ -14,7 +14,8 @@
 //!   consumers were exported (`false` when the source store offers no consistent consumer
 //!   snapshot) and every consumer's checkpoint at that head.
 //! - One **state** line per key of a consumer's state at that head (key and value in base64),
-//!   in consumer and key order. They come first because a snapshot is best read while it is
+//!   grouped by consumer (consumers in the source backend's order), each consumer's keys in
+//!   order. They come first because a snapshot is best read while it is
 //!   young (FoundationDB keeps one for 5 seconds).
 //! - One **event** line per event, oldest first, every position at or below the head: `data` is
 //!   the payload itself when it is one JSON value with no surrounding whitespace and no line

@@ -20,6 +20,8 @@ struct Reader<R> {
     state_entries: u64,
     last_position: Option<Position>,
     last_state: Option<(String, Vec<u8>)>,
+    /// Consumers whose state lines have started.
+    consumers_done: std::collections::HashSet<String>,
     ended: bool,
     trailer_len: u64,
 }
@@ -36,6 +38,7 @@ impl<R: BufRead> Reader<R> {
             state_entries: 0,
             last_position: None,
             last_state: None,
+            consumers_done: Default::default(),
             ended: false,
             trailer_len: 0,
         }
@@ -110,11 +113,25 @@ impl<R: BufRead> Reader<R> {
                     if self.last_position.is_some() {
                         return Err(self.damaged("consumer state after an event"));
                     }
-                    let key = (entry.consumer.clone(), entry.key.clone());
-                    if self.last_state.as_ref().is_some_and(|l| key <= *l) {
-                        return Err(self.damaged("consumer state out of order"));
+                    // Grouped by consumer (in the backend's order of consumers), keys rising.
+                    let same = self
+                        .last_state
+                        .as_ref()
+                        .filter(|(consumer, _)| *consumer == entry.consumer)
+                        .map(|(_, key)| key.as_slice());
+                    match same {
+                        Some(key) if entry.key.as_slice() <= key => {
+                            let m = format!("state keys of {:?} out of order", entry.consumer);
+                            return Err(self.damaged(m));
+                        }
+                        Some(_) => {}
+                        None if !self.consumers_done.insert(entry.consumer.clone()) => {
+                            let m = format!("the state of {:?} is split", entry.consumer);
+                            return Err(self.damaged(m));
+                        }
+                        None => {}
                     }
-                    self.last_state = Some(key);
+                    self.last_state = Some((entry.consumer.clone(), entry.key.clone()));
                     self.state_entries += 1;
                     self.tally.add(&self.buf);
                     return Ok(Some(Line::State(entry)));

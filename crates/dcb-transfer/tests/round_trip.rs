@@ -118,3 +118,38 @@ async fn embedded_to_kv_to_embedded_keeps_the_log_and_maps_checkpoints() {
     export_file(&b, &file_b, "embedded copy").await;
     assert!(std::fs::read(&file_a).unwrap() == std::fs::read(&file_b).unwrap());
 }
+
+/// Regression: the embedded store orders consumers by name length first (its keys are
+/// length-prefixed), so an export's state lines are grouped by consumer but not in name order;
+/// the importer refused such an export as "consumer state out of order".
+#[tokio::test]
+async fn consumers_in_backend_order_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = EmbeddedStore::open(dir.path().join("a")).unwrap();
+    support::fill(&a, 10).await;
+    for consumer in ["b", "aa", "todo-lists", "idempotency"] {
+        a.commit_state(dcb_core::StateCommit {
+            consumer: consumer.into(),
+            writes: vec![
+                (b"k1".to_vec(), Some(b"v".to_vec())),
+                (b"k2".to_vec(), Some(b"v".to_vec())),
+            ],
+            checkpoint: Some(Position::from_u64(5)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    let file = dir.path().join("a.jsonl");
+    export_file(&a, &file, "embedded").await;
+    let b = EmbeddedStore::open(dir.path().join("b")).unwrap();
+    let imported = import_file(&b, &file, "embedded").await;
+    assert_eq!(imported.source.state_entries, 8);
+    for consumer in ["b", "aa", "todo-lists", "idempotency"] {
+        assert_eq!(support::state(&b, consumer).await.len(), 2, "{consumer}");
+        assert_eq!(
+            b.checkpoint(consumer).await.unwrap(),
+            Some(Position::from_u64(5))
+        );
+    }
+}

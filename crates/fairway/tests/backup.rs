@@ -172,3 +172,65 @@ fn backup_of_a_running_server_under_load_restores_exactly_up_to_its_head() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn export_and_import_move_a_data_directory_and_refuse_what_they_must() {
+    let dir = data_dir();
+    let server = Server::start(dir.path());
+    for n in 0..30 {
+        let r = server.post_json(&format!("/api/lists/l{n}"), &json!({"name": "x"}));
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    // Let the view catch up, so that the export carries a checkpoint and state.
+    let r = server.get("/api/lists/l29");
+    assert_eq!(r.status, 200, "{}", r.text());
+    server.stop();
+    let files = data_dir();
+    let file = files.path().join("log.jsonl");
+    let (header, events) = export_of(dir.path(), &file);
+    assert_eq!(events.len(), 30);
+    assert!(
+        header["checkpoints"]
+            .as_object()
+            .is_some_and(|c| !c.is_empty()),
+        "{header}"
+    );
+
+    let moved = data_dir();
+    let o = fairway(moved.path(), &["events", "import", file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("every event kept its position"), "{stderr}");
+    let again = files.path().join("again.jsonl");
+    export_of(moved.path(), &again);
+    assert!(
+        std::fs::read(&file).unwrap() == std::fs::read(&again).unwrap(),
+        "the moved store does not export what the original did"
+    );
+    // A second import into the same store is refused, and changes nothing.
+    let o = fairway(moved.path(), &["events", "import", file.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not empty"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    export_of(moved.path(), &again);
+    assert!(std::fs::read(&file).unwrap() == std::fs::read(&again).unwrap());
+    // A truncated export is refused and writes nothing.
+    let bytes = std::fs::read(&file).unwrap();
+    let cut = files.path().join("cut.jsonl");
+    std::fs::write(&cut, &bytes[..bytes.len() - 40]).unwrap();
+    let empty = data_dir();
+    let o = fairway(empty.path(), &["events", "import", cut.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("incomplete or damaged"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let (header, events) = export_of(empty.path(), &files.path().join("empty.jsonl"));
+    assert!(events.is_empty());
+    assert_eq!(header["head"], Value::Null);
+    assert_eq!(header["checkpoints"], json!({}));
+}
