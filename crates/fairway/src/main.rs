@@ -155,7 +155,7 @@ enum Command {
     /// Serve the HTTP API and run views and automations until SIGTERM or Ctrl-C.
     Serve(Box<ServeArgs>),
     /// Print events as JSON lines, filtered by type and tag; `--follow` keeps printing new ones.
-    /// With a subcommand: operations on the whole log (`check`).
+    /// With a subcommand: operations on the whole log (`check`, `export`, `import`).
     #[command(args_conflicts_with_subcommands = true)]
     Events {
         #[command(subcommand)]
