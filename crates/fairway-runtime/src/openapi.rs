@@ -177,6 +177,8 @@ pub struct RouteDoc {
     pub method: &'static str,
     /// The path template, e.g. `/api/lists/{listId}`.
     pub path: String,
+    /// Its operation id, when not the module's (see [`operation_id`]).
+    pub id: Option<&'static str>,
     generate: fn(&mut GenContext) -> Operation,
 }
 
@@ -195,19 +197,22 @@ impl RouteDoc {
         RouteDoc {
             method,
             path: path.to_owned(),
+            id: None,
             generate: operation_of::<I, O>,
         }
     }
 
-    /// A route documented by a function (for the host's own routes).
+    /// A route with operation id `id`, documented by a function (the host's own routes).
     pub fn with(
         method: &'static str,
         path: &str,
+        id: &'static str,
         generate: fn(&mut GenContext) -> Operation,
     ) -> RouteDoc {
         RouteDoc {
             method,
             path: path.to_owned(),
+            id: Some(id),
             generate,
         }
     }
@@ -468,9 +473,9 @@ fn contract(_: &mut GenContext) -> Operation {
 /// The host's own routes, as [`ModuleRoutes`] of a module named `host`.
 pub fn host_routes() -> Vec<RouteDoc> {
     vec![
-        RouteDoc::with("GET", "/health", health),
-        RouteDoc::with("GET", "/metrics", metrics),
-        RouteDoc::with("GET", OPENAPI_PATH, contract),
+        RouteDoc::with("GET", "/health", "health", health),
+        RouteDoc::with("GET", "/metrics", "metrics", metrics),
+        RouteDoc::with("GET", OPENAPI_PATH, "openapi", contract),
     ]
 }
 
@@ -507,7 +512,11 @@ fn build(
         for (index, route) in module.routes.iter().enumerate() {
             let mut operation = (route.generate)(ctx);
             complete(ctx, &mut operation, route.method, &route.path);
-            operation.operation_id = Some(operation_id(module.name, index));
+            operation.operation_id = Some(
+                route
+                    .id
+                    .map_or_else(|| operation_id(module.name, index), str::to_owned),
+            );
             operation.tags = vec![module.name.to_owned()];
             if operation.summary.is_none() && !module.description.is_empty() {
                 operation.summary = Some(module.description.to_owned());
@@ -594,6 +603,93 @@ mod tests {
         assert_eq!(path_parameters("/health"), Vec::<String>::new());
         assert_eq!(path_parameters("/files/{*rest}"), ["rest"]);
         assert_eq!(path_parameters("/broken/{open"), Vec::<String>::new());
+    }
+
+    /// A module with a documented body, an authenticated route and a 201, served by a host:
+    /// the document has all three, the schemes in the components, no helper extension left.
+    #[test]
+    fn a_hosts_document_has_its_modules_routes_schemas_and_schemes() {
+        use crate::http::{Created, JsonBody};
+        use crate::{Host, Module, ModuleKind, Runtime};
+
+        #[derive(serde::Deserialize, JsonSchema)]
+        struct Note {
+            /// The text.
+            #[allow(dead_code)]
+            text: String,
+        }
+        struct Authed;
+        impl OperationInput for Authed {
+            fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
+                require_security(
+                    ctx,
+                    operation,
+                    "key",
+                    SecurityScheme::ApiKey {
+                        location: aide::openapi::ApiKeyLocation::Header,
+                        name: "X-Key".to_owned(),
+                        description: None,
+                        extensions: Default::default(),
+                    },
+                );
+            }
+        }
+        impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Authed {
+            type Rejection = ApiError;
+            async fn from_request_parts(
+                _: &mut axum::http::request::Parts,
+                _: &S,
+            ) -> Result<Self, ApiError> {
+                Ok(Authed)
+            }
+        }
+        async fn add(JsonBody(_): JsonBody<Note>) -> Result<Created<ErrorDetail>, ApiError> {
+            Err(ApiError::not_found("x"))
+        }
+        async fn secret(_: Authed) -> Result<axum::Json<String>, ApiError> {
+            Ok(axum::Json(String::new()))
+        }
+        let module = Module::new(ModuleKind::Command, "notes")
+            .describe("Notes")
+            .post("/notes/{id}", add)
+            .get("/secret", secret);
+        let host = Host::new(
+            Runtime::new(std::sync::Arc::new(dcb_core::MemoryStore::new())),
+            vec![module],
+        );
+        let doc = serde_json::to_value(host.openapi()).unwrap_or_default();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let post = &doc["paths"]["/notes/{id}"]["post"];
+        assert_eq!(post["operationId"], "notes");
+        assert_eq!(post["summary"], "Notes");
+        assert_eq!(
+            post["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/Note"
+        );
+        assert!(post["responses"]["201"].is_object(), "{post}");
+        assert!(post["responses"]["415"].is_object(), "{post}");
+        assert_eq!(post["parameters"][0]["name"], "id");
+        assert_eq!(post["parameters"][1]["name"], "Idempotency-Key");
+        let get = &doc["paths"]["/secret"]["get"];
+        assert_eq!(get["operationId"], "notes-2");
+        assert_eq!(get["security"], serde_json::json!([{ "key": [] }]));
+        assert!(get["responses"]["401"].is_object(), "{get}");
+        assert!(get["parameters"].as_array().is_none_or(|p| p.is_empty()));
+        assert_eq!(doc["components"]["securitySchemes"]["key"]["name"], "X-Key");
+        assert!(!doc.to_string().contains(SCHEME_EXTENSION));
+        assert_eq!(doc["paths"]["/health"]["get"]["operationId"], "health");
+        assert_eq!(
+            doc["paths"]["/openapi.json"]["get"]["operationId"],
+            "openapi"
+        );
+        for name in ["Note", "Error", "ErrorDetail"] {
+            assert!(doc["components"]["schemas"][name].is_object(), "{name}");
+        }
+        // The same document every time.
+        assert_eq!(
+            serde_json::to_value(host.openapi()).unwrap_or_default(),
+            doc
+        );
     }
 
     #[test]
