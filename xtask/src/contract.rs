@@ -333,8 +333,10 @@ fn run_in(
         .arg("--header")
         .arg(format!("Authorization: Token {token}"))
         .arg("--continue-on-failure")
+        // Its caches (`.hypothesis`, `.schemathesis`) go to the scratch directory, not the
+        // repository.
+        .current_dir(scratch)
         .env("NO_COLOR", "1")
-        .env("SCHEMATHESIS_HOOKS", "")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());

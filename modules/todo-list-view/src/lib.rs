@@ -259,10 +259,13 @@ pub async fn read_page(
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ListParams {
     /// A position returned by a command: wait until the view has processed it.
+    #[schemars(regex(pattern = "^[0-9]{1,29}$"))]
     pub after: Option<String>,
-    /// Items per page.
+    /// Items per page: 1 to 100 (default 50).
+    #[schemars(regex(pattern = "^[0-9]{1,3}$"))]
     pub limit: Option<String>,
     /// The `next` of the previous page.
+    #[schemars(regex(pattern = "^[0-9]{1,29}$"))]
     pub cursor: Option<String>,
 }
 
