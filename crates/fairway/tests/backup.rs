@@ -4,6 +4,8 @@
 //! write acknowledged before the backup started, none acknowledged after it ended), its
 //! consumers' checkpoints are at or below that head, and a server runs on it.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::path::Path;
