@@ -236,9 +236,10 @@ mod tests {
         assert_ne!(t, "tag:2");
         assert_eq!(t, Text::from(String::from("tag:1")));
         assert_eq!(t, Text::copy_from_str("tag:1"));
-        assert!(Text::from("a") < Text::from("b"));
-        assert!(Text::from("é") > Text::from("z"), "byte order, like str");
-        assert_eq!(Text::from("é").cmp(&Text::from("z")), "é".cmp("z"));
+        let [a, b, z, e] = ["a", "b", "z", "é"].map(Text::from);
+        assert!(a < b);
+        assert!(e > z, "byte order, like str");
+        assert_eq!(e.cmp(&z), "é".cmp("z"));
         assert_eq!(format!("{t} {t:?}"), r#"tag:1 "tag:1""#);
         assert!(Text::new().is_empty());
         assert_eq!(Text::default(), "");
