@@ -1,9 +1,12 @@
 //! The embedded store: opening, reads, subscriptions and consumer state.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
@@ -13,7 +16,7 @@ use dcb_core::{
     AppendRequest, Appended, EventStore, InputError, Position, Query, ReadOptions, ReadStream,
     SequencedEvent, Start, StateCommit, StoreError, Subscription,
 };
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use tokio::sync::{oneshot, watch};
 
 use bytes::Bytes;
@@ -429,6 +432,46 @@ impl ReadState {
     }
 }
 
+/// The stream of a read: events handed out of the buffer in place (no per-event future), the
+/// next chunk filled when the buffer is empty.
+struct Chunks {
+    state: ReadState,
+    /// Whether a chunk was filled already (the first never waits).
+    filled: bool,
+    /// The yield in progress before the next chunk.
+    pause: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl Stream for Chunks {
+    type Item = Result<SequencedEvent, StoreError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if let Some(e) = this.state.buffer.pop_front() {
+            return Poll::Ready(Some(Ok(e)));
+        }
+        // Each chunk is synchronous work (memory or the segment files). Between chunks a long
+        // read yields to the scheduler, so that a scan, a rebuild or an export never holds an
+        // async worker for more than one chunk: timers and other requests on the same runtime
+        // keep running. A read of one chunk never yields.
+        if this.filled && this.state.remaining > 0 && this.state.span.is_some() {
+            let pause = this
+                .pause
+                .get_or_insert_with(|| Box::pin(tokio::task::yield_now()));
+            if pause.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            this.pause = None;
+        }
+        this.filled = true;
+        if let Err(e) = this.state.fill() {
+            this.state.span = None;
+            return Poll::Ready(Some(Err(e)));
+        }
+        Poll::Ready(this.state.buffer.pop_front().map(Ok))
+    }
+}
+
 #[async_trait]
 impl EventStore for EmbeddedStore {
     async fn append_request(&self, request: AppendRequest) -> Result<Appended, StoreError> {
@@ -452,22 +495,11 @@ impl EventStore for EmbeddedStore {
             remaining: options.limit.unwrap_or(u64::MAX),
             buffer: Default::default(),
         };
-        let stream = futures::stream::unfold((state, false), |(mut st, filled)| async move {
-            if st.buffer.is_empty() {
-                // Each chunk is synchronous work (memory or the segment files). Between chunks a long read
-                // yields to the scheduler, so that a scan, a rebuild or an export never holds
-                // an async worker for more than one chunk: timers and other requests on the
-                // same runtime keep running. A read of one chunk never yields.
-                if filled && st.remaining > 0 && st.span.is_some() {
-                    tokio::task::yield_now().await;
-                }
-                if let Err(e) = st.fill() {
-                    st.span = None;
-                    return Some((Err(e), (st, true)));
-                }
-            }
-            st.buffer.pop_front().map(|e| (Ok(e), (st, true)))
-        });
+        let stream = Chunks {
+            state,
+            filled: false,
+            pause: None,
+        };
         Ok(ReadStream::new(to_head(head), stream.boxed()))
     }
 
