@@ -158,7 +158,8 @@ impl Command for ChangeEmail {
 /// The request body.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ChangeEmailBody {
-    /// The new email.
+    /// The new email (at most 254 characters).
+    #[schemars(length(min = 3, max = 254))]
     pub email: String,
 }
 

@@ -136,8 +136,10 @@ impl Command for ChangePassword {
 #[serde(rename_all = "camelCase")]
 pub struct ChangePasswordBody {
     /// The current password in plain text.
+    #[schemars(length(max = 128))]
     pub current_password: String,
-    /// The new password in plain text.
+    /// The new password in plain text: at least 8 characters, at most 128 bytes.
+    #[schemars(length(min = 8, max = 128))]
     pub password: String,
 }
 

@@ -210,8 +210,10 @@ pub async fn login(
 #[derive(Deserialize, JsonSchema)]
 pub struct LoginBody {
     /// The email.
+    #[schemars(length(min = 3, max = 254))]
     pub email: String,
-    /// The password.
+    /// The password (at most 128 bytes).
+    #[schemars(length(max = 128))]
     pub password: String,
 }
 

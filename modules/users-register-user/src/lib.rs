@@ -185,13 +185,17 @@ impl Command for RegisterUser {
 /// The request body.
 #[derive(Deserialize, JsonSchema)]
 pub struct RegisterBody {
-    /// The id the client chose.
+    /// The id the client chose: letters, digits, `-`, `_` and `.`, at most 64.
+    #[schemars(regex(pattern = "^[A-Za-z0-9._-]{1,64}$"))]
     pub id: String,
-    /// The username.
+    /// The username: letters, digits, `-`, `_` and `.`, at most 32.
+    #[schemars(regex(pattern = "^[A-Za-z0-9._-]{1,32}$"))]
     pub username: String,
-    /// The email.
+    /// The email (at most 254 characters).
+    #[schemars(length(min = 3, max = 254))]
     pub email: String,
-    /// The password in plain text.
+    /// The password in plain text: at least 8 characters, at most 128 bytes.
+    #[schemars(length(min = 8, max = 128))]
     pub password: String,
 }
 
