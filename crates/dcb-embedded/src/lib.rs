@@ -16,8 +16,9 @@
 //!
 //! The type, tag and id indexes are derived data kept in memory (one posting per type and per tag
 //! of each event: linear in tags). They are saved to an index snapshot when the store closes and
-//! every million events, and at open they are loaded from it and completed from the events after
-//! it (or rebuilt from all events when there is no usable snapshot).
+//! as the log grows (at 1, 2, 4, 8... million events), and at open they are loaded from it and
+//! completed from the events after it (or rebuilt from all events when there is no usable
+//! snapshot).
 //!
 //! A data directory written by an older version (schema 1: events in a fjall keyspace) is
 //! migrated to the segment log once, when it is first opened.

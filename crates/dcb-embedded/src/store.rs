@@ -208,7 +208,9 @@ pub struct Options {
     /// the process's own memory.
     pub recent_bytes: usize,
     /// Write an index snapshot every this many events, and when the store closes (default one
-    /// million; 0 turns snapshots off: every open rebuilds the indexes from all events).
+    /// million; 0 turns snapshots off: every open rebuilds the indexes from all events). Past
+    /// that, a snapshot is written only once the log has doubled since the last one (at 1, 2, 4,
+    /// 8 million events...), since each snapshot rewrites all the indexes.
     pub index_snapshot_every: u64,
     /// The size at which the active segment file is sealed and a new one started (default
     /// 64 MiB; at least 4 KiB, at most 1 GiB). A segment may exceed it by one commit group.

@@ -153,8 +153,12 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>) {
         }
         commit(&shared, &mut group, &mut failed, &mut next);
         let head = shared.index_read().head;
-        if shared.snapshot_every > 0 && head.saturating_sub(snapshot_head) >= shared.snapshot_every
-        {
+        // Every `snapshot_every` events, but never before the log has doubled since the last
+        // snapshot: a snapshot rewrites all the indexes, so fixed steps would write bytes
+        // quadratic in the log; doubling keeps the total under twice the last snapshot, and an
+        // open after a crash indexes at most half the log.
+        let due = shared.snapshot_every.max(snapshot_head);
+        if shared.snapshot_every > 0 && head.saturating_sub(snapshot_head) >= due {
             snapshot(&shared);
             snapshot_head = head;
         }
