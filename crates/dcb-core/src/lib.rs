@@ -38,6 +38,8 @@ mod text;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+/// The shared byte buffer of event data ([`Event::data`]), re-exported.
+pub use bytes::Bytes;
 pub use error::{InputError, StoreError};
 pub use event::{Event, SequencedEvent};
 pub use memory::{MemoryStore, classify_retry};
@@ -50,5 +52,3 @@ pub use store::{
 };
 pub use text::Text;
 pub use uuid::Uuid;
-/// The shared byte buffer of event data ([`Event::data`]), re-exported.
-pub use bytes::Bytes;

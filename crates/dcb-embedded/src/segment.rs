@@ -175,11 +175,7 @@ fn parse_header(h: &[u8]) -> Option<FrameHeader> {
 }
 
 /// Parses a checked frame body: the tracking updates and each record's offset in the body.
-fn parse_body(
-    first: u64,
-    count: u64,
-    body: &[u8],
-) -> Result<(Moves, Vec<u32>), String> {
+fn parse_body(first: u64, count: u64, body: &[u8]) -> Result<(Moves, Vec<u32>), String> {
     let short = || "frame body ends early".to_string();
     let mut at = 0usize;
     let n = u16::from_le_bytes(
