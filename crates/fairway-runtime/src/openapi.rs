@@ -120,22 +120,7 @@ pub fn require_security(
 /// An error response: the [`ErrorBody`] schema, `Retry-After` when it says when to come back.
 pub fn error_response(ctx: &mut GenContext, description: &str) -> Response {
     let schema = ctx.schema.subschema_for::<ErrorBody>();
-    let mut response = Response {
-        description: description.to_owned(),
-        ..Default::default()
-    };
-    response.content.insert(
-        "application/json".to_owned(),
-        MediaType {
-            schema: Some(SchemaObject {
-                json_schema: schema,
-                example: None,
-                external_docs: None,
-            }),
-            ..Default::default()
-        },
-    );
-    response
+    json_response(description, schema)
 }
 
 fn retry_after_header(ctx: &mut GenContext) -> Header {
