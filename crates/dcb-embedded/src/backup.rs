@@ -52,11 +52,7 @@ pub(crate) fn into_consumer_snapshot(taken: Taken) -> Result<ConsumerSnapshot, S
     let mut checkpoints = BTreeMap::new();
     for kv in taken.snapshot.prefix(&taken.consumers, b"c") {
         let (k, v) = kv.into_inner().map_err(fjall_err)?;
-        let name = std::str::from_utf8(&k[1..])
-            .map_err(|_| StoreError::Corrupted("consumer name is not UTF-8".into()))?
-            .to_owned();
-        let p = Position::from_bytes(&v)
-            .map_err(|e| StoreError::Corrupted(format!("checkpoint of {name}: {e}")))?;
+        let (name, p) = crate::disk::decode_checkpoint(&k, &v)?;
         checkpoints.insert(name, p);
     }
     let head = (taken.head > 0).then(|| Position::from_u64(taken.head));

@@ -161,11 +161,7 @@ impl Disk {
         let mut checkpoints = HashMap::new();
         for kv in self.consumers.prefix(b"c") {
             let (k, v) = kv.into_inner().map_err(fjall_err)?;
-            let name = std::str::from_utf8(&k[1..])
-                .map_err(|_| StoreError::Corrupted("consumer name is not UTF-8".into()))?
-                .to_owned();
-            let p = Position::from_bytes(&v)
-                .map_err(|e| StoreError::Corrupted(format!("checkpoint of {name}: {e}")))?;
+            let (name, p) = decode_checkpoint(&k, &v)?;
             checkpoints.insert(name, p);
         }
         Ok(checkpoints)
@@ -354,4 +350,18 @@ fn clear_incomplete_creation(path: &Path) -> Result<(), StoreError> {
         result.map_err(StoreError::storage)?;
     }
     Ok(())
+}
+
+/// One stored checkpoint entry of the consumers keyspace (key `c<name>`, value a position) as
+/// the consumer's name and its position.
+pub(crate) fn decode_checkpoint(
+    key: &[u8],
+    value: &[u8],
+) -> Result<(String, Position), StoreError> {
+    let name = std::str::from_utf8(key.get(1..).unwrap_or_default())
+        .map_err(|_| StoreError::Corrupted("consumer name is not UTF-8".into()))?
+        .to_owned();
+    let p = Position::from_bytes(value)
+        .map_err(|e| StoreError::Corrupted(format!("checkpoint of {name}: {e}")))?;
+    Ok((name, p))
 }
