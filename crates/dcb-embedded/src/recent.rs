@@ -28,6 +28,11 @@ impl Recent {
         }
     }
 
+    /// Whether any of `positions` may be held here (false when all lie before the cache).
+    pub(crate) fn may_hold(&self, positions: &[u64]) -> bool {
+        !self.entries.is_empty() && positions.iter().any(|&p| p >= self.base)
+    }
+
     /// The record at `position`, when it is held here.
     pub(crate) fn get(&self, position: u64) -> Option<Bytes> {
         let i = usize::try_from(position.checked_sub(self.base)?).ok()?;

@@ -447,13 +447,24 @@ fn check_off(off: &File, base: u64, count: u64, file_len: u64) -> Result<(u64, V
 
 fn open_segment(dir: &Path, base: u64) -> Result<(File, u64), StoreError> {
     let path = dir.join(seg_name(base));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(io)?;
+    let file = open_noatime(OpenOptions::new().read(true).write(true), &path)?;
     let len = file.metadata().map_err(io)?.len();
     Ok((file, len))
+}
+
+/// Opens `path` without access-time updates where the system allows it (a read then skips the
+/// kernel's atime bookkeeping; only the file's owner may ask), else normally.
+fn open_noatime(options: &OpenOptions, path: &Path) -> Result<File, StoreError> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut noatime = options.clone();
+        noatime.custom_flags(libc::O_NOATIME);
+        if let Ok(f) = noatime.open(path) {
+            return Ok(f);
+        }
+    }
+    options.open(path).map_err(io)
 }
 
 fn header_ok(file: &File, base: u64, len: u64) -> Result<bool, StoreError> {
@@ -466,13 +477,14 @@ fn header_ok(file: &File, base: u64, len: u64) -> Result<bool, StoreError> {
 
 fn create_segment(dir: &Path, base: u64) -> Result<File, StoreError> {
     let path = dir.join(seg_name(base));
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .map_err(io)?;
+    let mut file = open_noatime(
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true),
+        &path,
+    )?;
     file.write_all(&segment_header(base)).map_err(io)?;
     file.sync_all().map_err(io)?;
     sync_dir(dir)?;
@@ -777,13 +789,15 @@ impl Log {
         Ok(parts)
     }
 
-    /// The records at `positions` (any order; each at most once), in the same order. Adjacent
-    /// records are fetched with one read and handed out as slices of it.
+    /// The records at `positions` (any order; each at most once), in the same order. Records
+    /// closer together than [`GAP`] are fetched with one read; all the reads of a call land in
+    /// one buffer, and the records are handed out as slices of it.
     pub(crate) fn read(&self, positions: &[u64]) -> Result<Vec<Bytes>, StoreError> {
         let parts = self.plan(positions)?;
-        let mut out: Vec<Bytes> = vec![Bytes::new(); positions.len()];
-        for part in parts {
-            let file = part.file.file();
+        // Plan the runs first: (part, first item, last item, file start, file end).
+        let mut runs = Vec::new();
+        let mut total = 0usize;
+        for (k, part) in parts.iter().enumerate() {
             let mut i = 0;
             while i < part.items.len() {
                 let start = part.items[i].2;
@@ -795,18 +809,38 @@ impl Log {
                     j += 1;
                 }
                 let end = part.items[j].3;
-                let buf = Bytes::from(read_exact(file, start, (end - start) as usize)?);
-                for &(k, p, a, b) in &part.items[i..=j] {
-                    out[k] = record_in(&buf, (a - start) as usize, (b - start) as usize, p)
-                        .ok_or_else(|| {
-                            corrupt(format!(
-                                "event at position {p}: record damaged in segment {}",
-                                seg_name(part.base)
-                            ))
-                        })?;
-                }
+                total += (end - start) as usize;
+                runs.push((k, i, j, start, end));
                 i = j + 1;
             }
+        }
+        let mut buf = vec![0u8; total];
+        let mut at = 0usize;
+        for &(k, _, _, start, end) in &runs {
+            let len = (end - start) as usize;
+            parts[k]
+                .file
+                .file()
+                .read_exact_at(&mut buf[at..at + len], start)
+                .map_err(io)?;
+            at += len;
+        }
+        let buf = Bytes::from(buf);
+        let mut out: Vec<Bytes> = vec![Bytes::new(); positions.len()];
+        let mut at = 0usize;
+        for &(k, i, j, start, end) in &runs {
+            let part = &parts[k];
+            for &(idx, p, a, b) in &part.items[i..=j] {
+                let a = at + (a - start) as usize;
+                let b = at + (b - start) as usize;
+                out[idx] = record_in(&buf, a, b, p).ok_or_else(|| {
+                    corrupt(format!(
+                        "event at position {p}: record damaged in segment {}",
+                        seg_name(part.base)
+                    ))
+                })?;
+            }
+            at += (end - start) as usize;
         }
         Ok(out)
     }

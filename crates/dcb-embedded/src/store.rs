@@ -28,8 +28,10 @@ use crate::keys;
 use crate::recent::Recent;
 use crate::writer::{self, Job};
 
-/// Events fetched per step of a read (the most a read holds in memory).
-const READ_CHUNK: usize = 256;
+/// Events fetched per step of a read: the most a read holds in memory (about 300 KiB of events
+/// of 150 bytes), and the synchronous work between two yields of a long read (well under a
+/// millisecond on a warm page cache).
+const READ_CHUNK: usize = 2048;
 
 pub(crate) struct Shared {
     /// Events between index snapshots (0: none).
@@ -137,6 +139,37 @@ impl Shared {
     /// Loads and decodes the events at `positions` (in that order): recent ones from memory, the
     /// others from the segment log in position order, adjacent records in one read.
     pub(crate) fn fetch(&self, positions: &[u64]) -> Result<Vec<(u64, StoredEvent)>, StoreError> {
+        let records = self.records(positions)?;
+        positions
+            .iter()
+            .zip(records)
+            .map(|(&p, r)| Ok((p, writer::decode(p, r)?)))
+            .collect()
+    }
+
+    /// Like [`Shared::fetch`], decoding straight into `out` (the buffer of a read).
+    fn fetch_into(
+        &self,
+        positions: &[u64],
+        out: &mut std::collections::VecDeque<SequencedEvent>,
+    ) -> Result<(), StoreError> {
+        let records = self.records(positions)?;
+        out.reserve(records.len());
+        for (&p, r) in positions.iter().zip(records) {
+            out.push_back(SequencedEvent {
+                position: Position::from_u64(p),
+                event: writer::decode(p, r)?.event,
+            });
+        }
+        Ok(())
+    }
+
+    /// The stored records at `positions`, in that order.
+    fn records(&self, positions: &[u64]) -> Result<Vec<Bytes>, StoreError> {
+        if !self.recent_read().may_hold(positions) {
+            // All on disk (a scan of older events): one planned read, no per-position lookups.
+            return self.disk()?.log.read(positions);
+        }
         let mut records: Vec<Option<Bytes>> = {
             let recent = self.recent_read();
             positions.iter().map(|&p| recent.get(p)).collect()
@@ -157,10 +190,9 @@ impl Shared {
             .iter()
             .zip(records)
             .map(|(&p, r)| {
-                let r = r.ok_or_else(|| {
+                r.ok_or_else(|| {
                     StoreError::Corrupted(format!("indexed event at position {p} is missing"))
-                })?;
-                Ok((p, writer::decode(p, r)?))
+                })
             })
             .collect()
     }
@@ -399,21 +431,12 @@ impl ReadState {
             Some(items) => self.shared.index_read().matches(items, span, max),
         };
         // One batch per chunk, fetched in position order: adjacent records come from one read.
-        let events = self.shared.fetch(&positions)?;
-        let exhausted = events.len() < max;
-        self.push_chunk(span, events, exhausted)
-    }
-
-    /// Buffers a chunk read from `span` and narrows the span past it.
-    fn push_chunk(
-        &mut self,
-        span: Span,
-        positions: Vec<(u64, StoredEvent)>,
-        exhausted: bool,
-    ) -> Result<(), StoreError> {
-        if exhausted || positions.is_empty() {
+        let before = self.buffer.len();
+        self.shared.fetch_into(&positions, &mut self.buffer)?;
+        let got = self.buffer.len() - before;
+        if got < max || got == 0 {
             self.span = None;
-        } else if let Some((last, _)) = positions.last() {
+        } else if let Some(&last) = positions.last() {
             self.span = if span.backwards {
                 last.checked_sub(1)
                     .filter(|&h| h >= span.lo)
@@ -424,12 +447,7 @@ impl ReadState {
                     .map(|lo| Span { lo, ..span })
             };
         }
-        self.remaining -= positions.len() as u64;
-        self.buffer
-            .extend(positions.into_iter().map(|(p, se)| SequencedEvent {
-                position: Position::from_u64(p),
-                event: se.event,
-            }));
+        self.remaining -= got as u64;
         Ok(())
     }
 }
