@@ -14,7 +14,7 @@
 //!                      (header_crc covers the 60 bytes before it)
 //!   blocks (blocks_len bytes from byte 64): the posting blocks, then the id blocks, back to back
 //!     posting block = run*, each run: kind u8 (0 type, 1 tag) | key_len varint | key
-//!                     | n varint | first varint | (n - 1) deltas varint
+//!                     | n varint | body_len varint | body = first varint | (n - 1) deltas varint
 //!                     positions relative to the base; runs sorted by (kind, key, first), at most
 //!                     RUN positions each (a long list is split into several runs)
 //!     id block      = (uuid 16 bytes | position relative to the base varint)*, sorted by uuid
@@ -255,11 +255,14 @@ fn encode(base: u64, count: u64, index: &Index) -> Result<Vec<u8>, StoreError> {
             put_varint(&mut block, key.len() as u64);
             block.extend_from_slice(key.as_bytes());
             put_varint(&mut block, run.len() as u64);
-            put_varint(&mut block, first);
+            let mut body = Vec::with_capacity(run.len() * 2 + 4);
+            put_varint(&mut body, first);
             for w in run.windows(2) {
                 rel(w[1])?;
-                put_varint(&mut block, w[1] - w[0]);
+                put_varint(&mut body, w[1] - w[0]);
             }
+            put_varint(&mut block, body.len() as u64);
+            block.extend_from_slice(&body);
             if block.len() >= BLOCK {
                 close_p(
                     &mut block,
@@ -570,11 +573,17 @@ impl SegIndex {
                 break;
             }
             let n = c.varint().ok_or_else(bad)?;
-            let mine = k == kind as u8 && kb == key.as_bytes();
-            let mut p = c.varint().ok_or_else(bad)?;
+            let len = usize::try_from(c.varint().ok_or_else(bad)?).map_err(|_| bad())?;
+            let body = c.bytes(len).ok_or_else(bad)?;
+            if k != kind as u8 || kb != key.as_bytes() {
+                // Another key's run: skipped whole.
+                continue;
+            }
+            let mut r = Cursor::new(body);
+            let mut p = r.varint().ok_or_else(bad)?;
             for i in 0..n {
                 if i > 0 {
-                    let d = c.varint().ok_or_else(bad)?;
+                    let d = r.varint().ok_or_else(bad)?;
                     if d == 0 {
                         return Err(bad());
                     }
@@ -583,7 +592,10 @@ impl SegIndex {
                 if p >= self.count {
                     return Err(bad());
                 }
-                if mine && p >= u64::from(rlo) && p <= u64::from(rhi) {
+                if p > u64::from(rhi) {
+                    break;
+                }
+                if p >= u64::from(rlo) {
                     out.push(self.base + p);
                 }
             }

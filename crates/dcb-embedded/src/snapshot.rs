@@ -4,14 +4,16 @@
 //! own index files (`segments/*.idx`), never in the snapshot.
 //!
 //! ```text
-//! index.snapshot = "FWIX" | version u32 BE (1) | crc32 of body u32 BE | body
+//! index.snapshot = "FWIX" | version u32 BE (2) | crc32 of body u32 BE | body
 //! body           = postcard(SnapshotV1 { head, count, types, tags, ids })
 //!                  posting lists delta-encoded (first position, then differences)
 //! ```
 //!
-//! The snapshot covers positions `head + 1 - count ..= head` (positions are dense). A snapshot
-//! written by a version that kept every posting in memory covers `1 ..= head`, the same layout:
-//! it is used as long as the log has a single segment, and ignored otherwise.
+//! A snapshot covers positions `head + 1 - count ..= head` (positions are dense, so its first
+//! position is implied). Version 1 (the same body) covered the whole log, when every posting was
+//! in memory; this build ignores a version-1 snapshot (and indexes the active segment from the
+//! log), and a version-1 build ignores a version-2 one (and rebuilds from the whole log), so
+//! neither takes the other's partial indexes for complete ones.
 //!
 //! The snapshot is derived data: the segment log stays the only truth. It is written atomically
 //! (temporary file, fsync, rename, fsync of the directory) when the store closes and every
@@ -29,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::index::Index;
 
 const MAGIC: &[u8; 4] = b"FWIX";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 /// The snapshot's file name in the data directory.
 pub const FILE: &str = "index.snapshot";
 
