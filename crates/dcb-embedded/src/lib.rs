@@ -46,6 +46,7 @@
 //! ```
 
 mod backup;
+mod blockfmt;
 mod disk;
 mod index;
 pub mod keys;

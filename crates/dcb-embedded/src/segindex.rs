@@ -39,6 +39,7 @@ use std::sync::Arc;
 
 use dcb_core::{StoreError, Uuid};
 
+use crate::blockfmt::{Bloom, Cursor, put_varint};
 use crate::index::{Index, Kind};
 use crate::segment::Log;
 
@@ -49,10 +50,6 @@ const HEADER: usize = 64;
 const BLOCK: usize = 4096;
 /// Most positions in one run of a posting list.
 const RUN: usize = 512;
-/// Bloom filter bits per key.
-const BLOOM_BITS: usize = 10;
-/// Bloom filter hash functions.
-const BLOOM_K: u8 = 7;
 /// Events read per step when an index file is rebuilt from its segment.
 const REBUILD_CHUNK: u64 = 4096;
 
@@ -63,94 +60,6 @@ pub(crate) fn idx_name(base: u64) -> String {
 
 fn corrupt(base: u64, what: &str) -> StoreError {
     StoreError::Corrupted(format!("segment index {}: {what}", idx_name(base)))
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// A reader over untrusted bytes: every read is bounds-checked.
-struct Cursor<'a> {
-    b: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn new(b: &'a [u8]) -> Cursor<'a> {
-        Cursor { b, at: 0 }
-    }
-    fn done(&self) -> bool {
-        self.at >= self.b.len()
-    }
-    fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
-        let s = self.b.get(self.at..self.at.checked_add(n)?)?;
-        self.at += n;
-        Some(s)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        self.bytes(1).map(|b| b[0])
-    }
-    fn u16(&mut self) -> Option<u16> {
-        self.bytes(2).map(|b| u16::from_le_bytes([b[0], b[1]]))
-    }
-    fn u32(&mut self) -> Option<u32> {
-        let b = self.bytes(4)?;
-        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    fn u64(&mut self) -> Option<u64> {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(self.bytes(8)?);
-        Some(u64::from_le_bytes(a))
-    }
-    fn varint(&mut self) -> Option<u64> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.u8()?;
-            v |= u64::from(b & 0x7f).checked_shl(shift)?;
-            if b & 0x80 == 0 {
-                return Some(v);
-            }
-        }
-        None
-    }
-}
-
-/// A bloom filter (double hashing over xxh3).
-struct Bloom {
-    k: u8,
-    words: Vec<u64>,
-}
-
-impl Bloom {
-    fn with_keys(n: usize) -> Bloom {
-        let bits = (n.max(1) * BLOOM_BITS).next_multiple_of(64);
-        Bloom {
-            k: BLOOM_K,
-            words: vec![0; bits / 64],
-        }
-    }
-    fn probes(&self, key: &[u8]) -> impl Iterator<Item = usize> + use<> {
-        let h = xxhash_rust::xxh3::xxh3_128(key);
-        let (h1, h2) = (h as u64, ((h >> 64) as u64) | 1);
-        let bits = (self.words.len() as u64 * 64).max(64);
-        (0..u64::from(self.k)).map(move |i| (h1.wrapping_add(i.wrapping_mul(h2)) % bits) as usize)
-    }
-    fn insert(&mut self, key: &[u8]) {
-        for b in self.probes(key).collect::<Vec<_>>() {
-            self.words[b / 64] |= 1 << (b % 64);
-        }
-    }
-    fn may_contain(&self, key: &[u8]) -> bool {
-        self.probes(key).all(|b| {
-            self.words
-                .get(b / 64)
-                .is_some_and(|w| w & (1 << (b % 64)) != 0)
-        })
-    }
 }
 
 fn key_bytes(kind: Kind, key: &str) -> Vec<u8> {

@@ -402,3 +402,26 @@ async fn a_snapshot_of_the_format_before_segment_index_files_is_ignored() {
     assert_eq!(answers(&store).await, good);
     assert_eq!(store.stats(), stats);
 }
+
+/// A seal cut short after the index file was written (before the offset table and the new
+/// segment) leaves an index file for the segment that is still active: it is removed at open,
+/// and the segment is sealed again when it fills.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_file_of_the_active_segment_is_a_leftover_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = StdRng::seed_from_u64(19);
+    let reference = MemoryStore::new();
+    let (mut next, mut batches) = (1, Vec::new());
+    let store = EmbeddedStore::open_with(dir.path(), small()).unwrap();
+    fill_both(&mut rng, &store, &reference, 200, &mut next, &mut batches).await;
+    drop(store);
+    let base = active_base(dir.path());
+    let leftover = dir.path().join("segments").join(format!("{base:020}.idx"));
+    std::fs::copy(&segment_files(dir.path(), "idx")[0], &leftover).unwrap();
+    let store = EmbeddedStore::open_with(dir.path(), small()).unwrap();
+    assert!(!leftover.exists());
+    compare_reads(&mut rng, &store, &reference, 100).await;
+    fill_both(&mut rng, &store, &reference, 200, &mut next, &mut batches).await;
+    assert!(leftover.exists(), "sealed again");
+    compare_reads(&mut rng, &store, &reference, 100).await;
+}
