@@ -75,19 +75,26 @@ impl Bloom {
             words: vec![0; bits / 64],
         }
     }
-    fn probes(&self, key: &[u8]) -> impl Iterator<Item = usize> + use<> {
-        let h = xxhash_rust::xxh3::xxh3_128(key);
+    /// The hash a key is filed under (compute it once to ask several filters).
+    pub(crate) fn hash(key: &[u8]) -> u128 {
+        xxhash_rust::xxh3::xxh3_128(key)
+    }
+    fn probes(&self, h: u128) -> impl Iterator<Item = usize> + use<> {
         let (h1, h2) = (h as u64, ((h >> 64) as u64) | 1);
         let bits = (self.words.len() as u64 * 64).max(64);
         (0..u64::from(self.k)).map(move |i| (h1.wrapping_add(i.wrapping_mul(h2)) % bits) as usize)
     }
     pub(crate) fn insert(&mut self, key: &[u8]) {
-        for b in self.probes(key).collect::<Vec<_>>() {
+        for b in self.probes(Bloom::hash(key)).collect::<Vec<_>>() {
             self.words[b / 64] |= 1 << (b % 64);
         }
     }
     pub(crate) fn may_contain(&self, key: &[u8]) -> bool {
-        self.probes(key).all(|b| {
+        self.may_contain_hash(Bloom::hash(key))
+    }
+    /// [`Bloom::may_contain`] of the key with hash `h` (see [`Bloom::hash`]).
+    pub(crate) fn may_contain_hash(&self, h: u128) -> bool {
+        self.probes(h).all(|b| {
             self.words
                 .get(b / 64)
                 .is_some_and(|w| w & (1 << (b % 64)) != 0)

@@ -257,8 +257,12 @@ impl Index {
         if let Some(&p) = self.ids.get(id) {
             return Ok(Some(p));
         }
+        if self.sealed.is_empty() {
+            return Ok(None);
+        }
+        let hash = crate::segindex::id_hash(id);
         for s in self.sealed.iter().rev() {
-            if let Some(p) = s.id(id)? {
+            if let Some(p) = s.id(id, hash)? {
                 return Ok(Some(p));
             }
         }

@@ -69,6 +69,11 @@ fn key_bytes(kind: Kind, key: &str) -> Vec<u8> {
     k
 }
 
+/// The bloom filter hash of an event id.
+pub(crate) fn id_hash(id: &Uuid) -> u128 {
+    Bloom::hash(&id_key(id))
+}
+
 fn id_key(id: &Uuid) -> [u8; 17] {
     let mut k = [b'i'; 17];
     k[1..].copy_from_slice(id.as_bytes());
@@ -513,8 +518,9 @@ impl SegIndex {
     }
 
     /// The position of the event with id `id` in this segment, if any.
-    pub(crate) fn id(&self, id: &Uuid) -> Result<Option<u64>, StoreError> {
-        if !self.bloom.may_contain(&id_key(id)) {
+    /// `hash` is [`id_hash`] of `id`, computed once for all the segments asked.
+    pub(crate) fn id(&self, id: &Uuid, hash: u128) -> Result<Option<u64>, StoreError> {
+        if !self.bloom.may_contain_hash(hash) {
             return Ok(None);
         }
         let want = id.as_bytes();
@@ -648,12 +654,11 @@ mod tests {
                 .is_empty()
         );
         for p in base..base + n {
-            assert_eq!(
-                seg.id(&Uuid::from_u128(u128::from(p) * 7919)).unwrap(),
-                Some(p)
-            );
+            let id = Uuid::from_u128(u128::from(p) * 7919);
+            assert_eq!(seg.id(&id, id_hash(&id)).unwrap(), Some(p));
         }
-        assert_eq!(seg.id(&Uuid::from_u128(3)).unwrap(), None);
+        let absent = Uuid::from_u128(3);
+        assert_eq!(seg.id(&absent, id_hash(&absent)).unwrap(), None);
     }
 
     #[test]
