@@ -136,6 +136,14 @@ impl Index {
         if end <= self.base() {
             return;
         }
+        if end > self.head {
+            // Everything (a seal: memory held exactly the sealed segment).
+            self.types = HashMap::new();
+            self.tags = HashMap::new();
+            self.ids = HashMap::new();
+            self.count = 0;
+            return;
+        }
         let keep = |map: HashMap<Box<str>, Vec<u64>>| -> HashMap<Box<str>, Vec<u64>> {
             map.into_iter()
                 .filter_map(|(k, v)| {
