@@ -694,4 +694,50 @@ mod tests {
             other => panic!("expected Corrupted, got {other:?}"),
         }
     }
+
+    #[test]
+    fn any_flipped_byte_is_refused_or_found_never_a_wrong_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (base, n) = (1, 800);
+        let ix = sample(base, n);
+        write(dir.path(), base, n, &ix).unwrap();
+        let path = dir.path().join(idx_name(base));
+        let good = std::fs::read(&path).unwrap();
+        let (types, tags, ids) = ix.parts();
+        let lists: Vec<(Kind, String, Vec<u64>)> = types
+            .map(|(k, v)| (Kind::Type, k.to_owned(), v.to_vec()))
+            .chain(tags.map(|(k, v)| (Kind::Tag, k.to_owned(), v.to_vec())))
+            .collect();
+        let ids: Vec<(Uuid, u64)> = ids.step_by(9).map(|(id, p)| (*id, p)).collect();
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for round in 0..200 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut b = good.clone();
+            let at = (x % b.len() as u64) as usize;
+            b[at] ^= 1 << (x >> 60 & 7);
+            if round % 10 == 0 {
+                b.truncate(at);
+            }
+            std::fs::write(&path, &b).unwrap();
+            let Ok(seg) = SegIndex::open(dir.path(), base, n) else {
+                continue;
+            };
+            for (kind, key, want) in &lists {
+                match seg.list(*kind, key, 0, u64::MAX, None, false) {
+                    Ok(got) => assert_eq!(&got, want, "byte {at}, {key}"),
+                    Err(StoreError::Corrupted(_)) => {}
+                    Err(e) => panic!("byte {at}: {e:?}"),
+                }
+            }
+            for (id, p) in &ids {
+                match seg.id(id, id_hash(id)) {
+                    Ok(got) => assert_eq!(got, Some(*p), "byte {at}"),
+                    Err(StoreError::Corrupted(_)) => {}
+                    Err(e) => panic!("byte {at}: {e:?}"),
+                }
+            }
+        }
+    }
 }
