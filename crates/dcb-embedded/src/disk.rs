@@ -133,25 +133,37 @@ impl Disk {
         Ok(())
     }
 
-    /// The index snapshot of `dir` when it is usable for this store (its head is an event held
-    /// here), else an empty index; the reason a snapshot was not used is logged.
+    /// The index snapshot of `dir` when it is usable for this store (it covers the active
+    /// segment from its first position, and its head is an event held here), else an empty
+    /// index continuing before the active segment; the reason a snapshot was not used is logged.
     pub(crate) fn load_snapshot(&self, dir: &Path, enabled: bool) -> Result<Index, StoreError> {
+        let base = self.log.active_base();
+        let empty = Index::continuing_after(base - 1);
         if !enabled {
-            return Ok(Index::default());
+            return Ok(empty);
         }
         match crate::snapshot::read(dir) {
-            Ok(None) => Ok(Index::default()),
-            Ok(Some(ix)) if ix.head <= self.log.head() => Ok(ix),
-            Ok(Some(ix)) => {
+            Ok(None) => Ok(empty),
+            Ok(Some(ix)) if ix.head > self.log.head() => {
                 tracing::warn!(
                     head = ix.head,
                     "index snapshot is ahead of the events; rebuilding the indexes"
                 );
-                Ok(Index::default())
+                Ok(empty)
             }
+            Ok(Some(ix)) if ix.base() != base => {
+                // Written before the last seal (or by a version that indexed the whole log).
+                tracing::info!(
+                    from = ix.base(),
+                    active = base,
+                    "index snapshot does not cover the active segment; indexing it from the log"
+                );
+                Ok(empty)
+            }
+            Ok(Some(ix)) => Ok(ix),
             Err(reason) => {
                 tracing::warn!(%reason, "index snapshot unusable; rebuilding the indexes");
-                Ok(Index::default())
+                Ok(empty)
             }
         }
     }

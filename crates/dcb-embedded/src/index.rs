@@ -1,22 +1,45 @@
-//! In-memory postings: for each type and each tag, the sorted positions of the events carrying it.
+//! Postings: for each type and each tag, the sorted positions of the events carrying it.
 //!
-//! Conditions and indexed reads are answered here without touching the disk: an item driven by
-//! its shortest posting list, filtered by binary search in the others (a merge join), items OR'ed
-//! by a k-way merge. Index entries per event: one for its type plus one per tag (linear in tags).
+//! The postings of the active segment are in memory (`HashMap`s of sorted position lists, and
+//! the ids); those of each sealed segment are in its immutable index file (`segindex`), of which
+//! only a small summary is in memory. A lookup asks the in-memory part for positions in the
+//! active segment and the sealed segments' files for older ones, skipping every segment whose
+//! range lies outside the span: conditions, which usually ask about the last few positions, stay
+//! in memory. An item is driven by its shortest posting list, filtered by binary search in the
+//! others (a merge join); items are OR'ed by a sorted merge. Index entries per event: one for its
+//! type plus one per tag (linear in tags).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
 
-use dcb_core::{Event, Query, QueryItem, Uuid};
+use dcb_core::{Event, Query, QueryItem, StoreError, Uuid};
 
-/// The derived indexes of the committed log.
+use crate::segindex::SegIndex;
+
+/// Which posting list a key names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// An event type.
+    Type = 0,
+    /// A tag.
+    Tag = 1,
+}
+
+/// The derived indexes of the committed log: the active segment's in memory, the sealed
+/// segments' as file summaries.
 #[derive(Default)]
 pub(crate) struct Index {
     types: HashMap<Box<str>, Vec<u64>>,
     tags: HashMap<Box<str>, Vec<u64>>,
     pub(crate) ids: HashMap<Uuid, u64>,
+    /// The sealed segments' index files, in position order; they cover positions below
+    /// [`Index::base`].
+    sealed: Vec<Arc<SegIndex>>,
     /// Last committed position (0: empty store).
     pub(crate) head: u64,
-    /// Number of committed events.
+    /// Number of events indexed in memory (positions `base ..= head`).
     pub(crate) count: u64,
 }
 
@@ -73,6 +96,11 @@ impl Index {
         }
     }
 
+    /// The first position indexed in memory (positions are dense).
+    pub(crate) fn base(&self) -> u64 {
+        (self.head + 1).saturating_sub(self.count)
+    }
+
     /// Appends `newer`, whose events all come after this index's head.
     pub(crate) fn append(&mut self, newer: Index) {
         debug_assert!(newer.count == 0 || newer.head > self.head);
@@ -87,7 +115,53 @@ impl Index {
         self.count += newer.count;
     }
 
-    /// The type lists, tag lists and ids (for snapshots).
+    /// Adds the index file of the segment just sealed and drops its postings from memory (they
+    /// were written to the file first).
+    pub(crate) fn seal(&mut self, segment: Arc<SegIndex>) {
+        let end = segment.end();
+        self.sealed.push(segment);
+        self.drop_below(end);
+    }
+
+    /// Replaces the sealed segments' index files (after a reopen) and drops from memory the
+    /// postings they cover.
+    pub(crate) fn set_sealed(&mut self, sealed: Vec<Arc<SegIndex>>) {
+        let end = sealed.last().map_or(1, |s| s.end());
+        self.sealed = sealed;
+        self.drop_below(end);
+    }
+
+    /// Drops the in-memory postings and ids below position `end`.
+    fn drop_below(&mut self, end: u64) {
+        if end <= self.base() {
+            return;
+        }
+        if end > self.head {
+            // Everything (a seal: memory held exactly the sealed segment).
+            self.types = HashMap::new();
+            self.tags = HashMap::new();
+            self.ids = HashMap::new();
+            self.count = 0;
+            return;
+        }
+        let keep = |map: HashMap<Box<str>, Vec<u64>>| -> HashMap<Box<str>, Vec<u64>> {
+            map.into_iter()
+                .filter_map(|(k, v)| {
+                    let v: Vec<u64> = v.into_iter().filter(|&p| p >= end).collect();
+                    (!v.is_empty()).then_some((k, v))
+                })
+                .collect()
+        };
+        self.types = keep(std::mem::take(&mut self.types));
+        self.tags = keep(std::mem::take(&mut self.tags));
+        self.ids = std::mem::take(&mut self.ids)
+            .into_iter()
+            .filter(|&(_, p)| p >= end)
+            .collect();
+        self.count = (self.head + 1).saturating_sub(end);
+    }
+
+    /// The in-memory type lists, tag lists and ids (for snapshots and index files).
     #[allow(clippy::type_complexity)]
     pub(crate) fn parts(
         &self,
@@ -119,88 +193,61 @@ impl Index {
             + self.tags.values().map(Vec::len).sum::<usize>()
     }
 
-    /// Up to `max` positions in `span` matching `item`, in the span's direction.
-    fn item_matches(&self, item: &QueryItem, span: Span, max: usize, out: &mut Vec<u64>) {
-        if max == 0 || span.lo > span.hi {
-            return;
-        }
-        let type_lists: Vec<&[u64]> = item
-            .types
-            .iter()
-            .filter_map(|t| self.types.get(t.as_str()))
-            .map(|l| slice_in(l, span.lo, span.hi))
-            .collect();
-        if item.tags.is_empty() {
-            // Union of the type lists (each event has one type, so they are disjoint).
-            let start = out.len();
-            for l in &type_lists {
-                if span.backwards {
-                    out.extend(l.iter().rev().take(max));
-                } else {
-                    out.extend(l.iter().take(max));
-                }
-            }
-            sort_dir(&mut out[start..], span.backwards);
-            out.truncate(start + max.min(out.len() - start));
-            return;
-        }
-        let mut tag_lists: Vec<&[u64]> = Vec::with_capacity(item.tags.len());
-        for t in &item.tags {
-            match self.tags.get(t.as_str()) {
-                Some(l) => tag_lists.push(slice_in(l, span.lo, span.hi)),
-                None => return,
-            }
-        }
-        if !item.types.is_empty() && type_lists.iter().all(|l| l.is_empty()) {
-            return;
-        }
-        // Drive from the shortest list; a single type list may drive too.
-        let mut driver: &[u64] = &[];
-        let mut driver_is_type = false;
-        let mut best = usize::MAX;
-        for l in &tag_lists {
-            if l.len() < best {
-                best = l.len();
-                driver = l;
-            }
-        }
-        if type_lists.len() == 1 && item.types.len() == 1 && type_lists[0].len() < best {
-            driver = type_lists[0];
-            driver_is_type = true;
-        }
-        let accept = |p: &u64| {
-            tag_lists.iter().all(|l| l.binary_search(p).is_ok())
-                && (item.types.is_empty()
-                    || driver_is_type
-                    || type_lists.iter().any(|l| l.binary_search(p).is_ok()))
-        };
-        let start = out.len();
-        if span.backwards {
-            out.extend(driver.iter().rev().filter(|p| accept(p)).take(max));
-        } else {
-            out.extend(driver.iter().filter(|p| accept(p)).take(max));
-        }
-        debug_assert!(out.len() - start <= max);
+    /// Number of index entries (type + tag postings) in the sealed segments' files.
+    pub(crate) fn sealed_postings(&self) -> u64 {
+        self.sealed.iter().map(|s| s.postings()).sum()
     }
 
-    /// Up to `max` positions in `span` matching a normalised, non-`All` query, in order.
-    pub(crate) fn matches(&self, items: &[QueryItem], span: Span, max: usize) -> Vec<u64> {
-        let mut out = Vec::new();
-        for item in items {
-            self.item_matches(item, span, max, &mut out);
-        }
-        if items.len() > 1 {
-            sort_dir(&mut out, span.backwards);
-            out.dedup();
-        }
-        out.truncate(max);
+    /// Number of committed events.
+    pub(crate) fn events(&self) -> u64 {
+        self.sealed.iter().map(|s| s.end() - s.base()).sum::<u64>() + self.count
+    }
+
+    /// Up to `max` positions in `span` matching a normalised, non-`All` query, in order, from the
+    /// in-memory part only (the active segment).
+    pub(crate) fn memory_matches(&self, items: &[QueryItem], span: Span, max: usize) -> Vec<u64> {
+        let mut get = |kind: Kind, key: &str, lo: u64, hi: u64, _cap: Option<usize>| {
+            let map = match kind {
+                Kind::Type => &self.types,
+                Kind::Tag => &self.tags,
+            };
+            Ok::<_, Infallible>(Cow::Borrowed(
+                map.get(key).map_or(&[][..], |l| slice_in(l, lo, hi)),
+            ))
+        };
+        let Ok(out) = matches_with(&mut get, items, span, max);
         out
     }
 
+    /// The sealed segments whose positions meet `span`, in position order.
+    pub(crate) fn sealed_in(&self, span: Span) -> Vec<Arc<SegIndex>> {
+        self.sealed
+            .iter()
+            .filter(|s| s.base() <= span.hi && s.end() > span.lo)
+            .cloned()
+            .collect()
+    }
+
+    /// Up to `max` positions in `span` matching a normalised, non-`All` query, in order.
+    pub(crate) fn matches(
+        &self,
+        items: &[QueryItem],
+        span: Span,
+        max: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        combine(
+            self.memory_matches(items, span, max),
+            &self.sealed_in(span),
+            items,
+            span,
+            max,
+        )
+    }
+
     /// Whether any committed event after `after` (0: any) matches `query` (normalised).
-    pub(crate) fn any_after(&self, query: &Query, after: u64) -> bool {
+    pub(crate) fn any_after(&self, query: &Query, after: u64) -> Result<bool, StoreError> {
         if after >= self.head {
-            return false;
+            return Ok(false);
         }
         let span = Span {
             lo: after + 1,
@@ -208,10 +255,190 @@ impl Index {
             backwards: true,
         };
         match query {
-            Query::All => true,
-            Query::Items(items) => !self.matches(items, span, 1).is_empty(),
+            Query::All => Ok(true),
+            Query::Items(items) => Ok(!self.matches(items, span, 1)?.is_empty()),
         }
     }
+
+    /// The position of the committed event with id `id`, if any.
+    pub(crate) fn id(&self, id: &Uuid) -> Result<Option<u64>, StoreError> {
+        if let Some(&p) = self.ids.get(id) {
+            return Ok(Some(p));
+        }
+        if self.sealed.is_empty() {
+            return Ok(None);
+        }
+        let hash = crate::segindex::id_hash(id);
+        for s in self.sealed.iter().rev() {
+            if let Some(p) = s.id(id, hash)? {
+                return Ok(Some(p));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Completes `memory` (the in-memory part's answer for `span`, see [`Index::memory_matches`])
+/// with the answers of the sealed segments `sealed` (those meeting `span`, in position order):
+/// up to `max` positions in `span`'s order. Segments are visited in that order, and no further
+/// once `max` positions are found.
+pub(crate) fn combine(
+    memory: Vec<u64>,
+    sealed: &[Arc<SegIndex>],
+    items: &[QueryItem],
+    span: Span,
+    max: usize,
+) -> Result<Vec<u64>, StoreError> {
+    let (mut out, memory) = if span.backwards {
+        (memory, Vec::new())
+    } else {
+        (Vec::new(), memory)
+    };
+    let visit = |out: &mut Vec<u64>, s: &SegIndex| -> Result<(), StoreError> {
+        if out.len() >= max {
+            return Ok(());
+        }
+        let sub = Span {
+            lo: span.lo.max(s.base()),
+            hi: span.hi.min(s.end() - 1),
+            backwards: span.backwards,
+        };
+        let mut get = |kind: Kind, key: &str, lo: u64, hi: u64, cap: Option<usize>| {
+            s.list(kind, key, lo, hi, cap, span.backwards)
+                .map(Cow::Owned)
+        };
+        out.extend(matches_with(&mut get, items, sub, max - out.len())?);
+        Ok(())
+    };
+    if span.backwards {
+        for s in sealed.iter().rev() {
+            visit(&mut out, s)?;
+        }
+    } else {
+        for s in sealed {
+            visit(&mut out, s)?;
+        }
+        out.extend(memory);
+    }
+    out.truncate(max);
+    Ok(out)
+}
+
+/// A source of posting lists: `(kind, key, lo, hi, cap)` gives the positions of `key` in
+/// `lo..=hi`, ascending; with a `cap`, at least the first `cap` of them in the span's direction.
+type Get<'g, 'a, E> =
+    dyn FnMut(Kind, &str, u64, u64, Option<usize>) -> Result<Cow<'a, [u64]>, E> + 'g;
+
+/// Up to `max` positions in `span` matching any of `items`, in order, over one source of lists.
+fn matches_with<'a, E>(
+    get: &mut Get<'_, 'a, E>,
+    items: &[QueryItem],
+    span: Span,
+    max: usize,
+) -> Result<Vec<u64>, E> {
+    let mut out = Vec::new();
+    for item in items {
+        item_matches(get, item, span, max, &mut out)?;
+    }
+    if items.len() > 1 {
+        sort_dir(&mut out, span.backwards);
+        out.dedup();
+    }
+    out.truncate(max);
+    Ok(out)
+}
+
+fn take_dir(list: &[u64], backwards: bool, max: usize, out: &mut Vec<u64>) {
+    if backwards {
+        out.extend(list.iter().rev().take(max));
+    } else {
+        out.extend(list.iter().take(max));
+    }
+}
+
+/// Up to `max` positions in `span` matching `item`, in the span's direction.
+fn item_matches<'a, E>(
+    get: &mut Get<'_, 'a, E>,
+    item: &QueryItem,
+    span: Span,
+    max: usize,
+    out: &mut Vec<u64>,
+) -> Result<(), E> {
+    if max == 0 || span.lo > span.hi {
+        return Ok(());
+    }
+    let (lo, hi) = (span.lo, span.hi);
+    if item.tags.is_empty() {
+        // Union of the type lists (each event has one type, so they are disjoint).
+        let start = out.len();
+        for t in &item.types {
+            take_dir(
+                &get(Kind::Type, t, lo, hi, Some(max))?,
+                span.backwards,
+                max,
+                out,
+            );
+        }
+        sort_dir(&mut out[start..], span.backwards);
+        out.truncate(start + max.min(out.len() - start));
+        return Ok(());
+    }
+    if item.types.is_empty() && item.tags.len() == 1 {
+        take_dir(
+            &get(Kind::Tag, &item.tags[0], lo, hi, Some(max))?,
+            span.backwards,
+            max,
+            out,
+        );
+        return Ok(());
+    }
+    let mut tag_lists: Vec<Cow<'a, [u64]>> = Vec::with_capacity(item.tags.len());
+    for t in &item.tags {
+        let l = get(Kind::Tag, t, lo, hi, None)?;
+        if l.is_empty() {
+            return Ok(());
+        }
+        tag_lists.push(l);
+    }
+    // Drive from the shortest list; a single type list may drive too.
+    let mut best = 0;
+    for (i, l) in tag_lists.iter().enumerate() {
+        if l.len() < tag_lists[best].len() {
+            best = i;
+        }
+    }
+    // Matches lie within the driving tag list's first and last positions.
+    let (dlo, dhi) = match (tag_lists[best].first(), tag_lists[best].last()) {
+        (Some(&a), Some(&b)) => (a, b),
+        _ => return Ok(()),
+    };
+    let mut type_lists: Vec<Cow<'a, [u64]>> = Vec::with_capacity(item.types.len());
+    for t in &item.types {
+        type_lists.push(get(Kind::Type, t, dlo, dhi, None)?);
+    }
+    if !item.types.is_empty() && type_lists.iter().all(|l| l.is_empty()) {
+        return Ok(());
+    }
+    let mut driver: &[u64] = &tag_lists[best];
+    let mut driver_is_type = false;
+    if type_lists.len() == 1 && type_lists[0].len() < driver.len() {
+        driver = &type_lists[0];
+        driver_is_type = true;
+    }
+    let accept = |p: &u64| {
+        tag_lists.iter().all(|l| l.binary_search(p).is_ok())
+            && (item.types.is_empty()
+                || driver_is_type
+                || type_lists.iter().any(|l| l.binary_search(p).is_ok()))
+    };
+    let start = out.len();
+    if span.backwards {
+        out.extend(driver.iter().rev().filter(|p| accept(p)).take(max));
+    } else {
+        out.extend(driver.iter().filter(|p| accept(p)).take(max));
+    }
+    debug_assert!(out.len() - start <= max);
+    Ok(())
 }
 
 fn push(map: &mut HashMap<Box<str>, Vec<u64>>, key: &str, position: u64) {
@@ -233,6 +460,7 @@ fn sort_dir(v: &mut [u64], backwards: bool) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn index() -> Index {
@@ -262,7 +490,7 @@ mod tests {
     #[test]
     fn items_and_merge() {
         let ix = index();
-        let q = |i: QueryItem| ix.matches(&[i], ALL, 100);
+        let q = |i: QueryItem| ix.matches(&[i], ALL, 100).unwrap();
         assert_eq!(q(QueryItem::new().r#type("A")), vec![1, 3, 4]);
         assert_eq!(q(QueryItem::new().tag("x")), vec![1, 2, 4]);
         assert_eq!(q(QueryItem::new().tags(["x", "y"])), vec![2, 4]);
@@ -273,30 +501,36 @@ mod tests {
             q(QueryItem::new().r#type("nope").tag("x")),
             Vec::<u64>::new()
         );
-        let both = ix.matches(
-            &[QueryItem::new().r#type("C"), QueryItem::new().tag("y")],
-            ALL,
-            100,
-        );
+        let both = ix
+            .matches(
+                &[QueryItem::new().r#type("C"), QueryItem::new().tag("y")],
+                ALL,
+                100,
+            )
+            .unwrap();
         assert_eq!(both, vec![2, 3, 4, 5]);
-        let back = ix.matches(
-            &[QueryItem::new().r#type("C"), QueryItem::new().tag("y")],
-            Span {
-                backwards: true,
-                ..ALL
-            },
-            2,
-        );
+        let back = ix
+            .matches(
+                &[QueryItem::new().r#type("C"), QueryItem::new().tag("y")],
+                Span {
+                    backwards: true,
+                    ..ALL
+                },
+                2,
+            )
+            .unwrap();
         assert_eq!(back, vec![5, 4]);
-        let mid = ix.matches(
-            &[QueryItem::new().tag("x")],
-            Span {
-                lo: 2,
-                hi: 3,
-                backwards: false,
-            },
-            10,
-        );
+        let mid = ix
+            .matches(
+                &[QueryItem::new().tag("x")],
+                Span {
+                    lo: 2,
+                    hi: 3,
+                    backwards: false,
+                },
+                10,
+            )
+            .unwrap();
         assert_eq!(mid, vec![2]);
     }
 
@@ -304,11 +538,11 @@ mod tests {
     fn any_after_respects_boundary() {
         let ix = index();
         let q = Query::of_type("B");
-        assert!(ix.any_after(&q, 0));
-        assert!(ix.any_after(&q, 1));
-        assert!(!ix.any_after(&q, 2));
-        assert!(ix.any_after(&Query::All, 4));
-        assert!(!ix.any_after(&Query::All, 5));
+        assert!(ix.any_after(&q, 0).unwrap());
+        assert!(ix.any_after(&q, 1).unwrap());
+        assert!(!ix.any_after(&q, 2).unwrap());
+        assert!(ix.any_after(&Query::All, 4).unwrap());
+        assert!(!ix.any_after(&Query::All, 5).unwrap());
         assert_eq!(ix.postings(), 5 + 6);
     }
 }

@@ -14,11 +14,17 @@
 //! store's metadata are in [fjall](https://docs.rs/fjall); a tracked append's checkpoint move is
 //! carried in its frame, so it is atomic with the events (see `keys` for the layout).
 //!
-//! The type, tag and id indexes are derived data kept in memory (one posting per type and per tag
-//! of each event: linear in tags). They are saved to an index snapshot when the store closes and
-//! as the log grows (at 1, 2, 4, 8... million events), and at open they are loaded from it and
-//! completed from the events after it (or rebuilt from all events when there is no usable
-//! snapshot).
+//! The type, tag and id indexes are derived data (one posting per type and per tag of each
+//! event: linear in tags). Those of the active segment are kept in memory; when a segment is
+//! sealed, its postings and ids are written to an immutable, checksummed index file next to it
+//! (`segments/*.idx`) and leave memory, which keeps only a small summary per sealed segment (a
+//! sparse key directory and a bloom filter): index memory is bounded by the active segment.
+//! Lookups read the sealed segments' files (through the page cache) only for positions older than
+//! the active segment, and skip segments outside the span or without the key. The in-memory part
+//! is saved to an index snapshot when the store closes and every million events, and at open it
+//! is loaded from it and completed from the active segment's events after it (or indexed from the
+//! active segment when there is no usable snapshot); a missing or damaged index file is rebuilt
+//! from its segment.
 //!
 //! A data directory written by an older version (schema 1: events in a fjall keyspace) is
 //! migrated to the segment log once, when it is first opened.
@@ -40,10 +46,12 @@
 //! ```
 
 mod backup;
+mod blockfmt;
 mod disk;
 mod index;
 pub mod keys;
 mod recent;
+mod segindex;
 mod segment;
 pub mod snapshot;
 mod store;

@@ -11,6 +11,8 @@
 //! segments/BBBBBBBBBBBBBBBBBBBB.off   the offset table of a sealed segment
 //!   "FWOF" | version u32 | base u64 | count u64 | data_len u64 | entries_crc u32 | header_crc u32
 //!   then `count` u32 LE: the byte offset of each record (of its 8-byte record header)
+//! segments/BBBBBBBBBBBBBBBBBBBB.idx   the type, tag and id index of a sealed segment (layout in
+//!   `segindex`), written before the segment is sealed, checked and rebuilt like `.off`
 //! ```
 //!
 //! A group is appended as one frame and `fdatasync`'d before it is acknowledged: the frame is the
@@ -687,6 +689,26 @@ impl Log {
         a.offsets.extend(rel.iter().map(|&o| (at as u32) + o));
         a.len = end;
         Ok(out)
+    }
+
+    /// The directory of the segment files.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The first position of the active segment.
+    pub(crate) fn active_base(&self) -> u64 {
+        self.active().base
+    }
+
+    /// The sealed segments, in position order: (first position, number of events).
+    pub(crate) fn sealed_segments(&self) -> Vec<(u64, u64)> {
+        self.sealed
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|s| (s.base, s.count()))
+            .collect()
     }
 
     /// Whether the active segment has reached its size cap (and holds events).

@@ -1,17 +1,26 @@
-//! Index snapshots: the in-memory indexes written to one file, so that opening a large store
-//! reads the snapshot and indexes only the events after it instead of the whole log.
+//! Index snapshots: the in-memory part of the indexes (the active segment's postings and ids)
+//! written to one file, so that opening a store reads the snapshot and indexes only the events
+//! after it instead of scanning the whole active segment. Sealed segments' postings are in their
+//! own index files (`segments/*.idx`), never in the snapshot.
 //!
 //! ```text
-//! index.snapshot = "FWIX" | version u32 BE (1) | crc32 of body u32 BE | body
+//! index.snapshot = "FWIX" | version u32 BE (2) | crc32 of body u32 BE | body
 //! body           = postcard(SnapshotV1 { head, count, types, tags, ids })
 //!                  posting lists delta-encoded (first position, then differences)
 //! ```
 //!
-//! The snapshot is derived data: the events in fjall stay the only truth. It is written
-//! atomically (temporary file, fsync, rename, fsync of the directory) when the store closes and
-//! every `Options::index_snapshot_every` events. At open it is used only if it is intact and its
-//! head is an event the store holds; anything else (missing, damaged, from another store, a
-//! newer format) is ignored with a log line and the indexes are rebuilt from the events.
+//! A snapshot covers positions `head + 1 - count ..= head` (positions are dense, so its first
+//! position is implied). Version 1 (the same body) covered the whole log, when every posting was
+//! in memory; this build ignores a version-1 snapshot (and indexes the active segment from the
+//! log), and a version-1 build ignores a version-2 one (and rebuilds from the whole log), so
+//! neither takes the other's partial indexes for complete ones.
+//!
+//! The snapshot is derived data: the segment log stays the only truth. It is written atomically
+//! (temporary file, fsync, rename, fsync of the directory) when the store closes and every
+//! `Options::index_snapshot_every` events. At open it is used only if it is intact, covers the
+//! active segment from its first position and its head is an event the store holds; anything
+//! else (missing, damaged, from another store, written before the last seal, a newer format) is
+//! ignored with a log line and the active segment's events are indexed from the log.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -22,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::index::Index;
 
 const MAGIC: &[u8; 4] = b"FWIX";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 /// The snapshot's file name in the data directory.
 pub const FILE: &str = "index.snapshot";
 
@@ -69,7 +78,7 @@ pub fn path(dir: &Path) -> PathBuf {
     dir.join(FILE)
 }
 
-/// Writes `index` as the snapshot of `dir`, atomically.
+/// Writes the in-memory part of `index` as the snapshot of `dir`, atomically.
 pub(crate) fn write(dir: &Path, index: &Index) -> std::io::Result<()> {
     let (types, tags, ids) = index.parts();
     let body = SnapshotV1 {
@@ -160,11 +169,19 @@ fn decode(bytes: &[u8]) -> Result<Index, String> {
         return Err("checksum mismatch".into());
     }
     let snap: SnapshotV1 = postcard::from_bytes(body).map_err(|e| e.to_string())?;
+    if snap.count > snap.head {
+        return Err("more events than positions up to the snapshot's head".into());
+    }
+    // The first position the snapshot covers.
+    let base = snap.head + 1 - snap.count;
     let mut index = Index::continuing_after(0);
     for (k, v) in snap.types {
         let v = undeltas(v).ok_or("an empty posting list or positions out of order")?;
         if v.last().is_some_and(|&p| p > snap.head) {
             return Err("a position past the snapshot's head".into());
+        }
+        if v.first().is_some_and(|&p| p < base) {
+            return Err("a position before the first event the snapshot covers".into());
         }
         index.put_type(k, v);
     }
@@ -173,11 +190,17 @@ fn decode(bytes: &[u8]) -> Result<Index, String> {
         if v.last().is_some_and(|&p| p > snap.head) {
             return Err("a position past the snapshot's head".into());
         }
+        if v.first().is_some_and(|&p| p < base) {
+            return Err("a position before the first event the snapshot covers".into());
+        }
         index.put_tag(k, v);
     }
     for (id, p) in snap.ids {
         if p == 0 || p > snap.head {
             return Err("an event id at a position past the snapshot's head".into());
+        }
+        if p < base {
+            return Err("an event id before the first event the snapshot covers".into());
         }
         index.ids.insert(Uuid::from_bytes(id), p);
     }

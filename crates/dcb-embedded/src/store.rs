@@ -68,6 +68,25 @@ impl Shared {
         self.index.write().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Up to `max` positions in `span` matching `items` (normalised, non-`All`), in order: the
+    /// in-memory part answered under the index lock, the sealed segments' files read after it
+    /// is released (they are immutable), so that the writer never waits for a file read.
+    pub(crate) fn matches(
+        &self,
+        items: &[dcb_core::QueryItem],
+        span: Span,
+        max: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        let (memory, sealed) = {
+            let index = self.index_read();
+            (
+                index.memory_matches(items, span, max),
+                index.sealed_in(span),
+            )
+        };
+        crate::index::combine(memory, &sealed, items, span, max)
+    }
+
     /// The open database, or `Unavailable` while the writer is reopening it.
     pub(crate) fn disk(&self) -> Result<Arc<Disk>, StoreError> {
         self.disk
@@ -240,9 +259,9 @@ pub struct Options {
     /// the process's own memory.
     pub recent_bytes: usize,
     /// Write an index snapshot every this many events, and when the store closes (default one
-    /// million; 0 turns snapshots off: every open rebuilds the indexes from all events). Past
-    /// that, a snapshot is written only once the log has doubled since the last one (at 1, 2, 4,
-    /// 8 million events...), since each snapshot rewrites all the indexes.
+    /// million; 0 turns snapshots off: every open indexes the active segment's events from the
+    /// log). A snapshot holds only the in-memory part of the indexes, the active segment's (the
+    /// sealed segments' are in their index files), so each is bounded by one segment.
     pub index_snapshot_every: u64,
     /// The size at which the active segment file is sealed and a new one started (default
     /// 64 MiB; at least 4 KiB, at most 1 GiB). A segment may exceed it by one commit group.
@@ -286,15 +305,18 @@ pub struct Stats {
     pub head: Option<Position>,
     /// Number of events.
     pub events: u64,
-    /// Type and tag postings held in memory.
+    /// Type and tag postings held in memory: those of the active segment only.
     pub postings: usize,
+    /// Type and tag postings in the sealed segments' index files (on disk, read on demand).
+    pub sealed_postings: u64,
 }
 
 impl EmbeddedStore {
     /// Opens (or creates) the store in directory `path`.
     ///
-    /// Loads the index snapshot and indexes the events after it (or rebuilds the indexes from
-    /// every event when there is no usable snapshot). A data directory of schema version 1
+    /// Loads the sealed segments' index files (rebuilding missing or damaged ones from their
+    /// segments), then the index snapshot of the active segment, and indexes the events after
+    /// it (or the whole active segment when there is no usable snapshot). A data directory of schema version 1
     /// (events in fjall) is migrated to the segment log once, here. Fails with
     /// [`StoreError::Locked`] when another process (or handle) has the directory open, and with
     /// [`StoreError::Corrupted`] when stored data is damaged.
@@ -310,7 +332,9 @@ impl EmbeddedStore {
         let path = path.as_ref().to_path_buf();
         std::fs::create_dir_all(&path).map_err(StoreError::storage)?;
         let disk = Disk::open(&path, options.segment_bytes)?;
+        let sealed = crate::segindex::load_all(disk.log.dir(), &disk.log)?;
         let mut index = disk.load_snapshot(&path, options.index_snapshot_every > 0)?;
+        index.set_sealed(sealed);
         let from_snapshot = index.count;
         let snapshot_head = index.head;
         disk.scan_into(&mut index)?;
@@ -320,7 +344,7 @@ impl EmbeddedStore {
             "indexes loaded"
         );
         let checkpoints = disk.checkpoints()?;
-        tracing::debug!(path = %path.display(), events = index.count, "embedded store opened");
+        tracing::debug!(path = %path.display(), events = index.events(), "embedded store opened");
         let head = index.head;
         let shared = Arc::new(Shared {
             disk: RwLock::new(Some(Arc::new(disk))),
@@ -353,8 +377,9 @@ impl EmbeddedStore {
         let index = self.shared.index_read();
         Stats {
             head: to_head(index.head),
-            events: index.count,
+            events: index.events(),
             postings: index.postings(),
+            sealed_postings: index.sealed_postings(),
         }
     }
 
@@ -428,7 +453,7 @@ impl ReadState {
         let positions: Vec<u64> = match &self.items {
             None if span.backwards => (span.lo..=span.hi).rev().take(max).collect(),
             None => (span.lo..=span.hi).take(max).collect(),
-            Some(items) => self.shared.index_read().matches(items, span, max),
+            Some(items) => self.shared.matches(items, span, max)?,
         };
         // One batch per chunk, fetched in position order: adjacent records come from one read.
         let before = self.buffer.len();
@@ -531,7 +556,7 @@ impl EventStore for EmbeddedStore {
         let index = self.shared.index_read();
         Ok(dcb_core::StoreStats {
             head: to_head(index.head),
-            events: Some(index.count),
+            events: Some(index.events()),
         })
     }
 

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use crate::disk::Disk;
 use crate::index::Index;
 use crate::keys;
+use crate::segindex;
 use crate::store::{Shared, fjall_err};
 
 /// Most requests committed together.
@@ -153,12 +154,10 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>) {
         }
         commit(&shared, &mut group, &mut failed, &mut next);
         let head = shared.index_read().head;
-        // Every `snapshot_every` events, but never before the log has doubled since the last
-        // snapshot: a snapshot rewrites all the indexes, so fixed steps would write bytes
-        // quadratic in the log; doubling keeps the total under twice the last snapshot, and an
-        // open after a crash indexes at most half the log.
-        let due = shared.snapshot_every.max(snapshot_head);
-        if shared.snapshot_every > 0 && head.saturating_sub(snapshot_head) >= due {
+        // Every `snapshot_every` events. A snapshot holds only the in-memory part of the
+        // indexes (the active segment's), so each one is bounded by a segment's postings.
+        if shared.snapshot_every > 0 && head.saturating_sub(snapshot_head) >= shared.snapshot_every
+        {
             snapshot(&shared);
             snapshot_head = head;
         }
@@ -227,8 +226,8 @@ fn decide_append(
         if let Some((p, se)) = group.ids.get(id) {
             return Ok(Some((Position::from_u64(*p), se.clone())));
         }
-        match index.ids.get(id) {
-            Some(&p) => Ok(Some((Position::from_u64(p), shared.load(p)?))),
+        match index.id(id)? {
+            Some(p) => Ok(Some((Position::from_u64(p), shared.load(p)?))),
             None => Ok(None),
         }
     })?;
@@ -245,7 +244,7 @@ fn decide_append(
             // Positions of this store fit in u64; a larger `after` is past every event.
             Some(p) => p.as_u64().unwrap_or(u64::MAX),
         };
-        let hit = index.any_after(&q, after)
+        let hit = index.any_after(&q, after)?
             || group.events.iter().any(|(p, e)| *p > after && q.matches(e));
         if hit {
             return Err(StoreError::ConditionFailed { condition: i });
@@ -357,7 +356,7 @@ fn commit(shared: &Shared, group: &mut Group, failed: &mut Option<String>, next:
             }
             g.replies.into_iter().for_each(Reply::send);
             if disk.log.is_full()
-                && let Err(e) = roll(&disk)
+                && let Err(e) = roll(shared, &disk)
             {
                 tracing::error!(error = %e, "sealing a full segment failed; the embedded store refuses writes until it has reopened the data directory");
                 *failed = Some(format!(
@@ -435,10 +434,34 @@ fn write_group(disk: &Disk, g: &Group) -> Result<Vec<bytes::Bytes>, StoreError> 
 }
 
 /// Seals the full active segment. fjall is synced first, so that the checkpoint moves of the
-/// sealed segment's frames never need replaying (open replays only the active segment's).
-fn roll(disk: &Disk) -> Result<(), StoreError> {
+/// sealed segment's frames never need replaying (open replays only the active segment's). The
+/// segment's postings (all that the in-memory index holds) are written to its index file, then
+/// the segment is sealed, then the postings are dropped from memory for the file's summary.
+fn roll(shared: &Shared, disk: &Disk) -> Result<(), StoreError> {
     disk.db.persist(PersistMode::SyncData).map_err(fjall_err)?;
-    disk.log.roll()
+    let base = disk.log.active_base();
+    let head = disk.log.head();
+    let count = head + 1 - base;
+    {
+        let index = shared.index_read();
+        if index.base() != base || index.head != head {
+            return Err(StoreError::Corrupted(format!(
+                "the in-memory index covers positions {}..={}, the active segment {base}..={head}",
+                index.base(),
+                index.head
+            )));
+        }
+        segindex::write(disk.log.dir(), base, count, &index)?;
+    }
+    disk.log.roll()?;
+    let sealed = segindex::SegIndex::open(disk.log.dir(), base, count).map_err(|reason| {
+        StoreError::Corrupted(format!(
+            "segment index {} just written: {reason}",
+            segindex::idx_name(base)
+        ))
+    })?;
+    shared.index_write().seal(Arc::new(sealed));
+    Ok(())
 }
 
 /// Reopens the database after a failed durable commit (fjall refuses writes after one): releases
@@ -481,10 +504,12 @@ fn recover(shared: &Shared) -> Result<u64, StoreError> {
     let head = shared.index_read().head;
     let mut newer = Index::continuing_after(head);
     disk.scan_into(&mut newer)?;
+    let sealed = segindex::load_all(disk.log.dir(), &disk.log)?;
     let checkpoints = disk.checkpoints()?;
     let head = {
         let mut index = shared.index_write();
         index.append(newer);
+        index.set_sealed(sealed);
         index.head
     };
     // Events found on disk here are not in the cache: restart it so it stays contiguous.

@@ -1,0 +1,743 @@
+//! Segment index files: the type, tag and id indexes of a sealed segment, immutable, on disk.
+//!
+//! When a segment is sealed, the postings of its events move out of memory into
+//! `segments/BBBBBBBBBBBBBBBBBBBB.idx` (B: the segment's base, as for `.seg` and `.off`). In
+//! memory stays only a small summary per sealed segment: the block directory (the first key of
+//! each ~4 KiB block) and a bloom filter over its keys and ids, so that a key absent from a
+//! segment costs no read. Lookups `pread` the blocks they need; the operating system's page
+//! cache is the cache.
+//!
+//! ```text
+//! segments/BBBBBBBBBBBBBBBBBBBB.idx   (all integers little endian)
+//!   header (64 bytes): "FWSX" | version u32 (1) | base u64 | count u64 | postings u64 | ids u64
+//!                      | blocks_len u64 | dir_len u64 | dir_crc u32 | header_crc u32
+//!                      (header_crc covers the 60 bytes before it)
+//!   blocks (blocks_len bytes from byte 64): the posting blocks, then the id blocks, back to back
+//!     posting block = run*, each run: kind u8 (0 type, 1 tag) | key_len varint | key
+//!                     | n varint | body_len varint | body = first varint | (n - 1) deltas varint
+//!                     positions relative to the base; runs sorted by (kind, key, first), at most
+//!                     RUN positions each (a long list is split into several runs)
+//!     id block      = (uuid 16 bytes | position relative to the base varint)*, sorted by uuid
+//!   directory (dir_len bytes after the blocks; crc32 dir_crc):
+//!     bloom: k u8 | words u32 | words u64*   (keys: kind byte ++ key, and b'i' ++ uuid)
+//!     posting blocks u32 | (len u32 | crc32 u32 | kind u8 | first u32 | key_len u16 | key)*
+//!                          (the first run of each block)
+//!     id blocks u32      | (len u32 | crc32 u32 | first uuid 16 bytes)*
+//! ```
+//!
+//! The file is derived data: written atomically (temporary file, fsync, rename, fsync of the
+//! directory) from the in-memory postings before the segment is sealed, checked at open (header
+//! and directory checksums, sizes) and rebuilt from the segment's events, with a warning, when it
+//! is missing or damaged. A block is checked (crc32) each time it is read: a damaged block found
+//! after open is [`StoreError::Corrupted`], never a wrong answer.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use dcb_core::{StoreError, Uuid};
+
+use crate::blockfmt::{Bloom, Cursor, put_varint};
+use crate::index::{Index, Kind};
+use crate::segment::Log;
+
+const MAGIC: &[u8; 4] = b"FWSX";
+const VERSION: u32 = 1;
+const HEADER: usize = 64;
+/// A block is closed once it holds this many bytes.
+const BLOCK: usize = 4096;
+/// Most positions in one run of a posting list.
+const RUN: usize = 512;
+/// Events read per step when an index file is rebuilt from its segment.
+const REBUILD_CHUNK: u64 = 4096;
+
+/// The file name of the index of the segment starting at `base`.
+pub(crate) fn idx_name(base: u64) -> String {
+    format!("{base:020}.idx")
+}
+
+fn corrupt(base: u64, what: &str) -> StoreError {
+    StoreError::Corrupted(format!("segment index {}: {what}", idx_name(base)))
+}
+
+fn key_bytes(kind: Kind, key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + key.len());
+    k.push(kind as u8);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+/// The bloom filter hash of an event id.
+pub(crate) fn id_hash(id: &Uuid) -> u128 {
+    Bloom::hash(&id_key(id))
+}
+
+fn id_key(id: &Uuid) -> [u8; 17] {
+    let mut k = [b'i'; 17];
+    k[1..].copy_from_slice(id.as_bytes());
+    k
+}
+
+/// The first run of a posting block: where it starts in (kind, key, position) order.
+struct PostingBlock {
+    at: u64,
+    len: u32,
+    crc: u32,
+    kind: u8,
+    first: u32,
+    key: Box<str>,
+}
+
+impl PostingBlock {
+    fn first_cmp(&self, kind: Kind, key: &str, rel: u32) -> std::cmp::Ordering {
+        (self.kind, &*self.key, self.first).cmp(&(kind as u8, key, rel))
+    }
+}
+
+struct IdBlock {
+    at: u64,
+    len: u32,
+    crc: u32,
+    first: [u8; 16],
+}
+
+/// The in-memory summary of a sealed segment's index file, and the file, for lookups.
+pub(crate) struct SegIndex {
+    base: u64,
+    count: u64,
+    postings: u64,
+    file: File,
+    bloom: Bloom,
+    pblocks: Vec<PostingBlock>,
+    iblocks: Vec<IdBlock>,
+}
+
+/// Builds the blocks and directory of an index file from the in-memory postings of one segment.
+fn encode(base: u64, count: u64, index: &Index) -> Result<Vec<u8>, StoreError> {
+    let (types, tags, ids) = index.parts();
+    let mut lists: Vec<(Kind, &str, &[u64])> = types
+        .map(|(k, v)| (Kind::Type, k, v))
+        .chain(tags.map(|(k, v)| (Kind::Tag, k, v)))
+        .collect();
+    lists.sort_unstable_by(|a, b| (a.0 as u8, a.1).cmp(&(b.0 as u8, b.1)));
+    let mut ids: Vec<([u8; 16], u64)> = ids.map(|(id, p)| (*id.as_bytes(), p)).collect();
+    ids.sort_unstable();
+    let mut bloom = Bloom::with_keys(lists.len() + ids.len());
+    let end = base + count;
+    let rel = |p: u64| -> Result<u64, StoreError> {
+        if p < base || p >= end {
+            return Err(StoreError::Corrupted(format!(
+                "indexed position {p} lies outside segment {base}..{end}"
+            )));
+        }
+        Ok(p - base)
+    };
+    let mut blocks = Vec::new();
+    let mut dir_p = Vec::new();
+    let mut n_p = 0u32;
+    let mut block = Vec::new();
+    let mut block_first: Option<(u8, u32, &str)> = None;
+    let mut postings = 0u64;
+    let close_p = |block: &mut Vec<u8>,
+                   first: &mut Option<(u8, u32, &str)>,
+                   blocks: &mut Vec<u8>,
+                   dir: &mut Vec<u8>,
+                   n: &mut u32| {
+        if let Some((kind, f, key)) = first.take() {
+            dir.extend_from_slice(&(block.len() as u32).to_le_bytes());
+            dir.extend_from_slice(&crc32fast::hash(block).to_le_bytes());
+            dir.push(kind);
+            dir.extend_from_slice(&f.to_le_bytes());
+            dir.extend_from_slice(&(key.len() as u16).to_le_bytes());
+            dir.extend_from_slice(key.as_bytes());
+            blocks.extend_from_slice(block);
+            block.clear();
+            *n += 1;
+        }
+    };
+    for (kind, key, list) in &lists {
+        bloom.insert(&key_bytes(*kind, key));
+        postings += list.len() as u64;
+        for run in list.chunks(RUN) {
+            let first = rel(run[0])?;
+            if block_first.is_none() {
+                block_first = Some((*kind as u8, first as u32, key));
+            }
+            block.push(*kind as u8);
+            put_varint(&mut block, key.len() as u64);
+            block.extend_from_slice(key.as_bytes());
+            put_varint(&mut block, run.len() as u64);
+            let mut body = Vec::with_capacity(run.len() * 2 + 4);
+            put_varint(&mut body, first);
+            for w in run.windows(2) {
+                rel(w[1])?;
+                put_varint(&mut body, w[1] - w[0]);
+            }
+            put_varint(&mut block, body.len() as u64);
+            block.extend_from_slice(&body);
+            if block.len() >= BLOCK {
+                close_p(
+                    &mut block,
+                    &mut block_first,
+                    &mut blocks,
+                    &mut dir_p,
+                    &mut n_p,
+                );
+            }
+        }
+    }
+    close_p(
+        &mut block,
+        &mut block_first,
+        &mut blocks,
+        &mut dir_p,
+        &mut n_p,
+    );
+    let mut dir_i = Vec::new();
+    let mut n_i = 0u32;
+    let mut first_id: Option<[u8; 16]> = None;
+    let close_i = |block: &mut Vec<u8>,
+                   first: &mut Option<[u8; 16]>,
+                   blocks: &mut Vec<u8>,
+                   dir: &mut Vec<u8>,
+                   n: &mut u32| {
+        if let Some(f) = first.take() {
+            dir.extend_from_slice(&(block.len() as u32).to_le_bytes());
+            dir.extend_from_slice(&crc32fast::hash(block).to_le_bytes());
+            dir.extend_from_slice(&f);
+            blocks.extend_from_slice(block);
+            block.clear();
+            *n += 1;
+        }
+    };
+    for (id, p) in &ids {
+        bloom.insert(&id_key(&Uuid::from_bytes(*id)));
+        if first_id.is_none() {
+            first_id = Some(*id);
+        }
+        block.extend_from_slice(id);
+        put_varint(&mut block, rel(*p)?);
+        if block.len() >= BLOCK {
+            close_i(&mut block, &mut first_id, &mut blocks, &mut dir_i, &mut n_i);
+        }
+    }
+    close_i(&mut block, &mut first_id, &mut blocks, &mut dir_i, &mut n_i);
+    let mut dir = Vec::with_capacity(13 + bloom.words.len() * 8 + dir_p.len() + dir_i.len());
+    dir.push(bloom.k);
+    dir.extend_from_slice(&(bloom.words.len() as u32).to_le_bytes());
+    for w in &bloom.words {
+        dir.extend_from_slice(&w.to_le_bytes());
+    }
+    dir.extend_from_slice(&n_p.to_le_bytes());
+    dir.extend_from_slice(&dir_p);
+    dir.extend_from_slice(&n_i.to_le_bytes());
+    dir.extend_from_slice(&dir_i);
+    let mut out = Vec::with_capacity(HEADER + blocks.len() + dir.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&base.to_le_bytes());
+    out.extend_from_slice(&count.to_le_bytes());
+    out.extend_from_slice(&postings.to_le_bytes());
+    out.extend_from_slice(&(ids.len() as u64).to_le_bytes());
+    out.extend_from_slice(&(blocks.len() as u64).to_le_bytes());
+    out.extend_from_slice(&(dir.len() as u64).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&dir).to_le_bytes());
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&blocks);
+    out.extend_from_slice(&dir);
+    Ok(out)
+}
+
+/// Writes the index file of the segment `base..base + count` in `dir` from `index`, whose
+/// postings must all lie in that segment. Atomic: temporary file, fsync, rename, fsync of `dir`.
+pub(crate) fn write(dir: &Path, base: u64, count: u64, index: &Index) -> Result<(), StoreError> {
+    let bytes = encode(base, count, index)?;
+    let tmp = dir.join(format!("{}.tmp", idx_name(base)));
+    {
+        let mut f = File::create(&tmp).map_err(StoreError::storage)?;
+        f.write_all(&bytes).map_err(StoreError::storage)?;
+        f.sync_all().map_err(StoreError::storage)?;
+    }
+    std::fs::rename(&tmp, dir.join(idx_name(base))).map_err(StoreError::storage)?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(StoreError::storage)
+}
+
+impl SegIndex {
+    /// Opens and checks the index file of the segment `base..base + count`: the reason when it
+    /// cannot be used.
+    pub(crate) fn open(dir: &Path, base: u64, count: u64) -> Result<SegIndex, String> {
+        let file = File::open(dir.join(idx_name(base))).map_err(|e| e.to_string())?;
+        let size = file.metadata().map_err(|e| e.to_string())?.len();
+        let mut h = [0u8; HEADER];
+        file.read_exact_at(&mut h, 0)
+            .map_err(|_| "shorter than its header".to_string())?;
+        if &h[..4] != MAGIC || h[4..8] != VERSION.to_le_bytes() {
+            return Err("not a segment index of this version".into());
+        }
+        if crc32fast::hash(&h[..60]) != u32::from_le_bytes([h[60], h[61], h[62], h[63]]) {
+            return Err("header checksum mismatch".into());
+        }
+        let mut c = Cursor::new(&h[8..]);
+        let field = |c: &mut Cursor<'_>| c.u64().ok_or_else(|| "short header".to_string());
+        let (fbase, fcount, postings, ids) = (
+            field(&mut c)?,
+            field(&mut c)?,
+            field(&mut c)?,
+            field(&mut c)?,
+        );
+        let (blocks_len, dir_len) = (field(&mut c)?, field(&mut c)?);
+        let dir_crc = c.u32().ok_or("short header")?;
+        if fbase != base || fcount != count {
+            return Err("for another segment or another event count".into());
+        }
+        let total = (HEADER as u64)
+            .checked_add(blocks_len)
+            .and_then(|x| x.checked_add(dir_len));
+        if total != Some(size) || dir_len > 1 << 32 {
+            return Err("wrong size".into());
+        }
+        let mut dirb = vec![0u8; dir_len as usize];
+        file.read_exact_at(&mut dirb, HEADER as u64 + blocks_len)
+            .map_err(|e| e.to_string())?;
+        if crc32fast::hash(&dirb) != dir_crc {
+            return Err("directory checksum mismatch".into());
+        }
+        let bad = || "malformed directory".to_string();
+        let mut c = Cursor::new(&dirb);
+        let k = c.u8().ok_or_else(bad)?;
+        let nwords = c.u32().ok_or_else(bad)? as usize;
+        let wb = c
+            .bytes(nwords.checked_mul(8).ok_or_else(bad)?)
+            .ok_or_else(bad)?;
+        let words = wb
+            .chunks_exact(8)
+            .map(|w| {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(w);
+                u64::from_le_bytes(a)
+            })
+            .collect();
+        let mut at = HEADER as u64;
+        let np = c.u32().ok_or_else(bad)?;
+        let mut pblocks = Vec::with_capacity((np as usize).min(dirb.len()));
+        for _ in 0..np {
+            let len = c.u32().ok_or_else(bad)?;
+            let crc = c.u32().ok_or_else(bad)?;
+            let kind = c.u8().ok_or_else(bad)?;
+            let first = c.u32().ok_or_else(bad)?;
+            let klen = c.u16().ok_or_else(bad)?;
+            let key = std::str::from_utf8(c.bytes(usize::from(klen)).ok_or_else(bad)?)
+                .map_err(|_| bad())?;
+            let b = PostingBlock {
+                at,
+                len,
+                crc,
+                kind,
+                first,
+                key: key.into(),
+            };
+            if pblocks
+                .last()
+                .is_some_and(|p: &PostingBlock| p.first_cmp_block(&b) != std::cmp::Ordering::Less)
+            {
+                return Err("posting blocks out of order".into());
+            }
+            at += u64::from(len);
+            pblocks.push(b);
+        }
+        let ni = c.u32().ok_or_else(bad)?;
+        let mut iblocks: Vec<IdBlock> = Vec::with_capacity((ni as usize).min(dirb.len()));
+        for _ in 0..ni {
+            let len = c.u32().ok_or_else(bad)?;
+            let crc = c.u32().ok_or_else(bad)?;
+            let mut first = [0u8; 16];
+            first.copy_from_slice(c.bytes(16).ok_or_else(bad)?);
+            if iblocks.last().is_some_and(|b| b.first >= first) {
+                return Err("id blocks out of order".into());
+            }
+            iblocks.push(IdBlock {
+                at,
+                len,
+                crc,
+                first,
+            });
+            at += u64::from(len);
+        }
+        if !c.done() || at != HEADER as u64 + blocks_len {
+            return Err("directory does not match the blocks".into());
+        }
+        Ok(SegIndex {
+            base,
+            count,
+            postings,
+            file,
+            bloom: Bloom { k, words },
+            pblocks,
+            iblocks,
+        })
+        .and_then(|s| {
+            if ids > count {
+                Err("more ids than events".into())
+            } else {
+                Ok(s)
+            }
+        })
+    }
+
+    /// The first position of the segment.
+    pub(crate) fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// The position after the segment's last.
+    pub(crate) fn end(&self) -> u64 {
+        self.base + self.count
+    }
+
+    /// Type and tag postings in the file.
+    pub(crate) fn postings(&self) -> u64 {
+        self.postings
+    }
+
+    fn read_block(&self, at: u64, len: u32, crc: u32) -> Result<Vec<u8>, StoreError> {
+        let mut b = vec![0u8; len as usize];
+        self.file
+            .read_exact_at(&mut b, at)
+            .map_err(StoreError::storage)?;
+        if crc32fast::hash(&b) != crc {
+            return Err(corrupt(
+                self.base,
+                &format!("block at byte {at} is damaged"),
+            ));
+        }
+        Ok(b)
+    }
+
+    /// The positions of `key` in `lo..=hi` (absolute, inside this segment), ascending. With
+    /// `cap`, only the first `cap` of them (the last `cap` when `backwards`) are sure to be
+    /// there; the caller takes at most that many.
+    pub(crate) fn list(
+        &self,
+        kind: Kind,
+        key: &str,
+        lo: u64,
+        hi: u64,
+        cap: Option<usize>,
+        backwards: bool,
+    ) -> Result<Vec<u64>, StoreError> {
+        let (lo, hi) = (lo.max(self.base), hi.min(self.end().saturating_sub(1)));
+        if lo > hi || !self.bloom.may_contain(&key_bytes(kind, key)) {
+            return Ok(Vec::new());
+        }
+        let (rlo, rhi) = ((lo - self.base) as u32, (hi - self.base) as u32);
+        let start = self
+            .pblocks
+            .partition_point(|b| b.first_cmp(kind, key, rlo).is_le())
+            .saturating_sub(1);
+        let end = self
+            .pblocks
+            .partition_point(|b| b.first_cmp(kind, key, rhi).is_le());
+        let mut per_block: Vec<Vec<u64>> = Vec::new();
+        let mut got = 0usize;
+        let order: Box<dyn Iterator<Item = usize>> = if backwards {
+            Box::new((start..end).rev())
+        } else {
+            Box::new(start..end)
+        };
+        for i in order {
+            let b = &self.pblocks[i];
+            let bytes = self.read_block(b.at, b.len, b.crc)?;
+            let found = self.runs_of(&bytes, kind, key, rlo, rhi)?;
+            got += found.len();
+            per_block.push(found);
+            if cap.is_some_and(|c| got >= c) {
+                break;
+            }
+        }
+        if backwards {
+            per_block.reverse();
+        }
+        Ok(per_block.concat())
+    }
+
+    /// The positions of `key` in `rlo..=rhi` (relative) found in one posting block, absolute.
+    fn runs_of(
+        &self,
+        block: &[u8],
+        kind: Kind,
+        key: &str,
+        rlo: u32,
+        rhi: u32,
+    ) -> Result<Vec<u64>, StoreError> {
+        let bad = || corrupt(self.base, "malformed posting block");
+        let mut c = Cursor::new(block);
+        let mut out = Vec::new();
+        while !c.done() {
+            let k = c.u8().ok_or_else(bad)?;
+            let klen = c.varint().ok_or_else(bad)?;
+            let kb = c
+                .bytes(usize::try_from(klen).map_err(|_| bad())?)
+                .ok_or_else(bad)?;
+            if (k, kb) > (kind as u8, key.as_bytes()) {
+                break;
+            }
+            let n = c.varint().ok_or_else(bad)?;
+            let len = usize::try_from(c.varint().ok_or_else(bad)?).map_err(|_| bad())?;
+            let body = c.bytes(len).ok_or_else(bad)?;
+            if k != kind as u8 || kb != key.as_bytes() {
+                // Another key's run: skipped whole.
+                continue;
+            }
+            let mut r = Cursor::new(body);
+            let mut p = r.varint().ok_or_else(bad)?;
+            for i in 0..n {
+                if i > 0 {
+                    let d = r.varint().ok_or_else(bad)?;
+                    if d == 0 {
+                        return Err(bad());
+                    }
+                    p = p.checked_add(d).ok_or_else(bad)?;
+                }
+                if p >= self.count {
+                    return Err(bad());
+                }
+                if p > u64::from(rhi) {
+                    break;
+                }
+                if p >= u64::from(rlo) {
+                    out.push(self.base + p);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The position of the event with id `id` in this segment, if any.
+    /// `hash` is [`id_hash`] of `id`, computed once for all the segments asked.
+    pub(crate) fn id(&self, id: &Uuid, hash: u128) -> Result<Option<u64>, StoreError> {
+        if !self.bloom.may_contain_hash(hash) {
+            return Ok(None);
+        }
+        let want = id.as_bytes();
+        let i = self.iblocks.partition_point(|b| &b.first <= want);
+        let Some(b) = i.checked_sub(1).and_then(|i| self.iblocks.get(i)) else {
+            return Ok(None);
+        };
+        let bytes = self.read_block(b.at, b.len, b.crc)?;
+        let bad = || corrupt(self.base, "malformed id block");
+        let mut c = Cursor::new(&bytes);
+        while !c.done() {
+            let u = c.bytes(16).ok_or_else(bad)?;
+            let p = c.varint().ok_or_else(bad)?;
+            if p >= self.count {
+                return Err(bad());
+            }
+            if u == want {
+                return Ok(Some(self.base + p));
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl PostingBlock {
+    fn first_cmp_block(&self, other: &PostingBlock) -> std::cmp::Ordering {
+        (self.kind, &*self.key, self.first).cmp(&(other.kind, &*other.key, other.first))
+    }
+}
+
+/// The in-memory index of the events of the segment `base..base + count`, read from the log.
+fn index_segment(log: &Log, base: u64, count: u64) -> Result<Index, StoreError> {
+    let mut ix = Index::continuing_after(base - 1);
+    let end = base + count;
+    let mut p = base;
+    while p < end {
+        let n = (end - p).min(REBUILD_CHUNK);
+        let positions: Vec<u64> = (p..p + n).collect();
+        let records = log.read(&positions)?;
+        for (&q, r) in positions.iter().zip(&records) {
+            let k = crate::writer::decode_keys(q, r)?;
+            ix.add_keys(q, k.event_type, k.tags, k.id);
+        }
+        p += n;
+    }
+    Ok(ix)
+}
+
+/// The summaries of every sealed segment's index file in `dir`, in position order: each file
+/// checked, and rebuilt from its segment when missing or damaged. A stale file of the active
+/// segment (from a seal that did not complete) is removed.
+pub(crate) fn load_all(dir: &Path, log: &Log) -> Result<Vec<Arc<SegIndex>>, StoreError> {
+    let stale = dir.join(idx_name(log.active_base()));
+    if stale.exists() {
+        std::fs::remove_file(&stale).map_err(StoreError::storage)?;
+    }
+    let mut out = Vec::new();
+    for (base, count) in log.sealed_segments() {
+        let seg = match SegIndex::open(dir, base, count) {
+            Ok(s) => s,
+            Err(reason) => {
+                tracing::warn!(segment = %idx_name(base), %reason, "segment index unusable; rebuilding it from the segment");
+                let ix = index_segment(log, base, count)?;
+                write(dir, base, count, &ix)?;
+                SegIndex::open(dir, base, count).map_err(|r| corrupt(base, &r))?
+            }
+        };
+        out.push(Arc::new(seg));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use dcb_core::Event;
+
+    fn sample(base: u64, n: u64) -> Index {
+        let mut ix = Index::continuing_after(base - 1);
+        for p in base..base + n {
+            let mut e = Event::new(if p % 3 == 0 { "A" } else { "B" }, vec![])
+                .tag(format!("t{}", p % 97))
+                .with_id(Uuid::from_u128(u128::from(p) * 7919));
+            if p % 2 == 0 {
+                e = e.tag("even");
+            }
+            ix.add(p, &e);
+        }
+        ix
+    }
+
+    #[test]
+    fn lists_and_ids_read_back_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let (base, n) = (1001, 5000);
+        let ix = sample(base, n);
+        write(dir.path(), base, n, &ix).unwrap();
+        let seg = SegIndex::open(dir.path(), base, n).unwrap();
+        assert!(seg.pblocks.len() > 3 && seg.iblocks.len() > 3);
+        assert_eq!(seg.postings(), ix.postings() as u64);
+        let (types, tags, _) = ix.parts();
+        for (kind, (key, list)) in types
+            .map(|x| (Kind::Type, x))
+            .chain(tags.map(|x| (Kind::Tag, x)))
+        {
+            let all = seg.list(kind, key, 0, u64::MAX, None, false).unwrap();
+            assert_eq!(all, list, "{key}");
+            let mid: Vec<u64> = list
+                .iter()
+                .copied()
+                .filter(|&p| (2000..=4000).contains(&p))
+                .collect();
+            assert_eq!(seg.list(kind, key, 2000, 4000, None, true).unwrap(), mid);
+            let head = seg.list(kind, key, 2000, 4000, Some(3), false).unwrap();
+            assert_eq!(head[..3.min(mid.len())], mid[..3.min(mid.len())]);
+            let tail = seg.list(kind, key, 2000, 4000, Some(3), true).unwrap();
+            assert_eq!(
+                tail[tail.len() - 3.min(mid.len())..],
+                mid[mid.len() - 3.min(mid.len())..]
+            );
+        }
+        assert!(
+            seg.list(Kind::Tag, "absent", 0, u64::MAX, None, false)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            seg.list(Kind::Type, "even", 0, u64::MAX, None, false)
+                .unwrap()
+                .is_empty()
+        );
+        for p in base..base + n {
+            let id = Uuid::from_u128(u128::from(p) * 7919);
+            assert_eq!(seg.id(&id, id_hash(&id)).unwrap(), Some(p));
+        }
+        let absent = Uuid::from_u128(3);
+        assert_eq!(seg.id(&absent, id_hash(&absent)).unwrap(), None);
+    }
+
+    #[test]
+    fn damage_is_refused_at_open_or_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let ix = sample(1, 3000);
+        write(dir.path(), 1, 3000, &ix).unwrap();
+        let path = dir.path().join(idx_name(1));
+        let good = std::fs::read(&path).unwrap();
+        assert!(SegIndex::open(dir.path(), 1, 2999).is_err());
+        // The header, the directory, a truncation: refused at open.
+        for at in [10, good.len() - 5] {
+            let mut b = good.clone();
+            b[at] ^= 0x20;
+            std::fs::write(&path, &b).unwrap();
+            assert!(SegIndex::open(dir.path(), 1, 3000).is_err(), "byte {at}");
+        }
+        std::fs::write(&path, &good[..good.len() - 1]).unwrap();
+        assert!(SegIndex::open(dir.path(), 1, 3000).is_err());
+        // A block: found when it is read.
+        let mut b = good.clone();
+        b[HEADER + 100] ^= 0x01;
+        std::fs::write(&path, &b).unwrap();
+        let seg = SegIndex::open(dir.path(), 1, 3000).unwrap();
+        let first = &seg.pblocks[0];
+        let kind = if first.kind == 0 {
+            Kind::Type
+        } else {
+            Kind::Tag
+        };
+        match seg.list(kind, &first.key.clone(), 0, u64::MAX, None, false) {
+            Err(StoreError::Corrupted(m)) => assert!(m.contains("damaged"), "{m}"),
+            other => panic!("expected Corrupted, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn any_flipped_byte_is_refused_or_found_never_a_wrong_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (base, n) = (1, 800);
+        let ix = sample(base, n);
+        write(dir.path(), base, n, &ix).unwrap();
+        let path = dir.path().join(idx_name(base));
+        let good = std::fs::read(&path).unwrap();
+        let (types, tags, ids) = ix.parts();
+        let lists: Vec<(Kind, String, Vec<u64>)> = types
+            .map(|(k, v)| (Kind::Type, k.to_owned(), v.to_vec()))
+            .chain(tags.map(|(k, v)| (Kind::Tag, k.to_owned(), v.to_vec())))
+            .collect();
+        let ids: Vec<(Uuid, u64)> = ids.step_by(9).map(|(id, p)| (*id, p)).collect();
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for round in 0..200 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut b = good.clone();
+            let at = (x % b.len() as u64) as usize;
+            b[at] ^= 1 << (x >> 60 & 7);
+            if round % 10 == 0 {
+                b.truncate(at);
+            }
+            std::fs::write(&path, &b).unwrap();
+            let Ok(seg) = SegIndex::open(dir.path(), base, n) else {
+                continue;
+            };
+            for (kind, key, want) in &lists {
+                match seg.list(*kind, key, 0, u64::MAX, None, false) {
+                    Ok(got) => assert_eq!(&got, want, "byte {at}, {key}"),
+                    Err(StoreError::Corrupted(_)) => {}
+                    Err(e) => panic!("byte {at}: {e:?}"),
+                }
+            }
+            for (id, p) in &ids {
+                match seg.id(id, id_hash(id)) {
+                    Ok(got) => assert_eq!(got, Some(*p), "byte {at}"),
+                    Err(StoreError::Corrupted(_)) => {}
+                    Err(e) => panic!("byte {at}: {e:?}"),
+                }
+            }
+        }
+    }
+}
