@@ -309,6 +309,9 @@ impl SegIndex {
         if fbase != base || fcount != count {
             return Err("for another segment or another event count".into());
         }
+        if ids > count || postings < count {
+            return Err("more ids than events, or fewer postings".into());
+        }
         let total = (HEADER as u64)
             .checked_add(blocks_len)
             .and_then(|x| x.checked_add(dir_len));
@@ -400,13 +403,6 @@ impl SegIndex {
                 .collect(),
             pblocks,
             iblocks,
-        })
-        .and_then(|s| {
-            if ids > count {
-                Err("more ids than events".into())
-            } else {
-                Ok(s)
-            }
         })
     }
 
