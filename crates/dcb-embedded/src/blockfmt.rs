@@ -61,15 +61,17 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// A bloom filter (double hashing over xxh3).
+/// A blocked bloom filter: each key's `k` bits lie in one 512-bit block (one cache line), chosen
+/// by the low half of the key's xxh3-128 hash; the high half gives the bits (9 bits each).
 pub(crate) struct Bloom {
     pub(crate) k: u8,
+    /// A multiple of 8 words (whole blocks), at least one block.
     pub(crate) words: Vec<u64>,
 }
 
 impl Bloom {
     pub(crate) fn with_keys(n: usize) -> Bloom {
-        let bits = (n.max(1) * BLOOM_BITS).next_multiple_of(64);
+        let bits = (n.max(1) * BLOOM_BITS).next_multiple_of(512);
         Bloom {
             k: BLOOM_K,
             words: vec![0; bits / 64],
@@ -80,9 +82,10 @@ impl Bloom {
         xxhash_rust::xxh3::xxh3_128(key)
     }
     fn probes(&self, h: u128) -> impl Iterator<Item = usize> + use<> {
-        let (h1, h2) = (h as u64, ((h >> 64) as u64) | 1);
-        let bits = (self.words.len() as u64 * 64).max(64);
-        (0..u64::from(self.k)).map(move |i| (h1.wrapping_add(i.wrapping_mul(h2)) % bits) as usize)
+        let blocks = (self.words.len() / 8).max(1) as u64;
+        let block = ((h as u64) % blocks) as usize * 512;
+        let bits = (h >> 64) as u64;
+        (0..u32::from(self.k).min(7)).map(move |i| block + ((bits >> (9 * i)) & 511) as usize)
     }
     pub(crate) fn insert(&mut self, key: &[u8]) {
         for b in self.probes(Bloom::hash(key)).collect::<Vec<_>>() {

@@ -19,7 +19,8 @@
 //!                     RUN positions each (a long list is split into several runs)
 //!     id block      = (uuid 16 bytes | position relative to the base varint)*, sorted by uuid
 //!   directory (dir_len bytes after the blocks; crc32 dir_crc):
-//!     bloom: k u8 | words u32 | words u64*   (keys: kind byte ++ key, and b'i' ++ uuid)
+//!     bloom: k u8 | words u32 | words u64*   (keys: kind byte ++ key, and b'i' ++ uuid; blocked:
+//!            a key's k bits lie in one 512-bit block, see `blockfmt::Bloom`)
 //!     posting blocks u32 | (len u32 | crc32 u32 | kind u8 | first u32 | key_len u16 | key)*
 //!                          (the first run of each block)
 //!     id blocks u32      | (len u32 | crc32 u32 | first uuid 16 bytes)*
@@ -90,6 +91,16 @@ struct PostingBlock {
     key: Box<str>,
 }
 
+/// The kind and the first 7 bytes of a key (zero-padded), as one integer: comparing two of them
+/// orders the keys as comparing the keys does, except when they are equal (then compare keys).
+fn prefix(kind: u8, key: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    b[0] = kind;
+    let n = key.len().min(7);
+    b[1..1 + n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(b)
+}
+
 impl PostingBlock {
     fn first_cmp(&self, kind: Kind, key: &str, rel: u32) -> std::cmp::Ordering {
         (self.kind, &*self.key, self.first).cmp(&(kind as u8, key, rel))
@@ -111,6 +122,9 @@ pub(crate) struct SegIndex {
     file: File,
     bloom: Bloom,
     pblocks: Vec<PostingBlock>,
+    /// [`prefix`] of each posting block's first key, contiguous: the directory search reads
+    /// these and looks at a block's key only on a tie.
+    prefixes: Vec<u64>,
     iblocks: Vec<IdBlock>,
 }
 
@@ -295,6 +309,9 @@ impl SegIndex {
         if fbase != base || fcount != count {
             return Err("for another segment or another event count".into());
         }
+        if ids > count || postings < count {
+            return Err("more ids than events, or fewer postings".into());
+        }
         let total = (HEADER as u64)
             .checked_add(blocks_len)
             .and_then(|x| x.checked_add(dir_len));
@@ -314,6 +331,9 @@ impl SegIndex {
         let wb = c
             .bytes(nwords.checked_mul(8).ok_or_else(bad)?)
             .ok_or_else(bad)?;
+        if nwords == 0 || !nwords.is_multiple_of(8) {
+            return Err("malformed bloom filter".into());
+        }
         let words = wb
             .chunks_exact(8)
             .map(|w| {
@@ -377,15 +397,12 @@ impl SegIndex {
             postings,
             file,
             bloom: Bloom { k, words },
+            prefixes: pblocks
+                .iter()
+                .map(|b| prefix(b.kind, b.key.as_bytes()))
+                .collect(),
             pblocks,
             iblocks,
-        })
-        .and_then(|s| {
-            if ids > count {
-                Err("more ids than events".into())
-            } else {
-                Ok(s)
-            }
         })
     }
 
@@ -435,13 +452,43 @@ impl SegIndex {
             return Ok(Vec::new());
         }
         let (rlo, rhi) = ((lo - self.base) as u32, (hi - self.base) as u32);
-        let start = self
-            .pblocks
-            .partition_point(|b| b.first_cmp(kind, key, rlo).is_le())
-            .saturating_sub(1);
-        let end = self
-            .pblocks
-            .partition_point(|b| b.first_cmp(kind, key, rhi).is_le());
+        let tp = prefix(kind as u8, key.as_bytes());
+        // Whether block `i` starts at or before (kind, key, rel).
+        let le = |i: usize, rel: u32| match self.prefixes[i].cmp(&tp) {
+            std::cmp::Ordering::Less => true,
+            std::cmp::Ordering::Greater => false,
+            std::cmp::Ordering::Equal => self.pblocks[i].first_cmp(kind, key, rel).is_le(),
+        };
+        let n = self.pblocks.len();
+        // The last block starting at or before (kind, key, rlo): the key's runs in the span
+        // start there or later.
+        let (mut a, mut b) = (0, n);
+        while a < b {
+            let mid = a + (b - a) / 2;
+            if le(mid, rlo) {
+                a = mid + 1;
+            } else {
+                b = mid;
+            }
+        }
+        let start = a.saturating_sub(1);
+        // They end at the first block starting past (kind, key, rhi): usually the next one, so
+        // search onward from `start` in growing steps.
+        let (mut lo, mut hi) = (start, start + 1);
+        while hi <= n && le(hi - 1, rhi) {
+            lo = hi;
+            hi = start + 2 * (hi - start);
+        }
+        let (mut a, mut b) = (lo, hi.min(n));
+        while a < b {
+            let mid = a + (b - a) / 2;
+            if le(mid, rhi) {
+                a = mid + 1;
+            } else {
+                b = mid;
+            }
+        }
+        let end = a;
         let mut per_block: Vec<Vec<u64>> = Vec::new();
         let mut got = 0usize;
         let order: Box<dyn Iterator<Item = usize>> = if backwards {
@@ -483,13 +530,15 @@ impl SegIndex {
             let kb = c
                 .bytes(usize::try_from(klen).map_err(|_| bad())?)
                 .ok_or_else(bad)?;
-            if (k, kb) > (kind as u8, key.as_bytes()) {
+            // Runs are sorted: past the key, nothing more of it in this block.
+            let order = (k, kb).cmp(&(kind as u8, key.as_bytes()));
+            if order == std::cmp::Ordering::Greater {
                 break;
             }
             let n = c.varint().ok_or_else(bad)?;
             let len = usize::try_from(c.varint().ok_or_else(bad)?).map_err(|_| bad())?;
             let body = c.bytes(len).ok_or_else(bad)?;
-            if k != kind as u8 || kb != key.as_bytes() {
+            if order == std::cmp::Ordering::Less {
                 // Another key's run: skipped whole.
                 continue;
             }

@@ -425,3 +425,79 @@ async fn an_index_file_of_the_active_segment_is_a_leftover_and_removed() {
     assert!(leftover.exists(), "sealed again");
     compare_reads(&mut rng, &store, &reference, 100).await;
 }
+
+/// Conditions about recent positions are answered from memory, and a key that no sealed segment
+/// holds is ruled out by the bloom filters: with every block of every index file damaged after
+/// open, those appends still decide correctly; only a condition that needs an old segment's
+/// postings meets the damage, as a typed error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recent_conditions_and_absent_keys_read_no_index_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = StdRng::seed_from_u64(23);
+    let reference = MemoryStore::new();
+    let (mut next, mut batches) = (1, Vec::new());
+    let store = EmbeddedStore::open_with(dir.path(), small()).unwrap();
+    fill_both(&mut rng, &store, &reference, 400, &mut next, &mut batches).await;
+    drop(store);
+    let store = EmbeddedStore::open_with(dir.path(), small()).unwrap();
+    let recent = Event::new("Recent", b"r".to_vec()).tag("recent-only");
+    store.append(vec![recent], vec![]).await.unwrap();
+    let head = store.stats().head.unwrap();
+    // Damage every block (everything between the 64-byte header and the directory).
+    for f in segment_files(dir.path(), "idx") {
+        let mut b = std::fs::read(&f).unwrap();
+        let blocks = u64::from_le_bytes(b[40..48].try_into().unwrap()) as usize;
+        for x in &mut b[64..64 + blocks] {
+            *x ^= 0x55;
+        }
+        std::fs::write(&f, &b).unwrap();
+    }
+    let ok = |r: &Result<dcb_core::Appended, StoreError>| r.is_ok();
+    // Nothing after the head: decided without any lookup.
+    let r = store
+        .append(
+            vec![Event::new("A", vec![])],
+            vec![AppendCondition::new(Query::of_type("A"), Some(head))],
+        )
+        .await;
+    assert!(ok(&r), "{r:?}");
+    // Found in the active segment, newest first: no sealed segment is asked.
+    let r = store
+        .append(
+            vec![Event::new("A", vec![])],
+            vec![AppendCondition::none_match(Query::tagged("recent-only"))],
+        )
+        .await;
+    assert!(
+        matches!(r, Err(StoreError::ConditionFailed { condition: 0 })),
+        "{r:?}"
+    );
+    // A tag in no segment: every sealed segment's bloom filter rules it out.
+    let r = store
+        .append(
+            vec![Event::new("A", vec![])],
+            vec![AppendCondition::none_match(Query::tagged(
+                "in-no-segment-at-all",
+            ))],
+        )
+        .await;
+    assert!(ok(&r), "{r:?}");
+    // A tag only old segments hold: their damaged blocks are read, and refused.
+    let base = u128::from(active_base(dir.path()));
+    let all = reference.snapshot();
+    let old_only = all
+        .iter()
+        .flat_map(|e| e.event.tags.iter().map(|t| t.as_str().to_owned()))
+        .find(|t| {
+            all.iter()
+                .all(|e| e.position.get() < base || !e.event.tags.iter().any(|x| x.as_str() == t))
+        })
+        .unwrap();
+    let r = store
+        .append(
+            vec![Event::new("A", vec![])],
+            vec![AppendCondition::none_match(Query::tagged(old_only))],
+        )
+        .await;
+    assert!(matches!(r, Err(StoreError::Corrupted(_))), "{r:?}");
+}
