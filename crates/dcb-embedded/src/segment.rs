@@ -9,8 +9,11 @@
 //!     body = tracking count u16 | (name_len u8 | consumer | position 12 bytes BE)*
 //!            | record* (count of them: len u32 | crc32(position u64 LE ++ bytes) u32 | bytes)
 //! segments/BBBBBBBBBBBBBBBBBBBB.off   the offset table of a sealed segment
-//!   "FWOF" | version u32 | base u64 | count u64 | data_len u64 | entries_crc u32 | header_crc u32
-//!   then `count` u32 LE: the byte offset of each record (of its 8-byte record header)
+//!   "FWOF" | version u32 (2) | base u64 | count u64 | data_len u64 | entries_crc u32
+//!          | header_crc u32
+//!   then `count` varints (LEB128): the byte offset of each record (of its 8-byte record
+//!   header), each as its distance from the one before (the first: from 0); 1-2 bytes each.
+//!   A version-1 table (4-byte entries) is rebuilt from its segment when it is first opened.
 //! segments/BBBBBBBBBBBBBBBBBBBB.idx   the type, tag and id index of a sealed segment (layout in
 //!   `segindex`), written before the segment is sealed, checked and rebuilt like `.off`
 //! ```
@@ -39,6 +42,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use bytes::Bytes;
 use dcb_core::{Position, StoreError};
 
+use crate::blockfmt::{Cursor, put_varint};
+
 /// The directory of the segment files, inside the data directory.
 pub const DIR: &str = "segments";
 /// The default size at which the active segment is sealed and a new one started.
@@ -50,6 +55,8 @@ const SEG_MAGIC: &[u8; 4] = b"FWSG";
 const OFF_MAGIC: &[u8; 4] = b"FWOF";
 const FRAME_MAGIC: &[u8; 4] = b"FWFR";
 const VERSION: u32 = 1;
+/// Version of the `.off` files (1: 4-byte entries, rebuilt from the segment when met).
+const OFF_VERSION: u32 = 2;
 const SEG_HEADER: u64 = 24;
 const FRAME_HEADER: usize = 28;
 const OFF_HEADER: u64 = 40;
@@ -388,13 +395,17 @@ impl FileRef {
 }
 
 fn write_off(dir: &Path, base: u64, offsets: &[u32], len: u64) -> Result<(), StoreError> {
-    let mut entries = Vec::with_capacity(offsets.len() * 4);
-    for o in offsets {
-        entries.extend_from_slice(&o.to_le_bytes());
+    // Each offset as its distance from the one before (the first: from 0), a varint: records are
+    // mostly under 16 KiB apart, so an entry takes 1 or 2 bytes instead of 4.
+    let mut entries = Vec::with_capacity(offsets.len() * 2);
+    let mut prev = 0u32;
+    for &o in offsets {
+        put_varint(&mut entries, u64::from(o - prev));
+        prev = o;
     }
     let mut h = Vec::with_capacity(OFF_HEADER as usize + entries.len());
     h.extend_from_slice(OFF_MAGIC);
-    h.extend_from_slice(&VERSION.to_le_bytes());
+    h.extend_from_slice(&OFF_VERSION.to_le_bytes());
     h.extend_from_slice(&base.to_le_bytes());
     h.extend_from_slice(&(offsets.len() as u64).to_le_bytes());
     h.extend_from_slice(&len.to_le_bytes());
@@ -415,7 +426,7 @@ fn write_off(dir: &Path, base: u64, offsets: &[u32], len: u64) -> Result<(), Sto
 /// Checks a `.off` file against its segment: `Err` with the reason when it cannot be used.
 fn check_off(off: &File, base: u64, count: u64, file_len: u64) -> Result<(u64, Vec<u32>), String> {
     let h = read_exact(off, 0, OFF_HEADER as usize).map_err(|e| e.to_string())?;
-    if &h[..4] != OFF_MAGIC || u32_at(&h, 4) != VERSION {
+    if &h[..4] != OFF_MAGIC || u32_at(&h, 4) != OFF_VERSION {
         return Err("not an offset table of this version".into());
     }
     if crc32fast::hash(&h[..36]) != u32_at(&h, 36) {
@@ -429,14 +440,28 @@ fn check_off(off: &File, base: u64, count: u64, file_len: u64) -> Result<(u64, V
         return Err("data length past the segment's end".into());
     }
     let size = off.metadata().map_err(|e| e.to_string())?.len();
-    if size != OFF_HEADER + 4 * count {
+    // Every entry is a varint of 1 to 5 bytes.
+    let entries_len = size
+        .checked_sub(OFF_HEADER)
+        .ok_or("shorter than its header")?;
+    if entries_len < count || entries_len > 5 * count {
         return Err("wrong size".into());
     }
-    let entries = read_exact(off, OFF_HEADER, (4 * count) as usize).map_err(|e| e.to_string())?;
+    let entries = read_exact(off, OFF_HEADER, entries_len as usize).map_err(|e| e.to_string())?;
     if crc32fast::hash(&entries) != u32_at(&h, 32) {
         return Err("checksum mismatch".into());
     }
-    let offsets: Vec<u32> = entries.chunks_exact(4).map(|c| u32_at(c, 0)).collect();
+    let mut offsets = Vec::with_capacity(count as usize);
+    let mut c = Cursor::new(&entries);
+    let mut prev = 0u64;
+    for _ in 0..count {
+        let d = c.varint().ok_or("an entry is damaged")?;
+        prev = prev.checked_add(d).ok_or("an offset is too large")?;
+        offsets.push(u32::try_from(prev).map_err(|_| "an offset is too large")?);
+    }
+    if !c.done() {
+        return Err("bytes after the last entry".into());
+    }
     // Offsets strictly increase and stay inside the data.
     let ordered = offsets.windows(2).all(|w| w[0] < w[1])
         && offsets.first().is_none_or(|&o| u64::from(o) >= SEG_HEADER)
@@ -1006,6 +1031,47 @@ mod tests {
             Err(StoreError::Corrupted(m)) => assert!(m.contains("damaged"), "{m}"),
             other => panic!("expected Corrupted, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn an_offset_table_of_version_1_is_rebuilt_compact() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (log, _) = Log::open(dir.path(), 4096).unwrap();
+            fill(&log, 1, 300, 4);
+        }
+        let off = dir.path().join(off_name(1));
+        let v2 = std::fs::read(&off).unwrap();
+        let count = u64_at(&v2, 16);
+        assert!(count > 10, "the first segment holds {count} events");
+        // Entries of one or two bytes, not four.
+        assert!(
+            v2.len() as u64 <= OFF_HEADER + 2 * count,
+            "{} bytes",
+            v2.len()
+        );
+        // The same table as version 1 wrote it: 4-byte entries.
+        let offsets = {
+            let (log, _) = Log::open(dir.path(), 4096).unwrap();
+            log.sealed.read().unwrap()[0].offsets.clone()
+        };
+        let mut entries = Vec::new();
+        for o in &offsets {
+            entries.extend_from_slice(&o.to_le_bytes());
+        }
+        let mut v1 = v2[..OFF_HEADER as usize].to_vec();
+        v1[4..8].copy_from_slice(&1u32.to_le_bytes());
+        v1[32..36].copy_from_slice(&crc32fast::hash(&entries).to_le_bytes());
+        let crc = crc32fast::hash(&v1[..36]);
+        v1[36..40].copy_from_slice(&crc.to_le_bytes());
+        v1.extend_from_slice(&entries);
+        std::fs::write(&off, &v1).unwrap();
+        {
+            let (log, _) = Log::open(dir.path(), 4096).unwrap();
+            check_all(&log, 300);
+            assert_eq!(log.sealed.read().unwrap()[0].offsets, offsets);
+        }
+        assert_eq!(std::fs::read(&off).unwrap(), v2, "rewritten as version 2");
     }
 
     #[test]
