@@ -9,8 +9,10 @@
 //! (group commit). A failed condition rejects only its own append.
 //!
 //! Reads locate events by position (positions are dense from 1: segment, then the segment's
-//! offset table) and hand records out without copying: the event's data, type and tags are
-//! slices of one buffer read per run of adjacent records. Consumer checkpoints and state and the
+//! offset table) and hand records out without copying: a read fetches its records in position
+//! order, records at most 4 KiB apart with one `pread`, all into one buffer per step of the read,
+//! and each event's data, type and tags are slices of that buffer (the record format is decoded
+//! by hand, without serde). Consumer checkpoints and state and the
 //! store's metadata are in [fjall](https://docs.rs/fjall); a tracked append's checkpoint move is
 //! carried in its frame, so it is atomic with the events (see `keys` for the layout).
 //!

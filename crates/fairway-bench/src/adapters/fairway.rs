@@ -99,6 +99,8 @@ impl BenchStore for Fairway {
     }
 
     fn index_entries(&self) -> Option<u64> {
-        Some(self.store.stats().postings as u64)
+        // In memory (the active segment) and in the sealed segments' index files.
+        let s = self.store.stats();
+        Some(s.postings as u64 + s.sealed_postings)
     }
 }
