@@ -3,7 +3,7 @@
 //! When a segment is sealed, the postings of its events move out of memory into
 //! `segments/BBBBBBBBBBBBBBBBBBBB.idx` (B: the segment's base, as for `.seg` and `.off`). In
 //! memory stays only a small summary per sealed segment: the block directory (the first key of
-//! each ~4 KiB block) and a bloom filter over its keys and ids, so that a key absent from a
+//! each ~1 KiB block) and a bloom filter over its keys and ids, so that a key absent from a
 //! segment costs no read. Lookups `pread` the blocks they need; the operating system's page
 //! cache is the cache.
 //!
@@ -48,7 +48,7 @@ const MAGIC: &[u8; 4] = b"FWSX";
 const VERSION: u32 = 1;
 const HEADER: usize = 64;
 /// A block is closed once it holds this many bytes.
-const BLOCK: usize = 4096;
+const BLOCK: usize = 1024;
 /// Most positions in one run of a posting list.
 const RUN: usize = 512;
 /// Events read per step when an index file is rebuilt from its segment.

@@ -47,7 +47,7 @@ use crate::blockfmt::{Cursor, put_varint};
 /// The directory of the segment files, inside the data directory.
 pub const DIR: &str = "segments";
 /// The default size at which the active segment is sealed and a new one started.
-pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+pub const DEFAULT_SEGMENT_BYTES: u64 = 128 * 1024 * 1024;
 /// The largest segment size allowed (record offsets are 32-bit).
 const MAX_SEGMENT_BYTES: u64 = 1 << 30;
 

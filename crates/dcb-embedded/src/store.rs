@@ -264,7 +264,7 @@ pub struct Options {
     /// sealed segments' are in their index files), so each is bounded by one segment.
     pub index_snapshot_every: u64,
     /// The size at which the active segment file is sealed and a new one started (default
-    /// 64 MiB; at least 4 KiB, at most 1 GiB). A segment may exceed it by one commit group.
+    /// 128 MiB; at least 4 KiB, at most 1 GiB). A segment may exceed it by one commit group.
     pub segment_bytes: u64,
 }
 

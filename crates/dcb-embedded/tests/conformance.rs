@@ -39,7 +39,7 @@ async fn fixture(options: Options) -> Fixture {
         })
 }
 
-/// The default options (recent records served from an 8 MiB cache, 64 MiB segments).
+/// The default options (recent records served from an 8 MiB cache, 128 MiB segments).
 async fn embedded() -> Fixture {
     fixture(Options::default()).await
 }
