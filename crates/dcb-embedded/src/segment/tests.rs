@@ -1,0 +1,187 @@
+//! Tests of the segment log: roll-over, reopen, torn tails, damage, offset tables.
+
+#![allow(clippy::unwrap_used)]
+use super::*;
+
+fn rec(p: u64) -> Vec<u8> {
+    format!("record {p} {}", "x".repeat((p % 50) as usize)).into_bytes()
+}
+
+fn fill(log: &Log, from: u64, to: u64, per_frame: u64) {
+    let mut p = from;
+    while p <= to {
+        let n = per_frame.min(to - p + 1);
+        let records: Vec<Vec<u8>> = (p..p + n).map(rec).collect();
+        log.append(&records, &[]).unwrap();
+        p += n;
+        if log.is_full() {
+            log.roll().unwrap();
+        }
+    }
+}
+
+fn check_all(log: &Log, head: u64) {
+    assert_eq!(log.head(), head);
+    let all: Vec<u64> = (1..=head).collect();
+    for (p, r) in all.iter().zip(log.read(&all).unwrap()) {
+        assert_eq!(r.as_ref(), rec(*p).as_slice());
+    }
+    let back: Vec<u64> = (1..=head).rev().step_by(7).collect();
+    for (p, r) in back.iter().zip(log.read(&back).unwrap()) {
+        assert_eq!(r.as_ref(), rec(*p).as_slice());
+    }
+}
+
+#[test]
+fn records_span_segments_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (log, _) = Log::open(dir.path(), 4096).unwrap();
+        assert_eq!(log.head(), 0);
+        fill(&log, 1, 500, 3);
+        assert!(log.sealed.read().unwrap().len() > 3);
+        check_all(&log, 500);
+    }
+    let (log, _) = Log::open(dir.path(), 4096).unwrap();
+    check_all(&log, 500);
+    fill(&log, 501, 600, 5);
+    check_all(&log, 600);
+}
+
+#[test]
+fn a_torn_tail_is_truncated_and_tracking_is_returned() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = dir.path().join(seg_name(1));
+    let good_len;
+    {
+        let (log, _) = Log::open(dir.path(), 1 << 20).unwrap();
+        let cp = Position::from_u64(9);
+        log.append(&[rec(1), rec(2)], &[("view".into(), cp)])
+            .unwrap();
+        good_len = std::fs::metadata(&seg).unwrap().len();
+        log.append(&[rec(3)], &[]).unwrap();
+    }
+    let full = std::fs::read(&seg).unwrap();
+    for cut in [good_len + 1, good_len + 20, full.len() as u64 - 1] {
+        let f = OpenOptions::new().write(true).open(&seg).unwrap();
+        f.set_len(cut).unwrap();
+        drop(f);
+        let (log, tracking) = Log::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(log.head(), 2, "cut at {cut}");
+        assert_eq!(
+            tracking,
+            vec![(2, vec![("view".to_string(), Position::from_u64(9))])]
+        );
+        assert_eq!(std::fs::metadata(&seg).unwrap().len(), good_len);
+        drop(log);
+        std::fs::write(&seg, &full).unwrap();
+    }
+    // Garbage (not zeros) after the last frame is a torn write too.
+    let mut garbage = full.clone();
+    garbage.extend_from_slice(b"FWFR\x10\0\0\0partial frame bytes");
+    std::fs::write(&seg, &garbage).unwrap();
+    let (log, _) = Log::open(dir.path(), 1 << 20).unwrap();
+    assert_eq!(log.head(), 3);
+}
+
+#[test]
+fn damage_before_intact_frames_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (log, _) = Log::open(dir.path(), 1 << 20).unwrap();
+        fill(&log, 1, 20, 1);
+    }
+    let seg = dir.path().join(seg_name(1));
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x5A;
+    std::fs::write(&seg, &bytes).unwrap();
+    match Log::open(dir.path(), 1 << 20) {
+        Err(StoreError::Corrupted(m)) => assert!(m.contains("followed by intact"), "{m}"),
+        Err(e) => panic!("expected Corrupted, got {e:?}"),
+        Ok(_) => panic!("a damaged frame in the middle of the log was accepted"),
+    }
+}
+
+#[test]
+fn a_flipped_byte_in_a_sealed_segment_is_corruption_on_read() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (log, _) = Log::open(dir.path(), 4096).unwrap();
+        fill(&log, 1, 200, 1);
+    }
+    let seg = dir.path().join(seg_name(1));
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(&seg, &bytes).unwrap();
+    let (log, _) = Log::open(dir.path(), 4096).unwrap();
+    let all: Vec<u64> = (1..=200).collect();
+    match log.read(&all) {
+        Err(StoreError::Corrupted(m)) => assert!(m.contains("damaged"), "{m}"),
+        other => panic!("expected Corrupted, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_offset_table_of_version_1_is_rebuilt_compact() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (log, _) = Log::open(dir.path(), 4096).unwrap();
+        fill(&log, 1, 300, 4);
+    }
+    let off = dir.path().join(off_name(1));
+    let v2 = std::fs::read(&off).unwrap();
+    let count = u64_at(&v2, 16);
+    assert!(count > 10, "the first segment holds {count} events");
+    // Entries of one or two bytes, not four.
+    assert!(
+        v2.len() as u64 <= OFF_HEADER + 2 * count,
+        "{} bytes",
+        v2.len()
+    );
+    // The same table as version 1 wrote it: 4-byte entries.
+    let offsets = {
+        let (log, _) = Log::open(dir.path(), 4096).unwrap();
+        log.sealed.read().unwrap()[0].offsets.clone()
+    };
+    let mut entries = Vec::new();
+    for o in &offsets {
+        entries.extend_from_slice(&o.to_le_bytes());
+    }
+    let mut v1 = v2[..OFF_HEADER as usize].to_vec();
+    v1[4..8].copy_from_slice(&1u32.to_le_bytes());
+    v1[32..36].copy_from_slice(&crc32fast::hash(&entries).to_le_bytes());
+    let crc = crc32fast::hash(&v1[..36]);
+    v1[36..40].copy_from_slice(&crc.to_le_bytes());
+    v1.extend_from_slice(&entries);
+    std::fs::write(&off, &v1).unwrap();
+    {
+        let (log, _) = Log::open(dir.path(), 4096).unwrap();
+        check_all(&log, 300);
+        assert_eq!(log.sealed.read().unwrap()[0].offsets, offsets);
+    }
+    assert_eq!(std::fs::read(&off).unwrap(), v2, "rewritten as version 2");
+}
+
+#[test]
+fn missing_or_damaged_offset_tables_are_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (log, _) = Log::open(dir.path(), 4096).unwrap();
+        fill(&log, 1, 300, 4);
+    }
+    let off = dir.path().join(off_name(1));
+    std::fs::remove_file(&off).unwrap();
+    {
+        let (log, _) = Log::open(dir.path(), 4096).unwrap();
+        check_all(&log, 300);
+    }
+    assert!(off.exists());
+    let mut bytes = std::fs::read(&off).unwrap();
+    let last = bytes.len() - 2;
+    bytes[last] ^= 0x10;
+    std::fs::write(&off, &bytes).unwrap();
+    let (log, _) = Log::open(dir.path(), 4096).unwrap();
+    check_all(&log, 300);
+}
