@@ -173,7 +173,9 @@ fn decode(bytes: &[u8]) -> Result<Index, String> {
         return Err("more events than positions up to the snapshot's head".into());
     }
     // The first position the snapshot covers.
-    let base = snap.head + 1 - snap.count;
+    let base = (snap.head - snap.count)
+        .checked_add(1)
+        .ok_or("a head past the last position there can be")?;
     let mut index = Index::continuing_after(0);
     for (k, v) in snap.types {
         let v = undeltas(v).ok_or("an empty posting list or positions out of order")?;

@@ -276,6 +276,27 @@ fn regression_snapshot_with_empty_posting_list_or_id_past_head_is_refused() {
     assert!(inspect(&frame(&id_past_head)).is_ok_and(|s| s.ids == 1 && s.head == 1));
 }
 
+/// Found by the `snapshot` fuzzer (CI's fuzz smoke): a checksummed snapshot whose head is the
+/// largest u64 overflowed computing the first position it covers (`head + 1 - count`), a panic
+/// in debug builds. It is refused now.
+#[test]
+fn regression_snapshot_with_the_largest_head_is_refused_without_a_panic() {
+    use dcb_embedded::snapshot::{frame, inspect};
+    // The fuzzer's input: mode byte (odd: frame the rest), then the body: head u64::MAX (a
+    // 10-byte varint), count 1, then bytes that must not matter.
+    let mut found = vec![0xff; 10];
+    found.extend_from_slice(&[0x01; 9]);
+    found.push(0x2d);
+    found.extend_from_slice(&[0x01; 37]);
+    found.push(0x00);
+    store_targets::snapshot(&found);
+    assert!(inspect(&frame(&found[1..])).is_err());
+    // head u64::MAX, count 0, nothing indexed: refused too (it would cover no position).
+    let mut empty = vec![0xff; 9];
+    empty.extend_from_slice(&[0x01, 0x00, 0x00, 0x00, 0x00]);
+    assert!(inspect(&frame(&empty)).is_err());
+}
+
 /// Found by the `module_json` fuzzer (a false alarm of the target, fixed there): a registration
 /// refused with 409 looked as if it had written, because the welcome-email automation appended
 /// its record for the earlier registration meanwhile. The target now tells the automations'
