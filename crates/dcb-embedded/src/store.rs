@@ -147,26 +147,14 @@ impl Shared {
 
     /// Loads and decodes the event at `position`.
     pub(crate) fn load(&self, position: u64) -> Result<StoredEvent, StoreError> {
-        self.fetch(&[position])?
-            .pop()
-            .map(|(_, e)| e)
-            .ok_or_else(|| {
-                StoreError::Corrupted(format!("indexed event at position {position} is missing"))
-            })
+        let record = self.records(&[position])?.pop().ok_or_else(|| {
+            StoreError::Corrupted(format!("indexed event at position {position} is missing"))
+        })?;
+        writer::decode(position, record)
     }
 
-    /// Loads and decodes the events at `positions` (in that order): recent ones from memory, the
-    /// others from the segment log in position order, adjacent records in one read.
-    pub(crate) fn fetch(&self, positions: &[u64]) -> Result<Vec<(u64, StoredEvent)>, StoreError> {
-        let records = self.records(positions)?;
-        positions
-            .iter()
-            .zip(records)
-            .map(|(&p, r)| Ok((p, writer::decode(p, r)?)))
-            .collect()
-    }
-
-    /// Like [`Shared::fetch`], decoding straight into `out` (the buffer of a read).
+    /// Loads and decodes the events at `positions` (in that order) into `out`, the buffer of a
+    /// read: recent ones from memory, the others from the segment log in position order.
     fn fetch_into(
         &self,
         positions: &[u64],
@@ -185,13 +173,15 @@ impl Shared {
 
     /// The stored records at `positions`, in that order.
     fn records(&self, positions: &[u64]) -> Result<Vec<Bytes>, StoreError> {
-        if !self.recent_read().may_hold(positions) {
+        let cached: Option<Vec<Option<Bytes>>> = {
+            let recent = self.recent_read();
+            recent
+                .may_hold(positions)
+                .then(|| positions.iter().map(|&p| recent.get(p)).collect())
+        };
+        let Some(mut records) = cached else {
             // All on disk (a scan of older events): one planned read, no per-position lookups.
             return self.disk()?.log.read(positions);
-        }
-        let mut records: Vec<Option<Bytes>> = {
-            let recent = self.recent_read();
-            positions.iter().map(|&p| recent.get(p)).collect()
         };
         let missing: Vec<u64> = positions
             .iter()
@@ -316,8 +306,8 @@ impl EmbeddedStore {
     ///
     /// Loads the sealed segments' index files (rebuilding missing or damaged ones from their
     /// segments), then the index snapshot of the active segment, and indexes the events after
-    /// it (or the whole active segment when there is no usable snapshot). A data directory of schema version 1
-    /// (events in fjall) is migrated to the segment log once, here. Fails with
+    /// it (or the whole active segment when there is no usable snapshot). A data directory of
+    /// schema version 1 (events in fjall) is migrated to the segment log once, here. Fails with
     /// [`StoreError::Locked`] when another process (or handle) has the directory open, and with
     /// [`StoreError::Corrupted`] when stored data is damaged.
     pub fn open(path: impl AsRef<Path>) -> Result<EmbeddedStore, StoreError> {
