@@ -52,6 +52,7 @@ mod blockfmt;
 mod disk;
 mod index;
 pub mod keys;
+mod readpool;
 mod recent;
 mod segindex;
 mod segment;

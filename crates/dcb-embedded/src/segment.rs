@@ -42,6 +42,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use bytes::Bytes;
 use dcb_core::{Position, StoreError};
 
+use crate::readpool::ReadPool;
+
 mod frame;
 mod offsets;
 
@@ -72,6 +74,10 @@ const RECORD_HEADER: usize = 8;
 const GAP: u64 = 4 * 1024;
 /// Most bytes one coalesced read covers.
 const MAX_RUN: u64 = 1 << 20;
+
+/// Separate places (runs) a read step's records must lie in before its `pread`s are split
+/// among the read pool's threads: below it, the hand-off costs more than it saves.
+pub(crate) const FAN_OUT_RUNS: usize = 16;
 
 /// Checkpoint moves: (consumer, new checkpoint), in order.
 pub(crate) type Moves = Vec<(String, Position)>;
@@ -556,10 +562,20 @@ impl Log {
     /// closer together than [`GAP`] are fetched with one read; all the reads of a call land in
     /// one buffer, and the records are handed out as slices of it.
     pub(crate) fn read(&self, positions: &[u64]) -> Result<Vec<Bytes>, StoreError> {
+        self.read_with(positions, None)
+    }
+
+    /// As [`Log::read`], with the `pread`s of a read whose records lie in at least
+    /// [`FAN_OUT_RUNS`] separate places split into groups (one buffer each) fetched in parallel
+    /// by the caller and `pool`'s threads.
+    pub(crate) fn read_with(
+        &self,
+        positions: &[u64],
+        pool: Option<&ReadPool>,
+    ) -> Result<Vec<Bytes>, StoreError> {
         let parts = self.plan(positions)?;
-        // Plan the runs first: (part, first item, last item, file start, file end).
+        // Plan the runs first: records close together share one `pread`.
         let mut runs = Vec::new();
-        let mut total = 0usize;
         for (k, part) in parts.iter().enumerate() {
             let mut i = 0;
             while i < part.items.len() {
@@ -572,41 +588,86 @@ impl Log {
                     j += 1;
                 }
                 let end = part.items[j].3;
-                total += (end - start) as usize;
-                runs.push((k, i, j, start, end));
+                runs.push(Run {
+                    part: k,
+                    first: i,
+                    last: j,
+                    start,
+                    end,
+                });
                 i = j + 1;
             }
         }
-        let mut buf = vec![0u8; total];
-        let mut at = 0usize;
-        for &(k, _, _, start, end) in &runs {
-            let len = (end - start) as usize;
-            parts[k]
-                .file
-                .file()
-                .read_exact_at(&mut buf[at..at + len], start)
-                .map_err(io)?;
-            at += len;
-        }
-        let buf = Bytes::from(buf);
-        let mut out: Vec<Bytes> = vec![Bytes::new(); positions.len()];
-        let mut at = 0usize;
-        for &(k, i, j, start, end) in &runs {
-            let part = &parts[k];
-            for &(idx, p, a, b) in &part.items[i..=j] {
-                let a = at + (a - start) as usize;
-                let b = at + (b - start) as usize;
-                out[idx] = record_in(&buf, a, b, p).ok_or_else(|| {
-                    corrupt(format!(
-                        "event at position {p}: record damaged in segment {}",
-                        seg_name(part.base)
-                    ))
-                })?;
+        let groups = match pool {
+            Some(pool) if runs.len() >= FAN_OUT_RUNS => {
+                pool.width().min(runs.len() / (FAN_OUT_RUNS / 2))
             }
-            at += (end - start) as usize;
+            _ => 1,
+        };
+        // Group g holds runs bounds[g]..bounds[g + 1].
+        let bounds: Vec<usize> = (0..=groups).map(|g| g * runs.len() / groups).collect();
+        let (parts, runs) = (Arc::new(parts), Arc::new(runs));
+        let buffers: Vec<Bytes> = match pool {
+            Some(pool) if groups > 1 => {
+                let (p, r, b) = (parts.clone(), runs.clone(), bounds.clone());
+                pool.fan_out(groups, move |g| fetch(&p, &r[b[g]..b[g + 1]]))
+                    .into_iter()
+                    .map(|r| {
+                        r.unwrap_or_else(|_| Err(StoreError::storage_msg("a read thread failed")))
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+            _ => vec![fetch(&parts, &runs)?],
+        };
+        let mut out: Vec<Bytes> = std::iter::repeat_with(Bytes::new)
+            .take(positions.len())
+            .collect();
+        for (g, buf) in buffers.iter().enumerate() {
+            let mut at = 0usize;
+            for run in &runs[bounds[g]..bounds[g + 1]] {
+                let part = &parts[run.part];
+                for &(idx, p, a, b) in &part.items[run.first..=run.last] {
+                    let a = at + (a - run.start) as usize;
+                    let b = at + (b - run.start) as usize;
+                    out[idx] = record_in(buf, a, b, p).ok_or_else(|| {
+                        corrupt(format!(
+                            "event at position {p}: record damaged in segment {}",
+                            seg_name(part.base)
+                        ))
+                    })?;
+                }
+                at += (run.end - run.start) as usize;
+            }
         }
         Ok(out)
     }
+}
+
+/// A fetched range of one part's file: items `first..=last` of part `part`, bytes
+/// `start..end`.
+struct Run {
+    part: usize,
+    first: usize,
+    last: usize,
+    start: u64,
+    end: u64,
+}
+
+/// Reads `runs` into one buffer, back to back.
+fn fetch(parts: &[Part], runs: &[Run]) -> Result<Bytes, StoreError> {
+    let total: usize = runs.iter().map(|r| (r.end - r.start) as usize).sum();
+    let mut buf = vec![0u8; total];
+    let mut at = 0usize;
+    for r in runs {
+        let len = (r.end - r.start) as usize;
+        parts[r.part]
+            .file
+            .file()
+            .read_exact_at(&mut buf[at..at + len], r.start)
+            .map_err(io)?;
+        at += len;
+    }
+    Ok(Bytes::from(buf))
 }
 
 /// The checked record at `buf[a..b]` (record header included; `b` may lie past its end).

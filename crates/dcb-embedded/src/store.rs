@@ -1,6 +1,6 @@
 //! The embedded store: opening, reads, subscriptions and consumer state.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -25,6 +25,7 @@ use bytes::Bytes;
 pub(crate) use crate::disk::Disk;
 use crate::index::{Index, Span};
 use crate::keys;
+use crate::readpool::ReadPool;
 use crate::recent::Recent;
 use crate::writer::{self, Job};
 
@@ -32,6 +33,35 @@ use crate::writer::{self, Job};
 /// of 150 bytes), and the synchronous work between two yields of a long read (well under a
 /// millisecond on a warm page cache).
 const READ_CHUNK: usize = 2048;
+
+/// Events of a read step at least, before the step is split among the read pool's threads.
+const STEP_FAN_OUT: usize = 512;
+
+/// The events of a read step not handed out yet: one group per part fetched in parallel.
+#[derive(Default)]
+struct Buffer {
+    groups: VecDeque<VecDeque<SequencedEvent>>,
+}
+
+impl From<VecDeque<SequencedEvent>> for Buffer {
+    fn from(events: VecDeque<SequencedEvent>) -> Buffer {
+        Buffer {
+            groups: VecDeque::from([events]),
+        }
+    }
+}
+
+impl Buffer {
+    fn pop_front(&mut self) -> Option<SequencedEvent> {
+        loop {
+            let group = self.groups.front_mut()?;
+            if let Some(e) = group.pop_front() {
+                return Some(e);
+            }
+            self.groups.pop_front();
+        }
+    }
+}
 
 pub(crate) struct Shared {
     /// Events between index snapshots (0: none).
@@ -46,6 +76,8 @@ pub(crate) struct Shared {
     checkpoints: Mutex<HashMap<String, Position>>,
     head: watch::Sender<u64>,
     path: PathBuf,
+    /// The read threads (`None`: reads do all their work on the caller's thread).
+    pool: Option<ReadPool>,
 }
 
 pub(crate) fn fjall_err(e: fjall::Error) -> StoreError {
@@ -147,20 +179,22 @@ impl Shared {
 
     /// Loads and decodes the event at `position`.
     pub(crate) fn load(&self, position: u64) -> Result<StoredEvent, StoreError> {
-        let record = self.records(&[position])?.pop().ok_or_else(|| {
+        let record = self.records(&[position], None)?.pop().ok_or_else(|| {
             StoreError::Corrupted(format!("indexed event at position {position} is missing"))
         })?;
         writer::decode(position, record)
     }
 
     /// Loads and decodes the events at `positions` (in that order) into `out`, the buffer of a
-    /// read: recent ones from memory, the others from the segment log in position order.
+    /// read: recent ones from memory, the others from the segment log in position order (with
+    /// `pool`, scattered records are fetched in parallel).
     fn fetch_into(
         &self,
         positions: &[u64],
-        out: &mut std::collections::VecDeque<SequencedEvent>,
+        out: &mut VecDeque<SequencedEvent>,
+        pool: Option<&ReadPool>,
     ) -> Result<(), StoreError> {
-        let records = self.records(positions)?;
+        let records = self.records(positions, pool)?;
         out.reserve(records.len());
         for (&p, r) in positions.iter().zip(records) {
             out.push_back(SequencedEvent {
@@ -171,8 +205,41 @@ impl Shared {
         Ok(())
     }
 
+    /// Loads and decodes the events of one read step, at `positions` (in that order): a step of
+    /// at least [`STEP_FAN_OUT`] events is split into groups loaded and decoded in parallel by
+    /// the caller and the read pool's threads.
+    fn fetch_step(self: &Arc<Self>, positions: Vec<u64>) -> Result<Buffer, StoreError> {
+        let pool = match &self.pool {
+            Some(pool) if positions.len() >= STEP_FAN_OUT => pool,
+            pool => {
+                let mut out = VecDeque::new();
+                self.fetch_into(&positions, &mut out, pool.as_ref())?;
+                return Ok(Buffer::from(out));
+            }
+        };
+        let n = positions.len();
+        let groups = pool.width().min(n / (STEP_FAN_OUT / 2));
+        let (shared, positions) = (self.clone(), Arc::new(positions));
+        let parts = pool.fan_out(groups, move |g| {
+            let mut out = VecDeque::new();
+            let range = &positions[g * n / groups..(g + 1) * n / groups];
+            shared.fetch_into(range, &mut out, None).map(|()| out)
+        });
+        let mut buffer = Buffer::default();
+        for part in parts {
+            let part =
+                part.unwrap_or_else(|_| Err(StoreError::storage_msg("a read thread failed")))?;
+            buffer.groups.push_back(part);
+        }
+        Ok(buffer)
+    }
+
     /// The stored records at `positions`, in that order.
-    fn records(&self, positions: &[u64]) -> Result<Vec<Bytes>, StoreError> {
+    fn records(
+        &self,
+        positions: &[u64],
+        pool: Option<&ReadPool>,
+    ) -> Result<Vec<Bytes>, StoreError> {
         let cached: Option<Vec<Option<Bytes>>> = {
             let recent = self.recent_read();
             recent
@@ -181,7 +248,7 @@ impl Shared {
         };
         let Some(mut records) = cached else {
             // All on disk (a scan of older events): one planned read, no per-position lookups.
-            return self.disk()?.log.read(positions);
+            return self.disk()?.log.read_with(positions, pool);
         };
         let missing: Vec<u64> = positions
             .iter()
@@ -190,7 +257,7 @@ impl Shared {
             .map(|(&p, _)| p)
             .collect();
         if !missing.is_empty() {
-            let mut read = self.disk()?.log.read(&missing)?.into_iter();
+            let mut read = self.disk()?.log.read_with(&missing, pool)?.into_iter();
             for r in records.iter_mut().filter(|r| r.is_none()) {
                 *r = read.next();
             }
@@ -256,6 +323,13 @@ pub struct Options {
     /// The size at which the active segment file is sealed and a new one started (default
     /// 128 MiB; at least 4 KiB, at most 1 GiB). A segment may exceed it by one commit group.
     pub segment_bytes: u64,
+    /// Threads of the store's read pool (default: one fewer than the machine's cores, at least
+    /// one, at most three; 0: none). A read step of at least 512 events is decoded in groups, and
+    /// one whose records lie in at least 16 separate places of the segment files has its
+    /// `pread`s split in groups: the caller's thread and these threads each take groups until
+    /// none is left. The pool queues at most 64 jobs; a group that does not fit, or that no
+    /// thread has started when the caller is done with its own, is done by the caller.
+    pub read_threads: usize,
 }
 
 impl Default for Options {
@@ -264,6 +338,7 @@ impl Default for Options {
             recent_bytes: 8 * 1024 * 1024,
             index_snapshot_every: 1_000_000,
             segment_bytes: crate::segment::DEFAULT_SEGMENT_BYTES,
+            read_threads: crate::readpool::default_threads(),
         }
     }
 }
@@ -278,6 +353,12 @@ impl Options {
     /// Sets [`Options::segment_bytes`].
     pub fn segment_bytes(mut self, bytes: u64) -> Options {
         self.segment_bytes = bytes;
+        self
+    }
+
+    /// Sets [`Options::read_threads`].
+    pub fn read_threads(mut self, threads: usize) -> Options {
+        self.read_threads = threads;
         self
     }
 
@@ -299,6 +380,11 @@ pub struct Stats {
     pub postings: usize,
     /// Type and tag postings in the sealed segments' index files (on disk, read on demand).
     pub sealed_postings: u64,
+    /// Threads of the read pool (0: none; see [`Options::read_threads`]).
+    pub read_threads: usize,
+    /// Pieces of read work split into groups for the read pool since the store was opened (a
+    /// long step's decoding, or a step's scattered `pread`s).
+    pub read_fan_outs: u64,
 }
 
 impl EmbeddedStore {
@@ -346,6 +432,7 @@ impl EmbeddedStore {
             checkpoints: Mutex::new(checkpoints),
             head: watch::channel(head).0,
             path,
+            pool: ReadPool::start(options.read_threads),
         });
         let (tx, rx) = channel();
         let for_writer = shared.clone();
@@ -370,6 +457,8 @@ impl EmbeddedStore {
             events: index.events(),
             postings: index.postings(),
             sealed_postings: index.sealed_postings(),
+            read_threads: self.shared.pool.as_ref().map_or(0, ReadPool::threads),
+            read_fan_outs: self.shared.pool.as_ref().map_or(0, ReadPool::fan_outs),
         }
     }
 
@@ -423,36 +512,49 @@ fn span_of(options: &ReadOptions, head: u64) -> Option<Span> {
 
 struct ReadState {
     shared: Arc<Shared>,
-    items: Option<Vec<dcb_core::QueryItem>>,
+    items: Option<Arc<[dcb_core::QueryItem]>>,
     span: Option<Span>,
     remaining: u64,
-    buffer: std::collections::VecDeque<SequencedEvent>,
+    buffer: Buffer,
 }
 
-impl ReadState {
-    /// Fills the buffer with the next chunk; narrows the span past it.
-    fn fill(&mut self) -> Result<(), StoreError> {
-        let Some(span) = self.span else { return Ok(()) };
-        let max = usize::try_from(self.remaining)
-            .unwrap_or(usize::MAX)
-            .min(READ_CHUNK);
-        if max == 0 {
-            self.span = None;
-            return Ok(());
-        }
-        let positions: Vec<u64> = match &self.items {
-            None if span.backwards => (span.lo..=span.hi).rev().take(max).collect(),
-            None => (span.lo..=span.hi).take(max).collect(),
-            Some(items) => self.shared.matches(items, span, max)?,
-        };
-        // One batch per chunk, fetched in position order: adjacent records come from one read.
-        let before = self.buffer.len();
-        self.shared.fetch_into(&positions, &mut self.buffer)?;
-        let got = self.buffer.len() - before;
-        if got < max || got == 0 {
-            self.span = None;
-        } else if let Some(&last) = positions.last() {
-            self.span = if span.backwards {
+/// One step of a read: its events, and the span and count left after it.
+struct Step {
+    events: Buffer,
+    span: Option<Span>,
+    remaining: u64,
+}
+
+/// Fetches the next step of a read of `items` (`None`: everything) in `span`, with at most
+/// `remaining` events left to hand out.
+fn step(
+    shared: &Arc<Shared>,
+    items: Option<&[dcb_core::QueryItem]>,
+    span: Span,
+    remaining: u64,
+) -> Result<Step, StoreError> {
+    let max = usize::try_from(remaining)
+        .unwrap_or(usize::MAX)
+        .min(READ_CHUNK);
+    if max == 0 {
+        return Ok(Step {
+            events: Buffer::default(),
+            span: None,
+            remaining,
+        });
+    }
+    let positions: Vec<u64> = match items {
+        None if span.backwards => (span.lo..=span.hi).rev().take(max).collect(),
+        None => (span.lo..=span.hi).take(max).collect(),
+        Some(items) => shared.matches(items, span, max)?,
+    };
+    let last = positions.last().copied();
+    // One batch per step, fetched in position order: adjacent records come from one read.
+    let events = shared.fetch_step(positions)?;
+    let got: usize = events.groups.iter().map(VecDeque::len).sum();
+    let next = match last {
+        Some(last) if got == max => {
+            if span.backwards {
                 last.checked_sub(1)
                     .filter(|&h| h >= span.lo)
                     .map(|hi| Span { hi, ..span })
@@ -460,20 +562,36 @@ impl ReadState {
                 last.checked_add(1)
                     .filter(|&l| l <= span.hi)
                     .map(|lo| Span { lo, ..span })
-            };
+            }
         }
-        self.remaining -= got as u64;
+        _ => None,
+    };
+    Ok(Step {
+        events,
+        span: next,
+        remaining: remaining - got as u64,
+    })
+}
+
+impl ReadState {
+    /// Fetches the next step; narrows the span past it.
+    fn fill(&mut self) -> Result<(), StoreError> {
+        let Some(span) = self.span else { return Ok(()) };
+        let next = step(&self.shared, self.items.as_deref(), span, self.remaining)?;
+        self.buffer = next.events;
+        self.span = next.span;
+        self.remaining = next.remaining;
         Ok(())
     }
 }
 
 /// The stream of a read: events handed out of the buffer in place (no per-event future), the
-/// next chunk filled when the buffer is empty.
+/// next step fetched when the buffer is empty.
 struct Chunks {
     state: ReadState,
-    /// Whether a chunk was filled already (the first never waits).
+    /// Whether a step was fetched already (the first never waits).
     filled: bool,
-    /// The yield in progress before the next chunk.
+    /// The yield in progress before the next step.
     pause: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
@@ -485,10 +603,10 @@ impl Stream for Chunks {
         if let Some(e) = this.state.buffer.pop_front() {
             return Poll::Ready(Some(Ok(e)));
         }
-        // Each chunk is synchronous work (memory or the segment files). Between chunks a long
-        // read yields to the scheduler, so that a scan, a rebuild or an export never holds an
-        // async worker for more than one chunk: timers and other requests on the same runtime
-        // keep running. A read of one chunk never yields.
+        // Each step is synchronous work (memory or the segment files, with the read pool's
+        // help). Between steps a long read yields to the scheduler, so that a scan, a rebuild or
+        // an export never holds an async worker for more than one step: timers and other
+        // requests on the same runtime keep running. A read of one step never yields.
         if this.filled && this.state.remaining > 0 && this.state.span.is_some() {
             let pause = this
                 .pause
@@ -521,7 +639,7 @@ impl EventStore for EmbeddedStore {
         let head = self.shared.index_read().head;
         let items = match query.normalized() {
             Query::All => None,
-            Query::Items(items) => Some(items),
+            Query::Items(items) => Some(Arc::from(items)),
         };
         let state = ReadState {
             shared: self.shared.clone(),

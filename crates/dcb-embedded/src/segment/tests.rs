@@ -185,3 +185,68 @@ fn missing_or_damaged_offset_tables_are_rebuilt() {
     let (log, _) = Log::open(dir.path(), 4096).unwrap();
     check_all(&log, 300);
 }
+
+#[test]
+fn scattered_records_fetched_by_the_read_pool_are_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = Log::open(dir.path(), 4096).unwrap();
+    fill(&log, 1, 3000, 7);
+    let pool = ReadPool::start(2).unwrap();
+    // Every 40th record: more than FAN_OUT_RUNS separate runs (records ~4 KiB and more apart,
+    // across segments), in both orders, and a request mixing near and far records.
+    let far: Vec<u64> = (1..=3000).step_by(40).collect();
+    let back: Vec<u64> = far.iter().rev().copied().collect();
+    let mixed: Vec<u64> = (1..=3000).filter(|p| p % 97 < 3).collect();
+    for positions in [&far, &back, &mixed] {
+        assert!(positions.len() >= FAN_OUT_RUNS);
+        let before = pool.fan_outs();
+        let parallel = log.read_with(positions, Some(&pool)).unwrap();
+        assert_eq!(pool.fan_outs(), before + 1, "the read was split");
+        assert_eq!(parallel, log.read(positions).unwrap());
+        for (p, r) in positions.iter().zip(&parallel) {
+            assert_eq!(r.as_ref(), rec(*p).as_slice());
+        }
+    }
+    // A few records stay on the caller's thread.
+    let before = pool.fan_outs();
+    log.read_with(&far[..FAN_OUT_RUNS - 1], Some(&pool))
+        .unwrap();
+    assert_eq!(pool.fan_outs(), before);
+}
+
+#[test]
+fn a_damaged_record_is_corruption_when_the_read_pool_fetches_it() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (log, _) = Log::open(dir.path(), 4096).unwrap();
+        fill(&log, 1, 3000, 7);
+    }
+    // Damage the last byte of a record in a sealed segment near the end of the read.
+    let (log, _) = Log::open(dir.path(), 4096).unwrap();
+    let victim = 2801u64;
+    let (file, at) = {
+        let sealed = log.sealed.read().unwrap();
+        let s = sealed
+            .iter()
+            .rev()
+            .find(|s| s.base <= victim)
+            .expect("a sealed segment holds it")
+            .clone();
+        let idx = (victim - s.base) as usize;
+        let end = s.offsets.get(idx + 1).map_or(s.len, |&o| u64::from(o));
+        (dir.path().join(seg_name(s.base)), end - 1)
+    };
+    drop(log);
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[at as usize] ^= 0x40;
+    std::fs::write(&file, &bytes).unwrap();
+    let (log, _) = Log::open(dir.path(), 4096).unwrap();
+    let pool = ReadPool::start(2).unwrap();
+    let positions: Vec<u64> = (1..=3000).step_by(40).collect();
+    assert!(positions.contains(&victim));
+    match log.read_with(&positions, Some(&pool)) {
+        Err(StoreError::Corrupted(m)) => assert!(m.contains("position 2801"), "{m}"),
+        other => panic!("expected Corrupted, got {other:?}"),
+    }
+    assert_eq!(pool.fan_outs(), 1);
+}

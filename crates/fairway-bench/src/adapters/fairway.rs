@@ -11,7 +11,9 @@ use crate::{BenchError, BenchEvent, BenchStore, Guard, Outcome, ReadSummary};
 
 pub(super) const SETTINGS: &str = "EmbeddedStore::open defaults: each group commit is one frame of \
 the segment log, fdatasync'd before any acknowledgement; one writer thread groups up to 512 queued \
-appends / 16 MiB. Driven with futures::executor::block_on per call (no async runtime needed).";
+appends / 16 MiB; a read pool of one thread fewer than the cores (at least one) shares long or \
+scattered read steps with the caller. Driven with futures::executor::block_on per call (no async \
+runtime needed).";
 
 pub(super) const SETTINGS_NO_CACHE: &str = "As fairway, with Options::recent_bytes(0): every read goes \
 to the segment files (the in-run baseline for the recent-records cache).";

@@ -1,0 +1,161 @@
+//! The read pool: reads split among the store's read threads answer exactly as reads done on the
+//! caller's thread alone, under many concurrent readers too, and a store closed right after its
+//! reads releases its directory.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+use dcb_core::{Event, EventStore, Position, Query, QueryItem, ReadOptions, SequencedEvent};
+use dcb_embedded::{EmbeddedStore, Options};
+
+/// Small segments (many files to read from), no recent-records cache (every read goes to them).
+fn options(threads: usize) -> Options {
+    Options::default()
+        .segment_bytes(16 * 1024)
+        .recent_bytes(0)
+        .read_threads(threads)
+}
+
+const EVENTS: u64 = 6_000;
+
+/// Events with a tag on every 50th (scattered over many segments), a tag on every other one
+/// and a type of three.
+fn populate(dir: &Path) {
+    let store = EmbeddedStore::open_with(dir, options(0)).unwrap();
+    futures::executor::block_on(async {
+        let mut n = 1u64;
+        while n <= EVENTS {
+            let batch: Vec<Event> = (n..n + 100)
+                .map(|i| {
+                    let mut e = Event::new(
+                        ["A", "B", "C"][(i % 3) as usize],
+                        format!("event {i} {}", "x".repeat((i % 60) as usize)).into_bytes(),
+                    )
+                    .tag(format!("every:{}", i % 2));
+                    if i % 50 == 0 {
+                        e = e.tag("sparse");
+                    }
+                    e
+                })
+                .collect();
+            store.append(batch, vec![]).await.unwrap();
+            n += 100;
+        }
+    });
+}
+
+fn reads() -> Vec<(Query, ReadOptions)> {
+    let sparse = Query::tagged("sparse");
+    let p = Position::from_u64;
+    vec![
+        (Query::All, ReadOptions::new()),
+        (Query::All, ReadOptions::new().backwards()),
+        (Query::All, ReadOptions::new().after(p(1234)).limit(3000)),
+        (
+            Query::All,
+            ReadOptions::new().before(p(5000)).backwards().limit(2500),
+        ),
+        (sparse.clone(), ReadOptions::new()),
+        (sparse.clone(), ReadOptions::new().backwards()),
+        (sparse, ReadOptions::new().from(p(1000)).before(p(4000))),
+        (Query::tagged("every:1"), ReadOptions::new()),
+        (
+            Query::items([
+                QueryItem::new().r#type("B").tag("every:0"),
+                QueryItem::new().tag("sparse"),
+            ]),
+            ReadOptions::new().backwards(),
+        ),
+    ]
+}
+
+async fn read(store: &EmbeddedStore, q: Query, o: ReadOptions) -> Vec<SequencedEvent> {
+    store.read(q, o).await.unwrap().collect_all().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_split_among_read_threads_answer_as_reads_on_one_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    populate(dir.path());
+    let mut expected = Vec::new();
+    {
+        let store = EmbeddedStore::open_with(dir.path(), options(0)).unwrap();
+        assert_eq!(store.stats().read_threads, 0);
+        for (q, o) in reads() {
+            expected.push(read(&store, q, o).await);
+        }
+        assert_eq!(store.stats().read_fan_outs, 0);
+    }
+    assert_eq!(expected[0].len() as u64, EVENTS);
+    assert_eq!(expected[4].len() as u64, EVENTS / 50);
+    for threads in [1, 3] {
+        let store = EmbeddedStore::open_with(dir.path(), options(threads)).unwrap();
+        assert_eq!(store.stats().read_threads, threads);
+        for ((q, o), want) in reads().into_iter().zip(&expected) {
+            let got = read(&store, q.clone(), o).await;
+            assert_eq!(&got, want, "{q:?} {o:?} with {threads} read threads");
+        }
+        // Both kinds of split happened: long steps (the scans) and scattered records (the
+        // sparse tag: 120 events over dozens of segments, fewer than a step's split needs).
+        assert!(
+            store.stats().read_fan_outs >= 6,
+            "{:?}",
+            store.stats().read_fan_outs
+        );
+        let before = store.stats().read_fan_outs;
+        read(&store, Query::tagged("sparse"), ReadOptions::new()).await;
+        assert!(
+            store.stats().read_fan_outs > before,
+            "scattered records were split"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_concurrent_readers_share_one_read_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    populate(dir.path());
+    let store = EmbeddedStore::open_with(dir.path(), options(1)).unwrap();
+    let want_all = read(&store, Query::All, ReadOptions::new()).await;
+    let want_sparse = read(&store, Query::tagged("sparse"), ReadOptions::new()).await;
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            if i % 2 == 0 {
+                read(&store, Query::All, ReadOptions::new()).await
+            } else {
+                read(&store, Query::tagged("sparse"), ReadOptions::new()).await
+            }
+        }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        let got = t.await.unwrap();
+        let want = if i % 2 == 0 { &want_all } else { &want_sparse };
+        assert_eq!(&got, want, "reader {i}");
+    }
+}
+
+#[test]
+fn a_store_closed_right_after_its_reads_releases_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    populate(dir.path());
+    for round in 0..20 {
+        let store = EmbeddedStore::open_with(dir.path(), options(3))
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        futures::executor::block_on(async {
+            // A whole scan and a partly read one, dropped mid-way.
+            assert_eq!(
+                read(&store, Query::All, ReadOptions::new()).await.len() as u64,
+                EVENTS
+            );
+            let mut s = store.read(Query::All, ReadOptions::new()).await.unwrap();
+            for _ in 0..3000 {
+                futures::StreamExt::next(&mut s).await.unwrap().unwrap();
+            }
+            drop(s);
+            read(&store, Query::tagged("sparse"), ReadOptions::new()).await;
+        });
+        drop(store);
+    }
+}
