@@ -3,8 +3,10 @@
 //! A read step with much to do splits it into groups: a step of many events is decoded in
 //! groups, and a step whose records lie in many separate places of the segment files splits its
 //! `pread`s. The pool's threads take some groups while the caller takes the others
-//! ([`ReadPool::fan_out`]). The caller claims groups too, so when the pool is busy it simply does
-//! all of them itself: a fan-out never waits for a job that has not started.
+//! ([`ReadPool::fan_out`]), or begin them all while the caller is still busy with the step before
+//! (read-ahead: [`ReadPool::begin`], then [`Started::finish`]). The caller claims groups too, so
+//! when the pool is busy it simply does all of them itself: a fan-out never waits for a job that
+//! has not started.
 //!
 //! Bounded: a fixed number of threads and a queue of at most [`QUEUE`] jobs. A group that does
 //! not fit is not queued: the caller does it itself, as it would with no pool.
@@ -107,6 +109,17 @@ impl ReadPool {
         T: Send + 'static,
         F: Fn(usize) -> T + Send + Sync + 'static,
     {
+        self.begin(n, work, n.saturating_sub(1)).finish()
+    }
+
+    /// Starts `work(0) .. work(n - 1)` on up to `helpers` pool threads and returns at once; the
+    /// caller takes the groups left and collects the results with [`Started::finish`]. Dropping
+    /// the [`Started`] instead cancels the groups not begun.
+    pub(crate) fn begin<T, F>(&self, n: usize, work: F, helpers: usize) -> Started<T, F>
+    where
+        T: Send + 'static,
+        F: Fn(usize) -> T + Send + Sync + 'static,
+    {
         if n > 1 {
             self.fan_outs.fetch_add(1, Ordering::Relaxed);
         }
@@ -117,21 +130,46 @@ impl ReadPool {
             done: Condvar::new(),
             work: RwLock::new(Some(work)),
         });
-        for _ in 0..self.threads.min(n.saturating_sub(1)) {
+        for _ in 0..self.threads.min(helpers).min(n) {
             let s = shared.clone();
             if self.submit(Box::new(move || s.run())).is_err() {
                 break;
             }
         }
-        shared.run();
+        Started {
+            shared,
+            finished: false,
+        }
+    }
+}
+
+/// A fan-out begun with [`ReadPool::begin`].
+pub(crate) struct Started<T, F: Fn(usize) -> T> {
+    shared: Arc<FanOut<T, F>>,
+    finished: bool,
+}
+
+impl<T, F: Fn(usize) -> T> Started<T, F> {
+    /// Takes the groups no thread has begun, waits for the others, and returns every result in
+    /// order (`Err` for a group that panicked).
+    pub(crate) fn finish(mut self) -> Vec<std::thread::Result<T>> {
+        self.shared.run();
+        let out = self.settle(self.shared.n);
+        self.finished = true;
+        out
+    }
+
+    /// Waits until groups `0..claimed` are done, takes their results and drops the work: a pool
+    /// job that starts later finds no group left, and must not keep what the work holds (the
+    /// store's files) alive meanwhile.
+    fn settle(&self, claimed: usize) -> Vec<std::thread::Result<T>> {
+        let shared = &self.shared;
         let mut results = shared.results.lock().unwrap_or_else(|p| p.into_inner());
-        while results.iter().any(Option::is_none) {
+        while results[..claimed].iter().any(Option::is_none) {
             results = shared.done.wait(results).unwrap_or_else(|p| p.into_inner());
         }
         let out = results.iter_mut().filter_map(Option::take).collect();
         drop(results);
-        // A pool job that starts late finds no group left; it must not keep what `work`
-        // holds (the store's files) alive meanwhile, so the work goes now.
         drop(
             shared
                 .work
@@ -140,6 +178,16 @@ impl ReadPool {
                 .take(),
         );
         out
+    }
+}
+
+impl<T, F: Fn(usize) -> T> Drop for Started<T, F> {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Cancel: no group begins from now on; those begun finish first.
+            let claimed = self.shared.next.swap(usize::MAX / 2, Ordering::Relaxed);
+            drop(self.settle(claimed.min(self.shared.n)));
+        }
     }
 }
 
@@ -271,6 +319,53 @@ mod tests {
             "{names:?}"
         );
         assert_eq!(pool.fan_outs(), 1);
+    }
+
+    /// A pool of one thread, busy until the returned sender is used (or dropped).
+    fn busy_pool() -> (ReadPool, std::sync::mpsc::Sender<()>) {
+        let pool = ReadPool::start(1).expect("a thread starts");
+        let (hold_tx, hold_rx) = std::sync::mpsc::channel::<()>();
+        let (running_tx, running_rx) = std::sync::mpsc::channel::<()>();
+        let hold_rx = Mutex::new(hold_rx);
+        let blocker: Job = Box::new(move || {
+            running_tx.send(()).ok();
+            drop(hold_rx.lock().map(|rx| rx.recv()));
+        });
+        assert!(pool.submit(blocker).is_ok());
+        running_rx.recv().expect("the blocker runs");
+        (pool, hold_tx)
+    }
+
+    #[test]
+    fn a_begun_fan_out_is_finished_by_the_caller_when_the_pool_is_busy() {
+        let (pool, release) = busy_pool();
+        let started = pool.begin(3, |i| i * 10, 3);
+        let got: Vec<usize> = started.finish().into_iter().flatten().collect();
+        assert_eq!(got, vec![0, 10, 20]);
+        drop(release);
+    }
+
+    #[test]
+    fn a_dropped_fan_out_begins_no_more_groups_and_lets_go_of_its_work() {
+        let (pool, release) = busy_pool();
+        let held = Arc::new(());
+        let ran = Arc::new(AtomicUsize::new(0));
+        let (h, r) = (held.clone(), ran.clone());
+        let started = pool.begin(
+            4,
+            move |_| {
+                let _keep = &h;
+                r.fetch_add(1, Ordering::SeqCst)
+            },
+            4,
+        );
+        drop(started);
+        assert_eq!(Arc::strong_count(&held), 1, "the work is gone");
+        drop(release);
+        // The queued job, whenever it runs, finds no group to begin; the pool still works.
+        let after: Vec<usize> = pool.fan_out(2, |i| i).into_iter().flatten().collect();
+        assert_eq!(after, vec![0, 1]);
+        assert_eq!(ran.load(Ordering::SeqCst), 0);
     }
 
     #[test]

@@ -29,13 +29,32 @@ use crate::readpool::ReadPool;
 use crate::recent::Recent;
 use crate::writer::{self, Job};
 
-/// Events fetched per step of a read: the most a read holds in memory (about 300 KiB of events
-/// of 150 bytes), and the synchronous work between two yields of a long read (well under a
-/// millisecond on a warm page cache).
+/// Events fetched per step of a read: a read holds at most two steps in memory (the one handed
+/// out and the one read ahead: about 600 KiB of events of 150 bytes), and a step is the
+/// synchronous work between two yields of a long read (well under a millisecond on a warm page
+/// cache).
 const READ_CHUNK: usize = 2048;
 
 /// Events of a read step at least, before the step is split among the read pool's threads.
 const STEP_FAN_OUT: usize = 512;
+
+/// The work of one group of a read step: its events, loaded and decoded.
+type GroupWork = Box<dyn Fn(usize) -> Result<VecDeque<SequencedEvent>, StoreError> + Send + Sync>;
+
+/// A read step being loaded in groups by the read pool.
+type Groups = crate::readpool::Started<Result<VecDeque<SequencedEvent>, StoreError>, GroupWork>;
+
+/// The buffer of a step's groups, in order; the first error if one failed.
+fn collect(
+    parts: Vec<std::thread::Result<Result<VecDeque<SequencedEvent>, StoreError>>>,
+) -> Result<Buffer, StoreError> {
+    let mut buffer = Buffer::default();
+    for part in parts {
+        let part = part.unwrap_or_else(|_| Err(StoreError::storage_msg("a read thread failed")))?;
+        buffer.groups.push_back(part);
+    }
+    Ok(buffer)
+}
 
 /// The events of a read step not handed out yet: one group per part fetched in parallel.
 #[derive(Default)]
@@ -209,29 +228,34 @@ impl Shared {
     /// at least [`STEP_FAN_OUT`] events is split into groups loaded and decoded in parallel by
     /// the caller and the read pool's threads.
     fn fetch_step(self: &Arc<Self>, positions: Vec<u64>) -> Result<Buffer, StoreError> {
+        match self.begin_step(positions, false) {
+            Ok(ahead) => collect(ahead.finish()),
+            Err(positions) => {
+                let mut out = VecDeque::new();
+                self.fetch_into(&positions, &mut out, self.pool.as_ref())?;
+                Ok(Buffer::from(out))
+            }
+        }
+    }
+
+    /// Begins loading and decoding a step of at least [`STEP_FAN_OUT`] events at `positions` in
+    /// groups on the read pool (with `ahead`, all of them may start there: the caller is busy
+    /// elsewhere); gives `positions` back when there is no pool or the step is short.
+    fn begin_step(self: &Arc<Self>, positions: Vec<u64>, ahead: bool) -> Result<Groups, Vec<u64>> {
         let pool = match &self.pool {
             Some(pool) if positions.len() >= STEP_FAN_OUT => pool,
-            pool => {
-                let mut out = VecDeque::new();
-                self.fetch_into(&positions, &mut out, pool.as_ref())?;
-                return Ok(Buffer::from(out));
-            }
+            _ => return Err(positions),
         };
         let n = positions.len();
         let groups = pool.width().min(n / (STEP_FAN_OUT / 2));
         let (shared, positions) = (self.clone(), Arc::new(positions));
-        let parts = pool.fan_out(groups, move |g| {
+        let work: GroupWork = Box::new(move |g| {
             let mut out = VecDeque::new();
             let range = &positions[g * n / groups..(g + 1) * n / groups];
             shared.fetch_into(range, &mut out, None).map(|()| out)
         });
-        let mut buffer = Buffer::default();
-        for part in parts {
-            let part =
-                part.unwrap_or_else(|_| Err(StoreError::storage_msg("a read thread failed")))?;
-            buffer.groups.push_back(part);
-        }
-        Ok(buffer)
+        let helpers = if ahead { groups } else { groups - 1 };
+        Ok(pool.begin(groups, work, helpers))
     }
 
     /// The stored records at `positions`, in that order.
@@ -324,10 +348,11 @@ pub struct Options {
     /// 128 MiB; at least 4 KiB, at most 1 GiB). A segment may exceed it by one commit group.
     pub segment_bytes: u64,
     /// Threads of the store's read pool (default: one fewer than the machine's cores, at least
-    /// one, at most three; 0: none). A read step of at least 512 events is decoded in groups, and
-    /// one whose records lie in at least 16 separate places of the segment files has its
-    /// `pread`s split in groups: the caller's thread and these threads each take groups until
-    /// none is left. The pool queues at most 64 jobs; a group that does not fit, or that no
+    /// one, at most three; 0: none). A read step of at least 512 events is loaded and decoded in
+    /// groups (a long read's next step begun on the pool while its consumer works through the
+    /// current one), and one whose records lie in at least 16 separate places of the segment
+    /// files has its `pread`s split in groups: the caller's thread and these threads each take
+    /// groups until none is left. The pool queues at most 64 jobs; a group that does not fit, or that no
     /// thread has started when the caller is done with its own, is done by the caller.
     pub read_threads: usize,
 }
@@ -516,44 +541,33 @@ struct ReadState {
     span: Option<Span>,
     remaining: u64,
     buffer: Buffer,
+    /// The next step, being loaded by the read pool while the consumer works through the
+    /// current one (read-ahead); `span` and `remaining` are already past it.
+    ahead: Option<Groups>,
 }
 
-/// One step of a read: its events, and the span and count left after it.
-struct Step {
-    events: Buffer,
-    span: Option<Span>,
-    remaining: u64,
-}
-
-/// Fetches the next step of a read of `items` (`None`: everything) in `span`, with at most
-/// `remaining` events left to hand out.
-fn step(
-    shared: &Arc<Shared>,
+/// The positions of the next step of a read of `items` (`None`: everything) in `span`, with at
+/// most `remaining` events left to hand out, and the span and count left after it.
+fn plan(
+    shared: &Shared,
     items: Option<&[dcb_core::QueryItem]>,
     span: Span,
     remaining: u64,
-) -> Result<Step, StoreError> {
+) -> Result<(Vec<u64>, Option<Span>, u64), StoreError> {
     let max = usize::try_from(remaining)
         .unwrap_or(usize::MAX)
         .min(READ_CHUNK);
     if max == 0 {
-        return Ok(Step {
-            events: Buffer::default(),
-            span: None,
-            remaining,
-        });
+        return Ok((Vec::new(), None, remaining));
     }
     let positions: Vec<u64> = match items {
         None if span.backwards => (span.lo..=span.hi).rev().take(max).collect(),
         None => (span.lo..=span.hi).take(max).collect(),
         Some(items) => shared.matches(items, span, max)?,
     };
-    let last = positions.last().copied();
-    // One batch per step, fetched in position order: adjacent records come from one read.
-    let events = shared.fetch_step(positions)?;
-    let got: usize = events.groups.iter().map(VecDeque::len).sum();
-    let next = match last {
-        Some(last) if got == max => {
+    // Every position is fetched or the step fails: a full step may have more after it.
+    let next = match positions.last() {
+        Some(&last) if positions.len() == max => {
             if span.backwards {
                 last.checked_sub(1)
                     .filter(|&h| h >= span.lo)
@@ -566,27 +580,62 @@ fn step(
         }
         _ => None,
     };
-    Ok(Step {
-        events,
-        span: next,
-        remaining: remaining - got as u64,
-    })
+    let left = remaining - positions.len() as u64;
+    Ok((positions, next, left))
 }
 
 impl ReadState {
-    /// Fetches the next step; narrows the span past it.
+    /// Whether events may come after the buffer.
+    fn more(&self) -> bool {
+        self.ahead.is_some() || (self.remaining > 0 && self.span.is_some())
+    }
+
+    /// Fetches the next step (the one read ahead, or now on the caller's thread); narrows the
+    /// span past it.
     fn fill(&mut self) -> Result<(), StoreError> {
+        if let Some(ahead) = self.ahead.take() {
+            self.buffer = collect(ahead.finish())?;
+            return Ok(());
+        }
         let Some(span) = self.span else { return Ok(()) };
-        let next = step(&self.shared, self.items.as_deref(), span, self.remaining)?;
-        self.buffer = next.events;
-        self.span = next.span;
-        self.remaining = next.remaining;
+        let (positions, next, left) =
+            plan(&self.shared, self.items.as_deref(), span, self.remaining)?;
+        // One batch per step, fetched in position order: adjacent records come from one read.
+        self.buffer = self.shared.fetch_step(positions)?;
+        self.span = next;
+        self.remaining = left;
         Ok(())
+    }
+
+    /// Begins loading the step after the current one on the read pool, when it is a long one.
+    /// A failure to plan it is left for the step itself to report, when it is needed.
+    fn read_ahead(&mut self) {
+        let Some(span) = self
+            .span
+            .filter(|_| self.remaining > 0 && self.ahead.is_none())
+        else {
+            return;
+        };
+        if self.shared.pool.is_none() {
+            return;
+        }
+        let Ok((positions, next, left)) =
+            plan(&self.shared, self.items.as_deref(), span, self.remaining)
+        else {
+            return;
+        };
+        if let Ok(groups) = self.shared.begin_step(positions, true) {
+            self.ahead = Some(groups);
+            self.span = next;
+            self.remaining = left;
+        }
     }
 }
 
 /// The stream of a read: events handed out of the buffer in place (no per-event future), the
-/// next step fetched when the buffer is empty.
+/// next step fetched when the buffer is empty. A long step is begun by the read pool as soon as
+/// the one before it is handed over (read-ahead), and the consumer takes its groups left, if
+/// any, when it gets there.
 struct Chunks {
     state: ReadState,
     /// Whether a step was fetched already (the first never waits).
@@ -603,11 +652,14 @@ impl Stream for Chunks {
         if let Some(e) = this.state.buffer.pop_front() {
             return Poll::Ready(Some(Ok(e)));
         }
+        if !this.state.more() {
+            return Poll::Ready(None);
+        }
         // Each step is synchronous work (memory or the segment files, with the read pool's
         // help). Between steps a long read yields to the scheduler, so that a scan, a rebuild or
         // an export never holds an async worker for more than one step: timers and other
         // requests on the same runtime keep running. A read of one step never yields.
-        if this.filled && this.state.remaining > 0 && this.state.span.is_some() {
+        if this.filled {
             let pause = this
                 .pause
                 .get_or_insert_with(|| Box::pin(tokio::task::yield_now()));
@@ -621,6 +673,7 @@ impl Stream for Chunks {
             this.state.span = None;
             return Poll::Ready(Some(Err(e)));
         }
+        this.state.read_ahead();
         Poll::Ready(this.state.buffer.pop_front().map(Ok))
     }
 }
@@ -647,6 +700,7 @@ impl EventStore for EmbeddedStore {
             span: span_of(&options, head),
             remaining: options.limit.unwrap_or(u64::MAX),
             buffer: Default::default(),
+            ahead: None,
         };
         let stream = Chunks {
             state,

@@ -159,3 +159,56 @@ fn a_store_closed_right_after_its_reads_releases_the_directory() {
         drop(store);
     }
 }
+
+/// Scans everything; the events handed out before the first error, and that error.
+async fn scan_until_error(store: &EmbeddedStore) -> (Vec<SequencedEvent>, Option<String>) {
+    let mut s = store.read(Query::All, ReadOptions::new()).await.unwrap();
+    let mut got = Vec::new();
+    while let Some(e) = futures::StreamExt::next(&mut s).await {
+        match e {
+            Ok(e) => got.push(e),
+            Err(e) => return (got, Some(e.to_string())),
+        }
+    }
+    (got, None)
+}
+
+#[test]
+fn a_damaged_record_read_ahead_fails_its_step_where_a_read_on_one_thread_does() {
+    let dir = tempfile::tempdir().unwrap();
+    populate(dir.path());
+    // Damage the data of event 4500 (the third step of a scan) in its segment file.
+    let needle = format!("event 4500 {}", "x".repeat(4500 % 60));
+    let mut damaged = 0;
+    for f in std::fs::read_dir(dir.path().join("segments")).unwrap() {
+        let path = f.unwrap().path();
+        if path.extension().is_some_and(|x| x == "seg") {
+            let mut bytes = std::fs::read(&path).unwrap();
+            if let Some(at) = bytes
+                .windows(needle.len())
+                .position(|w| w == needle.as_bytes())
+            {
+                bytes[at + 3] ^= 0x20;
+                std::fs::write(&path, &bytes).unwrap();
+                damaged += 1;
+            }
+        }
+    }
+    assert_eq!(damaged, 1);
+    let mut outcomes = Vec::new();
+    for threads in [0, 1, 3] {
+        let store = EmbeddedStore::open_with(dir.path(), options(threads)).unwrap();
+        let (got, err) = futures::executor::block_on(scan_until_error(&store));
+        let err = err.unwrap_or_else(|| panic!("{threads} read threads: no error"));
+        assert!(err.contains("position 4500"), "{err}");
+        // Whole steps of 2 048 before the damaged one, in order.
+        assert_eq!(got.len(), 4096, "{threads} read threads");
+        assert!(
+            got.iter()
+                .zip(1..)
+                .all(|(e, p)| e.position == Position::from_u64(p))
+        );
+        outcomes.push(got);
+    }
+    assert!(outcomes.windows(2).all(|w| w[0] == w[1]));
+}
