@@ -247,7 +247,7 @@ impl Shared {
             _ => return Err(positions),
         };
         let n = positions.len();
-        let groups = pool.width().min(n / (STEP_FAN_OUT / 2));
+        let groups = (pool.width() * 4).min(n / (STEP_FAN_OUT / 2));
         let (shared, positions) = (self.clone(), Arc::new(positions));
         let work: GroupWork = Box::new(move |g| {
             let mut out = VecDeque::new();
@@ -352,8 +352,8 @@ pub struct Options {
     /// groups (a long read's next step begun on the pool while its consumer works through the
     /// current one), and one whose records lie in at least 16 separate places of the segment
     /// files has its `pread`s split in groups: the caller's thread and these threads each take
-    /// groups until none is left. The pool queues at most 64 jobs; a group that does not fit, or that no
-    /// thread has started when the caller is done with its own, is done by the caller.
+    /// groups until none is left. The pool queues at most 64 jobs; a group that does not fit, or
+    /// that no thread has started when the caller is done with its own, is done by the caller.
     pub read_threads: usize,
 }
 

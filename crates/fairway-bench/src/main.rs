@@ -34,8 +34,8 @@ struct Args {
     /// Only these workloads (comma-separated; also "rss").
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
-    /// Only these stores (comma-separated: fairway, tephra, umadb, and the opt-in baseline
-    /// fairway-nocache); ratios need fairway and a peer.
+    /// Only these stores (comma-separated: fairway, tephra, umadb, and the opt-in baselines
+    /// fairway-nocache and fairway-nopool); ratios need fairway and a peer.
     #[arg(long, value_delimiter = ',')]
     stores: Vec<String>,
     /// Parent directory for the temporary data directories (default: the system temp dir).
@@ -341,8 +341,16 @@ fn main() -> anyhow::Result<()> {
 
     println!();
     println!(
-        "{:<13} {:<48} {:>12} {:>12} {:>12} {:>9} {:>9} {:>10}  unit",
-        "workload", "metric", "fairway", "tephra", "umadb", "vs tephra", "vs umadb", "vs nocache"
+        "{:<13} {:<48} {:>12} {:>12} {:>12} {:>9} {:>9} {:>10} {:>9}  unit",
+        "workload",
+        "metric",
+        "fairway",
+        "tephra",
+        "umadb",
+        "vs tephra",
+        "vs umadb",
+        "vs nocache",
+        "vs nopool"
     );
     for key in &order {
         let Some(row) = rows.get(key) else { continue };
@@ -350,7 +358,7 @@ fn main() -> anyhow::Result<()> {
         let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
         let fmt_r = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}x"));
         println!(
-            "{:<13} {:<48} {:>12} {:>12} {:>12} {:>9} {:>9} {:>10}  {}",
+            "{:<13} {:<48} {:>12} {:>12} {:>12} {:>9} {:>9} {:>10} {:>9}  {}",
             key.0,
             key.1,
             fmt(med("fairway")),
@@ -359,6 +367,7 @@ fn main() -> anyhow::Result<()> {
             fmt_r(ratio(row, "tephra")),
             fmt_r(ratio(row, "umadb")),
             fmt_r(ratio(row, "fairway-nocache")),
+            fmt_r(ratio(row, "fairway-nopool")),
             row.unit
         );
     }

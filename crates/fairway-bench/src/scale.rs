@@ -448,6 +448,10 @@ pub fn table(n: usize, results: &Results) -> String {
     if peer {
         out.push_str(&format!(" {:>9}", "vs tephra"));
     }
+    let nopool = results.contains_key("fairway-nopool") && results.contains_key("fairway");
+    if nopool {
+        out.push_str(&format!(" {:>9}", "vs nopool"));
+    }
     out.push_str("  unit\n");
     for f in &FIGURES {
         out.push_str(&format!("{:<40}", f.label));
@@ -460,6 +464,16 @@ pub fn table(n: usize, results: &Results) -> String {
         }
         if peer {
             let r = match (results.get("fairway"), results.get("tephra")) {
+                (Some(a), Some(b)) if f.compared => ratio(a, b, f),
+                _ => None,
+            };
+            out.push_str(&format!(
+                " {:>9}",
+                r.map_or("-".into(), |r| format!("{r:.2}x"))
+            ));
+        }
+        if nopool {
+            let r = match (results.get("fairway"), results.get("fairway-nopool")) {
                 (Some(a), Some(b)) if f.compared => ratio(a, b, f),
                 _ => None,
             };

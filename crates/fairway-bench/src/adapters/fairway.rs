@@ -18,6 +18,9 @@ runtime needed).";
 pub(super) const SETTINGS_NO_CACHE: &str = "As fairway, with Options::recent_bytes(0): every read goes \
 to the segment files (the in-run baseline for the recent-records cache).";
 
+pub(super) const SETTINGS_NO_POOL: &str = "As fairway, with Options::read_threads(0): every read step \
+is done on the reading thread alone (the in-run baseline for the read pool).";
+
 const NAME: &str = "fairway";
 
 fn err(e: StoreError) -> BenchError {
@@ -38,6 +41,13 @@ impl Fairway {
 
     pub(super) fn open_without_cache(dir: &Path) -> Result<Fairway, BenchError> {
         let options = dcb_embedded::Options::default().recent_bytes(0);
+        Ok(Fairway {
+            store: EmbeddedStore::open_with(dir, options).map_err(err)?,
+        })
+    }
+
+    pub(super) fn open_without_pool(dir: &Path) -> Result<Fairway, BenchError> {
+        let options = dcb_embedded::Options::default().read_threads(0);
         Ok(Fairway {
             store: EmbeddedStore::open_with(dir, options).map_err(err)?,
         })

@@ -40,6 +40,9 @@ pub enum Kind {
     /// Fairway's `dcb-embedded` with its recent-records cache off: an in-run baseline for the
     /// cache (opt in with `--stores fairway,fairway-nocache,...`).
     FairwayNoCache,
+    /// Fairway's `dcb-embedded` with no read pool: an in-run baseline for the pool (opt in with
+    /// `--stores fairway,fairway-nopool,...`).
+    FairwayNoPool,
 }
 
 impl Kind {
@@ -47,12 +50,13 @@ impl Kind {
     pub const ALL: [Kind; 3] = [Kind::Fairway, Kind::Tephra, Kind::UmaDb];
 
     /// Stores that run only when named with `--stores`.
-    pub const EXTRA: [Kind; 1] = [Kind::FairwayNoCache];
+    pub const EXTRA: [Kind; 2] = [Kind::FairwayNoCache, Kind::FairwayNoPool];
 
     /// The short name used in tables and JSON.
     pub fn name(self) -> &'static str {
         match self {
             Kind::FairwayNoCache => "fairway-nocache",
+            Kind::FairwayNoPool => "fairway-nopool",
             Kind::Fairway => "fairway",
             Kind::Tephra => "tephra",
             Kind::UmaDb => "umadb",
@@ -72,6 +76,7 @@ impl Kind {
         match self {
             Kind::Fairway => fairway::SETTINGS,
             Kind::FairwayNoCache => fairway::SETTINGS_NO_CACHE,
+            Kind::FairwayNoPool => fairway::SETTINGS_NO_POOL,
             Kind::Tephra => tephra::SETTINGS,
             Kind::UmaDb => umadb::SETTINGS,
         }
@@ -83,6 +88,7 @@ pub fn open(kind: Kind, dir: &Path) -> Result<Box<dyn BenchStore>, BenchError> {
     Ok(match kind {
         Kind::Fairway => Box::new(fairway::Fairway::open(dir)?),
         Kind::FairwayNoCache => Box::new(fairway::Fairway::open_without_cache(dir)?),
+        Kind::FairwayNoPool => Box::new(fairway::Fairway::open_without_pool(dir)?),
         Kind::Tephra => Box::new(tephra::Tephra::open(dir)?),
         Kind::UmaDb => Box::new(umadb::UmaDb::open(dir)?),
     })
