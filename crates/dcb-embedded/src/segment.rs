@@ -600,7 +600,7 @@ impl Log {
         }
         let groups = match pool {
             Some(pool) if runs.len() >= FAN_OUT_RUNS => {
-                (pool.width() * 4).min(runs.len() / (FAN_OUT_RUNS / 2))
+                pool.width().min(runs.len() / (FAN_OUT_RUNS / 2))
             }
             _ => 1,
         };

@@ -247,7 +247,7 @@ impl Shared {
             _ => return Err(positions),
         };
         let n = positions.len();
-        let groups = (pool.width() * 4).min(n / (STEP_FAN_OUT / 2));
+        let groups = pool.width().min(n / (STEP_FAN_OUT / 2));
         let (shared, positions) = (self.clone(), Arc::new(positions));
         let work: GroupWork = Box::new(move |g| {
             let mut out = VecDeque::new();
