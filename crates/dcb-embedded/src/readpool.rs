@@ -259,17 +259,8 @@ mod tests {
 
     #[test]
     fn a_fan_out_completes_when_the_queue_is_full_or_the_threads_are_busy() {
-        let pool = ReadPool::start(1).expect("a thread starts");
         // Block the only thread, then fill the queue: a fan-out must run on the caller alone.
-        let (hold_tx, hold_rx) = std::sync::mpsc::channel::<()>();
-        let (running_tx, running_rx) = std::sync::mpsc::channel::<()>();
-        let hold_rx = Mutex::new(hold_rx);
-        let blocker: Job = Box::new(move || {
-            running_tx.send(()).ok();
-            drop(hold_rx.lock().map(|rx| rx.recv()));
-        });
-        assert!(pool.submit(blocker).is_ok());
-        running_rx.recv().expect("the blocker runs");
+        let (pool, hold_tx) = busy_pool();
         let ran = Arc::new(AtomicUsize::new(0));
         let mut queued = 0;
         loop {

@@ -462,18 +462,11 @@ pub fn table(n: usize, results: &Results) -> String {
                 v.map_or("-".into(), |v| format!("{v:.1}"))
             ));
         }
-        if peer {
-            let r = match (results.get("fairway"), results.get("tephra")) {
-                (Some(a), Some(b)) if f.compared => ratio(a, b, f),
-                _ => None,
-            };
-            out.push_str(&format!(
-                " {:>9}",
-                r.map_or("-".into(), |r| format!("{r:.2}x"))
-            ));
-        }
-        if nopool {
-            let r = match (results.get("fairway"), results.get("fairway-nopool")) {
+        for (shown, baseline) in [(peer, "tephra"), (nopool, "fairway-nopool")] {
+            if !shown {
+                continue;
+            }
+            let r = match (results.get("fairway"), results.get(baseline)) {
                 (Some(a), Some(b)) if f.compared => ratio(a, b, f),
                 _ => None,
             };
