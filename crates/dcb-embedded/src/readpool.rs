@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
+use dcb_core::StoreError;
+
 /// Jobs queued for the pool at most.
 pub(crate) const QUEUE: usize = 64;
 
@@ -23,17 +25,10 @@ type Job = Box<dyn FnOnce() + Send>;
 
 /// The store's read threads.
 pub(crate) struct ReadPool {
-    tx: Mutex<Option<SyncSender<Job>>>,
+    /// The queue; dropping the pool closes it, which ends each thread after the jobs queued.
+    tx: SyncSender<Job>,
     threads: usize,
     fan_outs: AtomicU64,
-}
-
-impl std::fmt::Debug for ReadPool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReadPool")
-            .field("threads", &self.threads)
-            .finish()
-    }
 }
 
 /// The default number of read threads: one fewer than the machine's cores (the caller's thread
@@ -68,7 +63,7 @@ impl ReadPool {
             }
         }
         (started > 0).then(|| ReadPool {
-            tx: Mutex::new(Some(tx)),
+            tx,
             threads: started,
             fan_outs: AtomicU64::new(0),
         })
@@ -91,13 +86,9 @@ impl ReadPool {
 
     /// Queues `job`; gives it back when the queue is full or the pool is stopped.
     fn submit(&self, job: Job) -> Result<(), Job> {
-        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
-        match tx.as_ref() {
-            Some(tx) => tx.try_send(job).map_err(|e| match e {
-                TrySendError::Full(j) | TrySendError::Disconnected(j) => j,
-            }),
-            None => Err(job),
-        }
+        self.tx.try_send(job).map_err(|e| match e {
+            TrySendError::Full(j) | TrySendError::Disconnected(j) => j,
+        })
     }
 
     /// Runs `work(0) .. work(n - 1)` and returns their results in that order (`Err` for one that
@@ -191,11 +182,11 @@ impl<T, F: Fn(usize) -> T> Drop for Started<T, F> {
     }
 }
 
-impl Drop for ReadPool {
-    fn drop(&mut self) {
-        // Closing the queue ends each thread after the jobs already queued.
-        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
-    }
+/// The result of a group whose work returns a `Result`: a panic is a storage error.
+pub(crate) fn joined<T>(
+    result: std::thread::Result<Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    result.unwrap_or_else(|_| Err(StoreError::storage_msg("a read thread failed")))
 }
 
 /// A pool thread: runs queued jobs until the queue closes.

@@ -612,9 +612,7 @@ impl Log {
                 let (p, r, b) = (parts.clone(), runs.clone(), bounds.clone());
                 pool.fan_out(groups, move |g| fetch(&p, &r[b[g]..b[g + 1]]))
                     .into_iter()
-                    .map(|r| {
-                        r.unwrap_or_else(|_| Err(StoreError::storage_msg("a read thread failed")))
-                    })
+                    .map(crate::readpool::joined)
                     .collect::<Result<_, _>>()?
             }
             _ => vec![fetch(&parts, &runs)?],

@@ -48,12 +48,12 @@ type Groups = crate::readpool::Started<Result<VecDeque<SequencedEvent>, StoreErr
 fn collect(
     parts: Vec<std::thread::Result<Result<VecDeque<SequencedEvent>, StoreError>>>,
 ) -> Result<Buffer, StoreError> {
-    let mut buffer = Buffer::default();
-    for part in parts {
-        let part = part.unwrap_or_else(|_| Err(StoreError::storage_msg("a read thread failed")))?;
-        buffer.groups.push_back(part);
-    }
-    Ok(buffer)
+    Ok(Buffer {
+        groups: parts
+            .into_iter()
+            .map(crate::readpool::joined)
+            .collect::<Result<_, _>>()?,
+    })
 }
 
 /// The events of a read step not handed out yet: one group per part fetched in parallel.
