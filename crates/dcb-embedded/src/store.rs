@@ -541,9 +541,17 @@ struct ReadState {
     span: Option<Span>,
     remaining: u64,
     buffer: Buffer,
-    /// The next step, being loaded by the read pool while the consumer works through the
-    /// current one (read-ahead); `span` and `remaining` are already past it.
-    ahead: Option<Groups>,
+    /// The next step, planned (and when long, being loaded by the read pool) while the consumer
+    /// works through the current one; `span` and `remaining` are already past it.
+    ahead: Option<Ahead>,
+}
+
+/// A read's next step, planned ahead.
+enum Ahead {
+    /// Being loaded by the read pool.
+    Started(Groups),
+    /// Too short to hand to the pool: its positions, loaded when it is needed.
+    Planned(Vec<u64>),
 }
 
 /// The positions of the next step of a read of `items` (`None`: everything) in `span`, with at
@@ -593,9 +601,16 @@ impl ReadState {
     /// Fetches the next step (the one read ahead, or now on the caller's thread); narrows the
     /// span past it.
     fn fill(&mut self) -> Result<(), StoreError> {
-        if let Some(ahead) = self.ahead.take() {
-            self.buffer = collect(ahead.finish())?;
-            return Ok(());
+        match self.ahead.take() {
+            Some(Ahead::Started(groups)) => {
+                self.buffer = collect(groups.finish())?;
+                return Ok(());
+            }
+            Some(Ahead::Planned(positions)) => {
+                self.buffer = self.shared.fetch_step(positions)?;
+                return Ok(());
+            }
+            None => {}
         }
         let Some(span) = self.span else { return Ok(()) };
         let (positions, next, left) =
@@ -607,8 +622,9 @@ impl ReadState {
         Ok(())
     }
 
-    /// Begins loading the step after the current one on the read pool, when it is a long one.
-    /// A failure to plan it is left for the step itself to report, when it is needed.
+    /// Plans the step after the current one, and begins loading it on the read pool when it is
+    /// a long one. A failure to plan it is left for the step itself to report, when it is
+    /// needed.
     fn read_ahead(&mut self) {
         let Some(span) = self
             .span
@@ -624,11 +640,12 @@ impl ReadState {
         else {
             return;
         };
-        if let Ok(groups) = self.shared.begin_step(positions, true) {
-            self.ahead = Some(groups);
-            self.span = next;
-            self.remaining = left;
-        }
+        self.ahead = Some(match self.shared.begin_step(positions, true) {
+            Ok(groups) => Ahead::Started(groups),
+            Err(positions) => Ahead::Planned(positions),
+        });
+        self.span = next;
+        self.remaining = left;
     }
 }
 
