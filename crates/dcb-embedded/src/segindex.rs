@@ -460,18 +460,21 @@ impl SegIndex {
             std::cmp::Ordering::Equal => self.pblocks[i].first_cmp(kind, key, rel).is_le(),
         };
         let n = self.pblocks.len();
+        // The first block in `a..b` starting past (kind, key, rel) (blocks are sorted).
+        let first_past = |(mut a, mut b): (usize, usize), rel: u32| {
+            while a < b {
+                let mid = a + (b - a) / 2;
+                if le(mid, rel) {
+                    a = mid + 1;
+                } else {
+                    b = mid;
+                }
+            }
+            a
+        };
         // The last block starting at or before (kind, key, rlo): the key's runs in the span
         // start there or later.
-        let (mut a, mut b) = (0, n);
-        while a < b {
-            let mid = a + (b - a) / 2;
-            if le(mid, rlo) {
-                a = mid + 1;
-            } else {
-                b = mid;
-            }
-        }
-        let start = a.saturating_sub(1);
+        let start = first_past((0, n), rlo).saturating_sub(1);
         // They end at the first block starting past (kind, key, rhi): usually the next one, so
         // search onward from `start` in growing steps.
         let (mut lo, mut hi) = (start, start + 1);
@@ -479,16 +482,7 @@ impl SegIndex {
             lo = hi;
             hi = start + 2 * (hi - start);
         }
-        let (mut a, mut b) = (lo, hi.min(n));
-        while a < b {
-            let mid = a + (b - a) / 2;
-            if le(mid, rhi) {
-                a = mid + 1;
-            } else {
-                b = mid;
-            }
-        }
-        let end = a;
+        let end = first_past((lo, hi.min(n)), rhi);
         let mut per_block: Vec<Vec<u64>> = Vec::new();
         let mut got = 0usize;
         let order: Box<dyn Iterator<Item = usize>> = if backwards {
