@@ -20,6 +20,15 @@ fn fill(log: &Log, from: u64, to: u64, per_frame: u64) {
     }
 }
 
+/// A directory holding a closed log of `segment_bytes` segments with records `1..=to`,
+/// `per_frame` to a frame.
+fn written(segment_bytes: u64, to: u64, per_frame: u64) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = Log::open(dir.path(), segment_bytes).unwrap();
+    fill(&log, 1, to, per_frame);
+    dir
+}
+
 fn check_all(log: &Log, head: u64) {
     assert_eq!(log.head(), head);
     let all: Vec<u64> = (1..=head).collect();
@@ -86,11 +95,7 @@ fn a_torn_tail_is_truncated_and_tracking_is_returned() {
 
 #[test]
 fn damage_before_intact_frames_is_corruption() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let (log, _) = Log::open(dir.path(), 1 << 20).unwrap();
-        fill(&log, 1, 20, 1);
-    }
+    let dir = written(1 << 20, 20, 1);
     let seg = dir.path().join(seg_name(1));
     let mut bytes = std::fs::read(&seg).unwrap();
     let mid = bytes.len() / 2;
@@ -105,11 +110,7 @@ fn damage_before_intact_frames_is_corruption() {
 
 #[test]
 fn a_flipped_byte_in_a_sealed_segment_is_corruption_on_read() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let (log, _) = Log::open(dir.path(), 4096).unwrap();
-        fill(&log, 1, 200, 1);
-    }
+    let dir = written(4096, 200, 1);
     let seg = dir.path().join(seg_name(1));
     let mut bytes = std::fs::read(&seg).unwrap();
     let at = bytes.len() / 2;
@@ -125,11 +126,7 @@ fn a_flipped_byte_in_a_sealed_segment_is_corruption_on_read() {
 
 #[test]
 fn an_offset_table_of_version_1_is_rebuilt_compact() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let (log, _) = Log::open(dir.path(), 4096).unwrap();
-        fill(&log, 1, 300, 4);
-    }
+    let dir = written(4096, 300, 4);
     let off = dir.path().join(off_name(1));
     let v2 = std::fs::read(&off).unwrap();
     let count = u64_at(&v2, 16);
@@ -166,11 +163,7 @@ fn an_offset_table_of_version_1_is_rebuilt_compact() {
 
 #[test]
 fn missing_or_damaged_offset_tables_are_rebuilt() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let (log, _) = Log::open(dir.path(), 4096).unwrap();
-        fill(&log, 1, 300, 4);
-    }
+    let dir = written(4096, 300, 4);
     let off = dir.path().join(off_name(1));
     std::fs::remove_file(&off).unwrap();
     {
@@ -216,11 +209,7 @@ fn scattered_records_fetched_by_the_read_pool_are_the_same() {
 
 #[test]
 fn a_damaged_record_is_corruption_when_the_read_pool_fetches_it() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let (log, _) = Log::open(dir.path(), 4096).unwrap();
-        fill(&log, 1, 3000, 7);
-    }
+    let dir = written(4096, 3000, 7);
     // Damage the last byte of a record in a sealed segment near the end of the read.
     let (log, _) = Log::open(dir.path(), 4096).unwrap();
     let victim = 2801u64;
