@@ -186,6 +186,27 @@ async fn fill_both(
     outcomes
 }
 
+/// A closed store (and its reference) after `events` random appends of [`fill_both`] seeded
+/// with `seed`.
+async fn populated(seed: u64, events: u64) -> (tempfile::TempDir, MemoryStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let reference = MemoryStore::new();
+    let (mut next, mut batches) = (1, Vec::new());
+    let store = EmbeddedStore::open_with(dir.path(), small()).unwrap();
+    fill_both(
+        &mut rng,
+        &store,
+        &reference,
+        events,
+        &mut next,
+        &mut batches,
+    )
+    .await;
+    drop(store);
+    (dir, reference)
+}
+
 /// What the appends of [`fill_both`] did besides writing.
 #[derive(Default, Debug)]
 struct Outcomes {
@@ -341,13 +362,7 @@ async fn missing_or_damaged_index_files_are_rebuilt_at_open() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_block_read_after_open_is_corruption_not_a_wrong_answer() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut rng = StdRng::seed_from_u64(13);
-    let reference = MemoryStore::new();
-    let (mut next, mut batches) = (1, Vec::new());
-    let store = EmbeddedStore::open_with(dir.path(), small()).unwrap();
-    fill_both(&mut rng, &store, &reference, 300, &mut next, &mut batches).await;
-    drop(store);
+    let (dir, reference) = populated(13, 300).await;
     let store = EmbeddedStore::open_with(dir.path(), small()).unwrap();
     // The newest "A" is in the active segment (in memory).
     let a = Event::new("A", b"newest".to_vec());
@@ -432,13 +447,7 @@ async fn an_index_file_of_the_active_segment_is_a_leftover_and_removed() {
 /// postings meets the damage, as a typed error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recent_conditions_and_absent_keys_read_no_index_block() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut rng = StdRng::seed_from_u64(23);
-    let reference = MemoryStore::new();
-    let (mut next, mut batches) = (1, Vec::new());
-    let store = EmbeddedStore::open_with(dir.path(), small()).unwrap();
-    fill_both(&mut rng, &store, &reference, 400, &mut next, &mut batches).await;
-    drop(store);
+    let (dir, reference) = populated(23, 400).await;
     let store = EmbeddedStore::open_with(dir.path(), small()).unwrap();
     let recent = Event::new("Recent", b"r".to_vec()).tag("recent-only");
     store.append(vec![recent], vec![]).await.unwrap();
