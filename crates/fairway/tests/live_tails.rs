@@ -1,9 +1,10 @@
 //! Issue 13, finding 5: live tails must not amplify writes. Against the real binary, 2 000
 //! attempted tails on the console listener are held to `--max-live-tails` (the rest refused with
 //! 503, `Retry-After` and a JSON error), one store subscription feeds every open tail, and the
-//! cause of the amplification is gone: a write makes at most one store read more with the tails
+//! cause of the amplification is gone: a write makes about one store read more with the tails
 //! open than without (the hub's), where each tail used to read the store on every commit
-//! (`fairway_store_reads_total`, counted over a few dozen writes). The write latencies (medians,
+//! (`fairway_store_reads_total`, counted over a few dozen writes; asserted below half a read
+//! per tail per write, printed exactly). The write latencies (medians,
 //! baseline and loaded in the same test) are printed, not asserted: on a loaded two-core machine
 //! running a debug build they measure the scheduler as much as the design.
 
@@ -158,8 +159,16 @@ fn regression_two_thousand_tails_are_held_to_the_cap_and_do_not_slow_writes() {
     );
     assert_eq!(stats["open"], MAX_TAILS, "{stats}");
     assert_eq!(stats["store_subscriptions"], 1, "{stats}");
+    // Tails reading the store on every commit would add MAX_TAILS reads per write. The design
+    // adds the hub's one read per commit, but the exact count is not a constant: the views and
+    // the hub each read once per wake-up, and how many commits one wake-up covers depends on
+    // the scheduler (one read more or less in ~200 made a bound of `base + n` flaky). Fewer
+    // than half a read per tail per write separates the two designs with a wide margin on
+    // either side, whatever the timing: the host's few subscriptions can add at most a few
+    // reads per commit.
+    let extra = loaded_reads - base_reads;
     assert!(
-        loaded_reads <= base_reads + n,
+        extra < MAX_TAILS as f64 * n / 2.0,
         "{loaded_reads} store reads for {SAMPLES} writes with {MAX_TAILS} tails open, \
          {base_reads} without: the tails read the store per commit"
     );
