@@ -38,15 +38,18 @@ const READ_CHUNK: usize = 2048;
 /// Events of a read step at least, before the step is split among the read pool's threads.
 const STEP_FAN_OUT: usize = 512;
 
-/// The work of one group of a read step: its events, loaded and decoded.
-type GroupWork = Box<dyn Fn(usize) -> Result<VecDeque<SequencedEvent>, StoreError> + Send + Sync>;
+/// A stored record fetched and checked, not decoded yet: its position and bytes.
+type Raw = (u64, Bytes);
+
+/// The work of one group of a read step: its records, fetched and checked.
+type GroupWork = Box<dyn Fn(usize) -> Result<VecDeque<Raw>, StoreError> + Send + Sync>;
 
 /// A read step being loaded in groups by the read pool.
-type Groups = crate::readpool::Started<Result<VecDeque<SequencedEvent>, StoreError>, GroupWork>;
+type Groups = crate::readpool::Started<Result<VecDeque<Raw>, StoreError>, GroupWork>;
 
 /// The buffer of a step's groups, in order; the first error if one failed.
 fn collect(
-    parts: Vec<std::thread::Result<Result<VecDeque<SequencedEvent>, StoreError>>>,
+    parts: Vec<std::thread::Result<Result<VecDeque<Raw>, StoreError>>>,
 ) -> Result<Buffer, StoreError> {
     Ok(Buffer {
         groups: parts
@@ -56,14 +59,14 @@ fn collect(
     })
 }
 
-/// The events of a read step not handed out yet: one group per part fetched in parallel.
+/// The records of a read step not handed out yet: one group per part fetched in parallel.
 #[derive(Default)]
 struct Buffer {
-    groups: VecDeque<VecDeque<SequencedEvent>>,
+    groups: VecDeque<VecDeque<Raw>>,
 }
 
-impl From<VecDeque<SequencedEvent>> for Buffer {
-    fn from(events: VecDeque<SequencedEvent>) -> Buffer {
+impl From<VecDeque<Raw>> for Buffer {
+    fn from(events: VecDeque<Raw>) -> Buffer {
         Buffer {
             groups: VecDeque::from([events]),
         }
@@ -71,7 +74,7 @@ impl From<VecDeque<SequencedEvent>> for Buffer {
 }
 
 impl Buffer {
-    fn pop_front(&mut self) -> Option<SequencedEvent> {
+    fn pop_front(&mut self) -> Option<Raw> {
         loop {
             let group = self.groups.front_mut()?;
             if let Some(e) = group.pop_front() {
@@ -204,23 +207,18 @@ impl Shared {
         writer::decode(position, record)
     }
 
-    /// Loads and decodes the events at `positions` (in that order) into `out`, the buffer of a
+    /// Loads and checks the records at `positions` (in that order) into `out`, the buffer of a
     /// read: recent ones from memory, the others from the segment log in position order (with
-    /// `pool`, scattered records are fetched in parallel).
+    /// `pool`, scattered records are fetched in parallel). They are decoded as they are handed
+    /// out, on the consumer's thread.
     fn fetch_into(
         &self,
         positions: &[u64],
-        out: &mut VecDeque<SequencedEvent>,
+        out: &mut VecDeque<Raw>,
         pool: Option<&ReadPool>,
     ) -> Result<(), StoreError> {
         let records = self.records(positions, pool)?;
-        out.reserve(records.len());
-        for (&p, r) in positions.iter().zip(records) {
-            out.push_back(SequencedEvent {
-                position: Position::from_u64(p),
-                event: writer::decode(p, r)?.event,
-            });
-        }
+        out.extend(positions.iter().copied().zip(records));
         Ok(())
     }
 
@@ -247,7 +245,7 @@ impl Shared {
             _ => return Err(positions),
         };
         let n = positions.len();
-        let groups = pool.width().min(n / (STEP_FAN_OUT / 2));
+        let groups = (pool.width() * 4).min(n / (STEP_FAN_OUT / 2));
         let (shared, positions) = (self.clone(), Arc::new(positions));
         let work: GroupWork = Box::new(move |g| {
             let mut out = VecDeque::new();
@@ -593,6 +591,23 @@ fn plan(
 }
 
 impl ReadState {
+    /// Decodes a record handed out; a record that does not decode ends the read with the error
+    /// (nothing after it is handed out, as when a step fails to load).
+    fn decode(&mut self, (position, record): Raw) -> Result<SequencedEvent, StoreError> {
+        match writer::decode(position, record) {
+            Ok(stored) => Ok(SequencedEvent {
+                position: Position::from_u64(position),
+                event: stored.event,
+            }),
+            Err(e) => {
+                self.buffer = Buffer::default();
+                self.ahead = None;
+                self.span = None;
+                Err(e)
+            }
+        }
+    }
+
     /// Whether events may come after the buffer.
     fn more(&self) -> bool {
         self.ahead.is_some() || (self.remaining > 0 && self.span.is_some())
@@ -666,8 +681,8 @@ impl Stream for Chunks {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        if let Some(e) = this.state.buffer.pop_front() {
-            return Poll::Ready(Some(Ok(e)));
+        if let Some(raw) = this.state.buffer.pop_front() {
+            return Poll::Ready(Some(this.state.decode(raw)));
         }
         if !this.state.more() {
             return Poll::Ready(None);
@@ -691,7 +706,7 @@ impl Stream for Chunks {
             return Poll::Ready(Some(Err(e)));
         }
         this.state.read_ahead();
-        Poll::Ready(this.state.buffer.pop_front().map(Ok))
+        Poll::Ready(this.state.buffer.pop_front().map(|raw| this.state.decode(raw)))
     }
 }
 
