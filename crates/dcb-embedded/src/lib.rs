@@ -12,8 +12,9 @@
 //! offset table) and hand records out without copying: a read fetches its records in position
 //! order, records at most 4 KiB apart with one `pread`, all into one buffer per step of the read,
 //! and each event's data, type and tags are slices of that buffer (the record format is decoded
-//! by hand, without serde). A small read pool of the store's own shares long steps (decoded in
-//! groups, the next one begun while the consumer works through the current one) and scattered
+//! by hand, without serde). A small read pool of the store's own shares long steps (loaded and
+//! checked in groups, the next one begun while the consumer works through the current one;
+//! records are decoded on the consumer's thread as they are handed out) and scattered
 //! ones (their `pread`s in groups) with the reading thread ([`Options::read_threads`]). Consumer
 //! checkpoints and state and the
 //! store's metadata are in [fjall](https://docs.rs/fjall); a tracked append's checkpoint move is

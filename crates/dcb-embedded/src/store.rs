@@ -222,9 +222,9 @@ impl Shared {
         Ok(())
     }
 
-    /// Loads and decodes the events of one read step, at `positions` (in that order): a step of
-    /// at least [`STEP_FAN_OUT`] events is split into groups loaded and decoded in parallel by
-    /// the caller and the read pool's threads.
+    /// Loads and checks the records of one read step, at `positions` (in that order): a step
+    /// of at least [`STEP_FAN_OUT`] events is split into groups loaded in parallel by the caller
+    /// and the read pool's threads.
     fn fetch_step(self: &Arc<Self>, positions: Vec<u64>) -> Result<Buffer, StoreError> {
         match self.begin_step(positions, false) {
             Ok(ahead) => collect(ahead.finish()),
@@ -236,8 +236,8 @@ impl Shared {
         }
     }
 
-    /// Begins loading and decoding a step of at least [`STEP_FAN_OUT`] events at `positions` in
-    /// groups on the read pool (with `ahead`, all of them may start there: the caller is busy
+    /// Begins loading a step of at least [`STEP_FAN_OUT`] events at `positions` in groups on
+    /// the read pool (with `ahead`, all of them may start there: the caller is busy
     /// elsewhere); gives `positions` back when there is no pool or the step is short.
     fn begin_step(self: &Arc<Self>, positions: Vec<u64>, ahead: bool) -> Result<Groups, Vec<u64>> {
         let pool = match &self.pool {
@@ -346,12 +346,14 @@ pub struct Options {
     /// 128 MiB; at least 4 KiB, at most 1 GiB). A segment may exceed it by one commit group.
     pub segment_bytes: u64,
     /// Threads of the store's read pool (default: one fewer than the machine's cores, at least
-    /// one, at most three; 0: none). A read step of at least 512 events is loaded and decoded in
-    /// groups (a long read's next step begun on the pool while its consumer works through the
+    /// one, at most three; 0: none). A read step of at least 512 events is loaded and checked
+    /// in groups (a long read's next step begun on the pool while its consumer works through the
     /// current one), and one whose records lie in at least 16 separate places of the segment
     /// files has its `pread`s split in groups: the caller's thread and these threads each take
-    /// groups until none is left. The pool queues at most 64 jobs; a group that does not fit, or
-    /// that no thread has started when the caller is done with its own, is done by the caller.
+    /// groups until none is left. The records are decoded as the read hands them out, on the
+    /// consumer's thread, so that an event's allocations and reference counts stay on one
+    /// thread. The pool queues at most 64 jobs; a group that does not fit, or that no thread has
+    /// started when the caller is done with its own, is done by the caller.
     pub read_threads: usize,
 }
 
@@ -406,7 +408,7 @@ pub struct Stats {
     /// Threads of the read pool (0: none; see [`Options::read_threads`]).
     pub read_threads: usize,
     /// Pieces of read work split into groups for the read pool since the store was opened (a
-    /// long step's decoding, or a step's scattered `pread`s).
+    /// long step's loading, or a step's scattered `pread`s).
     pub read_fan_outs: u64,
 }
 
@@ -706,7 +708,12 @@ impl Stream for Chunks {
             return Poll::Ready(Some(Err(e)));
         }
         this.state.read_ahead();
-        Poll::Ready(this.state.buffer.pop_front().map(|raw| this.state.decode(raw)))
+        Poll::Ready(
+            this.state
+                .buffer
+                .pop_front()
+                .map(|raw| this.state.decode(raw)),
+        )
     }
 }
 

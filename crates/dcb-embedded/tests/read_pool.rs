@@ -1,6 +1,6 @@
 //! The read pool: reads split among the store's read threads answer exactly as reads done on the
-//! caller's thread alone, under many concurrent readers too, and a store closed right after its
-//! reads releases its directory.
+//! caller's thread alone, under many concurrent readers too; a store closed right after its
+//! reads releases its directory; damage fails a read the same way with any number of threads.
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
@@ -211,4 +211,95 @@ fn a_damaged_record_read_ahead_fails_its_step_where_a_read_on_one_thread_does() 
         outcomes.push(got);
     }
     assert!(outcomes.windows(2).all(|w| w[0] == w[1]));
+}
+
+/// Rewrites the record of `position` in the segment files of `dir` with `change`, and its
+/// checksums (the record's, its frame's body and header) to match: damage no checksum catches.
+fn rewrite_record(dir: &Path, position: u64, change: impl Fn(&mut Vec<u8>)) {
+    let u32_at = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+    let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
+    for f in std::fs::read_dir(dir.join("segments")).unwrap() {
+        let path = f.unwrap().path();
+        if path.extension().is_none_or(|x| x != "seg") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        // Segment header (24 bytes), then frames: "FWFR" | body_len | first | count | body_crc
+        // | header_crc, a body of tracking entries then records (len | crc | bytes).
+        let mut at = 24;
+        while at + 28 <= bytes.len() {
+            let (body_len, first) = (u32_at(&bytes, at + 4) as usize, u64_at(&bytes, at + 8));
+            let count = u64::from(u32_at(&bytes, at + 16));
+            let body = at + 28;
+            if (first..first + count).contains(&position) {
+                let mut r = body + 2;
+                for _ in 0..u16::from_le_bytes([bytes[body], bytes[body + 1]]) {
+                    r += 1 + usize::from(bytes[r]) + 12;
+                }
+                for _ in first..position {
+                    r += 8 + u32_at(&bytes, r) as usize;
+                }
+                let len = u32_at(&bytes, r) as usize;
+                let mut record = bytes[r + 8..r + 8 + len].to_vec();
+                change(&mut record);
+                let mut h = crc32fast::Hasher::new();
+                h.update(&position.to_le_bytes());
+                h.update(&record);
+                let mut out = bytes[..r].to_vec();
+                out.extend_from_slice(&(record.len() as u32).to_le_bytes());
+                out.extend_from_slice(&h.finalize().to_le_bytes());
+                out.extend_from_slice(&record);
+                out.extend_from_slice(&bytes[r + 8 + len..]);
+                let body_len = body_len + record.len() - len;
+                out[at + 4..at + 8].copy_from_slice(&(body_len as u32).to_le_bytes());
+                let body_crc = crc32fast::hash(&out[body..body + body_len]);
+                out[at + 20..at + 24].copy_from_slice(&body_crc.to_le_bytes());
+                let header_crc = crc32fast::hash(&out[at..at + 24]);
+                out[at + 24..at + 28].copy_from_slice(&header_crc.to_le_bytes());
+                assert_eq!(record.len(), len, "the record keeps its length");
+                std::fs::write(&path, &out).unwrap();
+                return;
+            }
+            at = body + body_len;
+        }
+    }
+    panic!("no segment holds position {position}");
+}
+
+#[test]
+fn a_record_that_passes_its_checksums_but_does_not_decode_ends_the_read_there() {
+    let dir = tempfile::tempdir().unwrap();
+    populate(dir.path());
+    // An unknown record format version, in the third step of a scan.
+    rewrite_record(dir.path(), 4500, |record| record[0] = 9);
+    for threads in [0, 1, 3] {
+        let store = EmbeddedStore::open_with(dir.path(), options(threads)).unwrap();
+        let (got, err) = futures::executor::block_on(scan_until_error(&store));
+        let err = err.unwrap_or_else(|| panic!("{threads} read threads: no error"));
+        assert!(
+            err.contains("position 4500") && err.contains("version 9"),
+            "{err}"
+        );
+        // Every event before it, in order, and nothing after it.
+        assert_eq!(got.len(), 4499, "{threads} read threads");
+        assert!(
+            got.iter()
+                .zip(1..)
+                .all(|(e, p)| e.position == Position::from_u64(p))
+        );
+        // A tag read that meets it fails the same way; one that does not is unaffected.
+        let tagged = |tag: &str| {
+            futures::executor::block_on(async {
+                store
+                    .read(Query::tagged(tag), ReadOptions::new())
+                    .await
+                    .unwrap()
+                    .collect_all()
+                    .await
+            })
+        };
+        let every = tagged("every:0").unwrap_err().to_string();
+        assert!(every.contains("position 4500"), "{every}");
+        assert_eq!(tagged("every:1").unwrap().len(), 3000);
+    }
 }
