@@ -202,7 +202,7 @@ impl<'a> Reader<'a> {
         Reader { buf, at: 0 }
     }
 
-    #[inline]
+    #[inline(always)]
     fn byte(&mut self) -> Result<u8, &'static str> {
         let b = *self.buf.get(self.at).ok_or(ENDS_EARLY)?;
         self.at += 1;
@@ -211,7 +211,7 @@ impl<'a> Reader<'a> {
 
     /// A LEB128 integer of at most `max_bytes` bytes whose last byte is at most `max_last`
     /// (postcard's rule: a value must fit its type).
-    #[inline]
+    #[inline(always)]
     fn varint(&mut self, max_bytes: usize, max_last: u8) -> Result<u64, &'static str> {
         let b = self.byte()?;
         if b & 0x80 == 0 {
@@ -231,20 +231,20 @@ impl<'a> Reader<'a> {
         Err(TOO_LARGE)
     }
 
-    #[inline]
+    #[inline(always)]
     fn u32(&mut self) -> Result<u32, &'static str> {
         // 5 bytes: 4 * 7 bits, then at most 4 more bits.
         u32::try_from(self.varint(5, 0x0f)?).map_err(|_| TOO_LARGE)
     }
 
     /// A length (postcard's `usize`: a u64 varint of at most 10 bytes).
-    #[inline]
+    #[inline(always)]
     fn len(&mut self) -> Result<usize, &'static str> {
         usize::try_from(self.varint(10, 0x01)?).map_err(|_| TOO_LARGE)
     }
 
     /// The byte span of a length-prefixed byte string.
-    #[inline]
+    #[inline(always)]
     fn span(&mut self) -> Result<(usize, usize), &'static str> {
         let n = self.len()?;
         let a = self.at;
@@ -261,8 +261,10 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(&self.buf[a..b]).map_err(|_| NOT_UTF8)
     }
 
-    /// An `Option<[u8; 16]>`: tag 0 (none) or 1 then the 16 bytes.
-    #[inline]
+    /// An `Option<[u8; 16]>`: tag 0 (none) or 1 then the 16 bytes. The id is read as one
+    /// `u128`: an `Option<Uuid>` built byte-wise in memory and then copied costs a stalled load
+    /// on every record.
+    #[inline(always)]
     fn id(&mut self) -> Result<Option<Uuid>, &'static str> {
         match self.byte()? {
             0 => Ok(None),
@@ -274,7 +276,7 @@ impl<'a> Reader<'a> {
                     .and_then(|s| s.try_into().ok())
                     .ok_or(ENDS_EARLY)?;
                 self.at = a + 16;
-                Ok(Some(Uuid::from_bytes(raw)))
+                Ok(Some(Uuid::from_u128(u128::from_be_bytes(raw))))
             }
             _ => Err("an id is neither absent nor present"),
         }

@@ -49,6 +49,7 @@ impl Text {
     }
 
     /// The string over `bytes`, without copying, when they are valid UTF-8.
+    #[inline]
     pub fn from_utf8(bytes: Bytes) -> Result<Text, Utf8Error> {
         ByteString::try_from(bytes).map(Text)
     }
