@@ -419,7 +419,9 @@ fn after_a_crash_nothing_acknowledged_is_lost_and_the_view_answers_at_once() {
     let r = s.get("/api/lists/l");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["itemsCount"], 1);
-    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    // Waiting out the lease would take its whole 15 s TTL (`view::VIEW_LEASE_TTL`): well under
+    // it is the lease taken back (a generous bound, not a latency target).
+    assert!(started.elapsed() < std::time::Duration::from_secs(12));
     s.stop();
 }
 
