@@ -67,7 +67,8 @@ fn a_torn_tail_is_truncated_and_tracking_is_returned() {
         let cp = Position::from_u64(9);
         log.append(&[rec(1), rec(2)], &[("view".into(), cp)])
             .unwrap();
-        good_len = std::fs::metadata(&seg).unwrap().len();
+        // The end of the frames (the file itself is larger: space allocated ahead).
+        good_len = log.active().len;
         log.append(&[rec(3)], &[]).unwrap();
     }
     let full = std::fs::read(&seg).unwrap();
@@ -238,4 +239,61 @@ fn a_damaged_record_is_corruption_when_the_read_pool_fetches_it() {
         other => panic!("expected Corrupted, got {other:?}"),
     }
     assert_eq!(pool.fan_outs(), 1);
+}
+
+#[test]
+fn space_allocated_ahead_is_not_a_torn_write_and_is_given_back_at_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = dir.path().join(seg_name(1));
+    let frames_end;
+    {
+        let (log, _) = Log::open(dir.path(), 1 << 30).unwrap();
+        fill(&log, 1, 100, 3);
+        frames_end = log.active().len;
+        assert!(
+            std::fs::metadata(&seg).unwrap().len() > frames_end,
+            "space allocated ahead"
+        );
+        // A crash: the process ends without closing the log.
+        std::mem::forget(log);
+    }
+    let size = std::fs::metadata(&seg).unwrap().len();
+    assert!(size > frames_end);
+    {
+        // Reopened, the zero tail is free space: nothing is cut, appends go on into it.
+        let (log, _) = Log::open(dir.path(), 1 << 30).unwrap();
+        assert_eq!(log.head(), 100);
+        check_all(&log, 100);
+        assert_eq!(std::fs::metadata(&seg).unwrap().len(), size);
+        fill(&log, 101, 150, 3);
+        check_all(&log, 150);
+    }
+    // Closed, the file is cut to its frames; it opens the same.
+    let (log, _) = Log::open(dir.path(), 1 << 30).unwrap();
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), log.active().len);
+    check_all(&log, 150);
+}
+
+#[test]
+fn a_torn_frame_in_space_allocated_ahead_is_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = dir.path().join(seg_name(1));
+    let frames_end;
+    {
+        let (log, _) = Log::open(dir.path(), 1 << 30).unwrap();
+        fill(&log, 1, 100, 3);
+        frames_end = log.active().len;
+        std::mem::forget(log);
+    }
+    // The start of a frame that never completed, followed by the zeros allocated ahead.
+    let f = OpenOptions::new().write(true).open(&seg).unwrap();
+    f.write_all_at(b"FWFR\x40\0\0\0partial", frames_end)
+        .unwrap();
+    drop(f);
+    let (log, _) = Log::open(dir.path(), 1 << 30).unwrap();
+    assert_eq!(log.head(), 100);
+    check_all(&log, 100);
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), frames_end);
+    fill(&log, 101, 120, 3);
+    check_all(&log, 120);
 }
