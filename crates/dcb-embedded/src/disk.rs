@@ -25,10 +25,13 @@ const MIGRATING: &str = "segments.migrating";
 /// The open database, its keyspaces and the segment log. Replaced as a whole when the writer
 /// reopens the store after a storage failure.
 pub(crate) struct Disk {
+    /// First, so that it is dropped first: closing the log cuts the active segment to its
+    /// frames, which must happen while fjall still holds the directory's lock (once it is
+    /// released, another process may open the directory and append).
+    pub(crate) log: Log,
     pub(crate) db: Database,
     pub(crate) consumers: Keyspace,
     pub(crate) meta: Keyspace,
-    pub(crate) log: Log,
 }
 
 fn read_u64(meta: &Keyspace, key: &[u8]) -> Result<u64, StoreError> {
