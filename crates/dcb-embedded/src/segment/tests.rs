@@ -241,24 +241,22 @@ fn a_damaged_record_is_corruption_when_the_read_pool_fetches_it() {
     assert_eq!(pool.fan_outs(), 1);
 }
 
+/// A log of 100 records whose process ended without closing it (a crash): the segment file and
+/// the end of its frames, with the space allocated ahead still after them.
+fn crashed(dir: &Path) -> (PathBuf, u64) {
+    let (log, _) = Log::open(dir, 1 << 30).unwrap();
+    fill(&log, 1, 100, 3);
+    let frames_end = log.active().len;
+    std::mem::forget(log);
+    (dir.join(seg_name(1)), frames_end)
+}
+
 #[test]
 fn space_allocated_ahead_is_not_a_torn_write_and_is_given_back_at_close() {
     let dir = tempfile::tempdir().unwrap();
-    let seg = dir.path().join(seg_name(1));
-    let frames_end;
-    {
-        let (log, _) = Log::open(dir.path(), 1 << 30).unwrap();
-        fill(&log, 1, 100, 3);
-        frames_end = log.active().len;
-        assert!(
-            std::fs::metadata(&seg).unwrap().len() > frames_end,
-            "space allocated ahead"
-        );
-        // A crash: the process ends without closing the log.
-        std::mem::forget(log);
-    }
+    let (seg, frames_end) = crashed(dir.path());
     let size = std::fs::metadata(&seg).unwrap().len();
-    assert!(size > frames_end);
+    assert!(size > frames_end, "space allocated ahead");
     {
         // Reopened, the zero tail is free space: nothing is cut, appends go on into it.
         let (log, _) = Log::open(dir.path(), 1 << 30).unwrap();
@@ -277,14 +275,7 @@ fn space_allocated_ahead_is_not_a_torn_write_and_is_given_back_at_close() {
 #[test]
 fn a_torn_frame_in_space_allocated_ahead_is_truncated() {
     let dir = tempfile::tempdir().unwrap();
-    let seg = dir.path().join(seg_name(1));
-    let frames_end;
-    {
-        let (log, _) = Log::open(dir.path(), 1 << 30).unwrap();
-        fill(&log, 1, 100, 3);
-        frames_end = log.active().len;
-        std::mem::forget(log);
-    }
+    let (seg, frames_end) = crashed(dir.path());
     // The start of a frame that never completed, followed by the zeros allocated ahead.
     let f = OpenOptions::new().write(true).open(&seg).unwrap();
     f.write_all_at(b"FWFR\x40\0\0\0partial", frames_end)
