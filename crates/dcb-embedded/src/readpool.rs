@@ -1,8 +1,8 @@
 //! The read pool: a few threads of the store's own that share the work of long read steps.
 //!
 //! A read step with much to do splits it into groups: a step of many events is loaded and
-//! checked in groups (its records are decoded later, by the consumer), and a step whose records lie in many separate places of the segment files splits its
-//! `pread`s. The pool's threads take some groups while the caller takes the others
+//! checked in groups (its records are decoded later, by the consumer), and a step whose records
+//! lie in many separate places of the segment files splits its `pread`s. The pool's threads take some groups while the caller takes the others
 //! ([`ReadPool::fan_out`]), or begin them all while the caller is still busy with the step before
 //! (read-ahead: [`ReadPool::begin`], then [`Started::finish`]). The caller claims groups too, so
 //! when the pool is busy it simply does all of them itself: a fan-out never waits for a job that

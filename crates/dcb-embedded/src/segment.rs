@@ -33,10 +33,10 @@
 //! At open the active (last) segment is scanned frame by frame. Zeros from the end of the last
 //! frame to the end of the file are that allocated space. A damaged or incomplete frame with no
 //! intact frame after it is a torn write that was never acknowledged (each frame is synced
-//! before the next is written) and is truncated (the zeros after it with it); a damaged frame followed by intact ones,
-//! or any damage in a sealed segment, is [`StoreError::Corrupted`]. A sealed segment's `.off`
-//! file is checked at open (header and checksum) and rebuilt from the segment when it is missing
-//! or damaged.
+//! before the next is written) and is truncated (the zeros after it with it); a damaged frame
+//! followed by intact ones, or any damage in a sealed segment, is [`StoreError::Corrupted`]. A
+//! sealed segment's `.off` file is checked at open (header and checksum) and rebuilt from the
+//! segment when it is missing or damaged.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
