@@ -2,11 +2,11 @@
 //!
 //! A read step with much to do splits it into groups: a step of many events is loaded and
 //! checked in groups (its records are decoded later, by the consumer), and a step whose records
-//! lie in many separate places of the segment files splits its `pread`s. The pool's threads take some groups while the caller takes the others
-//! ([`ReadPool::fan_out`]), or begin them all while the caller is still busy with the step before
-//! (read-ahead: [`ReadPool::begin`], then [`Started::finish`]). The caller claims groups too, so
-//! when the pool is busy it simply does all of them itself: a fan-out never waits for a job that
-//! has not started.
+//! lie in many separate places of the segment files splits its `pread`s. The pool's threads take
+//! some groups while the caller takes the others ([`ReadPool::fan_out`]), or begin them all while
+//! the caller is still busy with the step before (read-ahead: [`ReadPool::begin`], then
+//! [`Started::finish`]). The caller claims groups too, so when the pool is busy it simply does
+//! all of them itself: a fan-out never waits for a job that has not started.
 //!
 //! Bounded: a fixed number of threads and a queue of at most [`QUEUE`] jobs. A group that does
 //! not fit is not queued: the caller does it itself, as it would with no pool.
