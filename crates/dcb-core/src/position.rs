@@ -12,7 +12,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// batch); the embedded backend uses a plain counter. Humans and JSON see it as a decimal string
 /// (`"42"`), because 96 bits do not fit a JSON number.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Position(u128);
+pub struct Position {
+    // Two words rather than a `u128`: the same order (`hi` first), but aligned to 8 bytes, not
+    // 16, so that an event and its position pack without padding.
+    hi: u64,
+    lo: u64,
+}
 
 /// Why a string or byte slice is not a [`Position`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,15 +35,26 @@ pub enum PositionError {
 }
 
 impl Position {
+    const fn of(value: u128) -> Position {
+        Position {
+            hi: (value >> 64) as u64,
+            lo: value as u64,
+        }
+    }
+
+    const fn value(self) -> u128 {
+        ((self.hi as u128) << 64) | self.lo as u128
+    }
+
     /// The largest position: 2^96 - 1.
-    pub const MAX: Position = Position((1u128 << 96) - 1);
+    pub const MAX: Position = Position::of((1u128 << 96) - 1);
     /// The smallest position, 0. No backend assigns it to an event; it is a valid `after` bound.
-    pub const ZERO: Position = Position(0);
+    pub const ZERO: Position = Position::of(0);
 
     /// A position from a number; `None` when it needs more than 96 bits.
     pub const fn new(value: u128) -> Option<Position> {
-        if value <= Self::MAX.0 {
-            Some(Position(value))
+        if value <= Self::MAX.value() {
+            Some(Position::of(value))
         } else {
             None
         }
@@ -46,32 +62,32 @@ impl Position {
 
     /// A position from a 64-bit counter (always in range).
     pub const fn from_u64(value: u64) -> Position {
-        Position(value as u128)
+        Position { hi: 0, lo: value }
     }
 
     /// The position as a number.
     pub const fn get(self) -> u128 {
-        self.0
+        self.value()
     }
 
     /// The position as a 64-bit counter, when it fits.
     pub fn as_u64(self) -> Option<u64> {
-        u64::try_from(self.0).ok()
+        (self.hi == 0).then_some(self.lo)
     }
 
     /// The next position, `None` at [`Position::MAX`].
     pub fn next(self) -> Option<Position> {
-        Position::new(self.0 + 1)
+        Position::new(self.value() + 1)
     }
 
     /// The previous position, `None` at zero.
     pub fn prev(self) -> Option<Position> {
-        self.0.checked_sub(1).map(Position)
+        self.value().checked_sub(1).map(Position::of)
     }
 
     /// Big-endian 12 bytes: byte order equals numeric order, so positions sort in keys.
     pub fn to_bytes(self) -> [u8; 12] {
-        let all = self.0.to_be_bytes();
+        let all = self.value().to_be_bytes();
         let mut out = [0u8; 12];
         out.copy_from_slice(&all[4..]);
         out
@@ -84,7 +100,7 @@ impl Position {
         }
         let mut all = [0u8; 16];
         all[4..].copy_from_slice(bytes);
-        Ok(Position(u128::from_be_bytes(all)))
+        Ok(Position::of(u128::from_be_bytes(all)))
     }
 
     /// A FoundationDB versionstamp: 10-byte commit version, 2-byte index in the batch.
@@ -94,19 +110,19 @@ impl Position {
         bytes[10..].copy_from_slice(&index.to_be_bytes());
         let mut all = [0u8; 16];
         all[4..].copy_from_slice(&bytes);
-        Position(u128::from_be_bytes(all))
+        Position::of(u128::from_be_bytes(all))
     }
 }
 
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
+        write!(f, "{}", self.value())
     }
 }
 
 impl fmt::Debug for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "@{}", self.0)
+        write!(f, "@{}", self.value())
     }
 }
 
@@ -133,7 +149,7 @@ impl Serialize for Position {
         if serializer.is_human_readable() {
             serializer.collect_str(self)
         } else {
-            serializer.serialize_u128(self.0)
+            serializer.serialize_u128(self.value())
         }
     }
 }
@@ -216,5 +232,22 @@ mod tests {
         let c = Position::from_versionstamp([0, 0, 0, 0, 0, 0, 0, 2, 0, 0], 0);
         assert!(a < b && b < c);
         assert_eq!(&a.to_bytes()[10..], &[0, 5]);
+    }
+
+    #[test]
+    fn order_and_value_hold_across_the_64_bit_boundary() {
+        let below = Position::from_u64(u64::MAX);
+        let above = Position::new(1u128 << 64).unwrap_or_default();
+        assert!(below < above && above < Position::MAX);
+        assert_eq!(below.next(), Some(above));
+        assert_eq!(above.prev(), Some(below));
+        assert_eq!(above.get(), 1u128 << 64);
+        assert_eq!(above.as_u64(), None);
+        assert_eq!(below.as_u64(), Some(u64::MAX));
+        assert_eq!(Position::MAX.next(), None);
+        assert_eq!(Position::from_bytes(&above.to_bytes()), Ok(above));
+        assert_eq!(above.to_string().parse::<Position>(), Ok(above));
+        // Eight-byte alignment: an event and its position pack without padding.
+        assert_eq!(std::mem::align_of::<Position>(), 8);
     }
 }
