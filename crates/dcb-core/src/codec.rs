@@ -14,7 +14,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{Event, StoreError, Text};
+use crate::{Event, Position, SequencedEvent, StoreError, Text};
 
 /// The current record format version.
 pub const RECORD_VERSION: u8 = 1;
@@ -146,7 +146,22 @@ pub fn decode_event_bytes(record: &Bytes) -> Result<StoredEvent, StoreError> {
     event_of(record, body).map_err(undecodable)
 }
 
+/// Decodes a record as [`decode_event_bytes`] does, into the event at `position`: the read path
+/// of a store, which builds the [`SequencedEvent`] it hands out in place.
+#[inline]
+pub fn decode_sequenced(position: Position, record: &Bytes) -> Result<SequencedEvent, StoreError> {
+    let body = record_body(record)?;
+    match event_of(record, body) {
+        Ok(stored) => Ok(SequencedEvent {
+            position,
+            event: stored.event,
+        }),
+        Err(what) => Err(undecodable(what)),
+    }
+}
+
 /// The event of `record`, whose body (after the version byte) is `body`.
+#[inline(always)]
 fn event_of(record: &Bytes, body: &[u8]) -> Result<StoredEvent, &'static str> {
     let mut r = Reader::new(body);
     // `body` is `record[1..]`: a span of `body` is the same span of `record` shifted by one.
@@ -338,6 +353,11 @@ mod tests {
         for p in pointers {
             assert!(inside.contains(&p), "a field was copied out of the record");
         }
+        // The read path's form: the same event, at the position given.
+        let at = Position::from_u64(5);
+        let sequenced = decode_sequenced(at, &record).map(|s| (s.position, s.event));
+        assert_eq!(sequenced.ok(), Some((at, e)));
+        assert!(decode_sequenced(at, &record.slice(..record.len() - 1)).is_err());
         // The slices keep the buffer alive on their own.
         drop(record);
         assert_eq!(stored.event.tags[1], "reader:7");

@@ -596,11 +596,8 @@ impl ReadState {
     /// Decodes a record handed out; a record that does not decode ends the read with the error
     /// (nothing after it is handed out, as when a step fails to load).
     fn decode(&mut self, (position, record): Raw) -> Result<SequencedEvent, StoreError> {
-        match writer::decode(position, record) {
-            Ok(stored) => Ok(SequencedEvent {
-                position: Position::from_u64(position),
-                event: stored.event,
-            }),
+        match writer::decode_sequenced(position, &record) {
+            Ok(event) => Ok(event),
             Err(e) => {
                 self.buffer = Buffer::default();
                 self.ahead = None;
