@@ -14,7 +14,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{Event, Position, SequencedEvent, StoreError, Text};
+use crate::{Event, Metadata, Position, SequencedEvent, StoreError, Tags, Text};
 
 /// The current record format version.
 pub const RECORD_VERSION: u8 = 1;
@@ -175,11 +175,16 @@ fn event_of(record: &Bytes, body: &[u8]) -> Result<StoredEvent, &'static str> {
     }
     let (a, b) = r.span()?;
     let data = if a == b { Bytes::new() } else { share((a, b)) };
-    let mut metadata = BTreeMap::new();
-    for _ in 0..r.len()? {
-        let k = r.str()?;
-        let v = r.str()?;
-        metadata.insert(k.to_owned(), v.to_owned());
+    let mut metadata = Metadata::default();
+    let entries = r.len()?;
+    if entries > 0 {
+        let mut map = BTreeMap::new();
+        for _ in 0..entries {
+            let k = r.str()?;
+            let v = r.str()?;
+            map.insert(k.to_owned(), v.to_owned());
+        }
+        metadata = Metadata::from(map);
     }
     let id = r.id()?;
     let batch_index = r.u32()?;
@@ -187,7 +192,7 @@ fn event_of(record: &Bytes, body: &[u8]) -> Result<StoredEvent, &'static str> {
     Ok(StoredEvent {
         event: Event {
             event_type,
-            tags,
+            tags: Tags::from(tags),
             data,
             metadata,
             id,
@@ -500,7 +505,7 @@ mod tests {
             cut in proptest::prelude::any::<usize>(),
         ) {
             let mut e = Event::new(ty, data).tags(tags);
-            e.metadata = meta;
+            e.metadata = meta.into();
             e.id = id.map(Uuid::from_u128);
             let good = encode_event(&e, 3, 9);
             agrees(&good);

@@ -1,12 +1,10 @@
 //! Events as appended and as read back.
 
-use std::collections::BTreeMap;
-
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{Position, Text};
+use crate::{Metadata, Position, Tags, Text};
 
 /// An event to append: a type, a set of tags, opaque data, optional metadata and an optional id.
 ///
@@ -16,6 +14,9 @@ use crate::{Position, Text};
 ///
 /// Type, tags and data are shared buffers ([`Text`], [`Bytes`]): an event read from a store
 /// usually points into the record it was decoded from, and cloning an event copies none of them.
+/// The tags are a [`Tags`] (a boxed slice) and the metadata a [`Metadata`] (one word while
+/// empty), so that a [`SequencedEvent`] is 128 bytes: a read hands out millions of them a
+/// second, and each is moved a few times on its way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     /// The event type, e.g. `"BookBorrowed"`. Non-empty UTF-8.
@@ -23,13 +24,13 @@ pub struct Event {
     pub event_type: Text,
     /// The tags, e.g. `["book:42", "borrower:7"]`. Non-empty strings, no duplicates.
     #[serde(default)]
-    pub tags: Vec<Text>,
+    pub tags: Tags,
     /// The payload: opaque bytes (the framework stores JSON).
     #[serde(default)]
     pub data: Bytes,
     /// Free-form string metadata (recorded-at time, correlation ids, ...).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub metadata: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Metadata::is_empty")]
+    pub metadata: Metadata,
     /// An optional unique id, for idempotent retries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<Uuid>,
@@ -40,16 +41,16 @@ impl Event {
     pub fn new(event_type: impl Into<Text>, data: impl Into<Bytes>) -> Event {
         Event {
             event_type: event_type.into(),
-            tags: Vec::new(),
+            tags: Tags::new(),
             data: data.into(),
-            metadata: BTreeMap::new(),
+            metadata: Metadata::new(),
             id: None,
         }
     }
 
     /// Adds one tag.
     pub fn tag(mut self, tag: impl Into<Text>) -> Event {
-        self.tags.push(tag.into());
+        self.tags.push(tag);
         self
     }
 
@@ -59,7 +60,7 @@ impl Event {
         I: IntoIterator<Item = T>,
         T: Into<Text>,
     {
-        self.tags.extend(tags.into_iter().map(Into::into));
+        self.tags.extend(tags);
         self
     }
 
@@ -88,4 +89,19 @@ pub struct SequencedEvent {
     pub position: Position,
     /// The event as appended.
     pub event: Event,
+}
+
+#[cfg(all(test, target_pointer_width = "64"))]
+mod tests {
+    use super::*;
+
+    /// Up to 128 bytes the compiler moves a value with a few vector instructions; above, each
+    /// move through a read's stream is a call to `memcpy` (measured: 12% of a full scan's
+    /// consumer thread at 152 bytes).
+    #[test]
+    fn a_sequenced_event_fits_in_128_bytes() {
+        assert_eq!(std::mem::size_of::<SequencedEvent>(), 128);
+        assert_eq!(std::mem::size_of::<Tags>(), 16);
+        assert_eq!(std::mem::size_of::<Metadata>(), 8);
+    }
 }

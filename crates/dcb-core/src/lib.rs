@@ -27,6 +27,7 @@
 pub mod codec;
 mod error;
 mod event;
+mod fields;
 pub mod limits;
 mod memory;
 mod position;
@@ -42,6 +43,7 @@ pub mod conformance;
 pub use bytes::Bytes;
 pub use error::{InputError, StoreError};
 pub use event::{Event, SequencedEvent};
+pub use fields::{Metadata, Tags};
 pub use memory::{MemoryStore, classify_retry};
 pub use position::{Position, PositionError};
 pub use query::{Query, QueryItem};

@@ -198,7 +198,7 @@ pub fn parse_line(number: u64, line: &[u8]) -> Result<Line, TransferError> {
             }
         };
         let mut event = Event::new(e.event_type, data).tags(e.tags);
-        event.metadata = e.metadata;
+        event.metadata = e.metadata.into();
         event.id = e.id;
         dcb_core::limits::validate_event(&event).map_err(|e| bad(e.to_string()))?;
         return Ok(Line::Event(e.position, event));

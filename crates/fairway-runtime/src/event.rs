@@ -499,7 +499,7 @@ impl<E: EventSet> Sequenced<E> {
             metadata: Metadata {
                 id: event.id,
                 recorded_at,
-                entries: event.metadata,
+                entries: event.metadata.into_map(),
             },
         })
     }

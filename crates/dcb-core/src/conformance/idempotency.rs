@@ -107,7 +107,7 @@ pub async fn same_ids_different_data_conflicts(store: Store) {
     changed[1].data = b"changed".to_vec().into();
     assert_conflict(store.append(changed, Vec::new()).await, &ids);
     let mut retagged = batch(&ids);
-    retagged[0].tags.push("extra".into());
+    retagged[0].tags.push("extra");
     assert_conflict(store.append(retagged, Vec::new()).await, &ids);
     let mut retyped = batch(&ids);
     retyped[0].event_type = "Refunded".into();

@@ -83,7 +83,7 @@ impl BenchStore for Fairway {
             .into_iter()
             .map(|e| Event {
                 event_type: e.event_type.into(),
-                tags: e.tags.into_iter().map(Into::into).collect(),
+                tags: e.tags.into_iter().collect(),
                 data: e.data.into(),
                 metadata: Default::default(),
                 id: None,
