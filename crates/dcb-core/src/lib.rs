@@ -1,9 +1,10 @@
 //! `dcb-core`: the Dynamic Consistency Boundary (DCB) event store contract.
 //!
-//! This crate holds the types ([`Event`], [`Position`], [`Query`], [`AppendCondition`],
-//! [`ReadOptions`], ...), the async [`EventStore`] trait every backend implements, the input
-//! [`limits`], the stored-record [`codec`], the in-memory reference store [`MemoryStore`], and
-//! (feature `conformance`) the conformance suite and model test that every backend runs.
+//! This crate holds the types ([`Event`] with its [`Tags`] and [`Metadata`], [`Position`],
+//! [`Query`], [`AppendCondition`], [`ReadOptions`], ...), the async [`EventStore`] trait every
+//! backend implements, the input [`limits`], the stored-record [`codec`], the in-memory reference
+//! store [`MemoryStore`], and (feature `conformance`) the conformance suite and model test that
+//! every backend runs.
 //!
 //! Layer: the bottom. It does no I/O and must not depend on any backend (fjall, FoundationDB) nor
 //! on the framework.
