@@ -42,10 +42,6 @@ impl Position {
         }
     }
 
-    const fn value(self) -> u128 {
-        ((self.hi as u128) << 64) | self.lo as u128
-    }
-
     /// The largest position: 2^96 - 1.
     pub const MAX: Position = Position::of((1u128 << 96) - 1);
     /// The smallest position, 0. No backend assigns it to an event; it is a valid `after` bound.
@@ -53,7 +49,7 @@ impl Position {
 
     /// A position from a number; `None` when it needs more than 96 bits.
     pub const fn new(value: u128) -> Option<Position> {
-        if value <= Self::MAX.value() {
+        if value <= Self::MAX.get() {
             Some(Position::of(value))
         } else {
             None
@@ -67,7 +63,7 @@ impl Position {
 
     /// The position as a number.
     pub const fn get(self) -> u128 {
-        self.value()
+        ((self.hi as u128) << 64) | self.lo as u128
     }
 
     /// The position as a 64-bit counter, when it fits.
@@ -77,17 +73,17 @@ impl Position {
 
     /// The next position, `None` at [`Position::MAX`].
     pub fn next(self) -> Option<Position> {
-        Position::new(self.value() + 1)
+        Position::new(self.get() + 1)
     }
 
     /// The previous position, `None` at zero.
     pub fn prev(self) -> Option<Position> {
-        self.value().checked_sub(1).map(Position::of)
+        self.get().checked_sub(1).map(Position::of)
     }
 
     /// Big-endian 12 bytes: byte order equals numeric order, so positions sort in keys.
     pub fn to_bytes(self) -> [u8; 12] {
-        let all = self.value().to_be_bytes();
+        let all = self.get().to_be_bytes();
         let mut out = [0u8; 12];
         out.copy_from_slice(&all[4..]);
         out
@@ -116,13 +112,13 @@ impl Position {
 
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.value())
+        write!(f, "{}", self.get())
     }
 }
 
 impl fmt::Debug for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "@{}", self.value())
+        write!(f, "@{}", self.get())
     }
 }
 
@@ -149,7 +145,7 @@ impl Serialize for Position {
         if serializer.is_human_readable() {
             serializer.collect_str(self)
         } else {
-            serializer.serialize_u128(self.value())
+            serializer.serialize_u128(self.get())
         }
     }
 }
