@@ -665,7 +665,7 @@ impl Log {
         // Group g holds runs bounds[g]..bounds[g + 1].
         let bounds: Vec<usize> = (0..=groups).map(|g| g * runs.len() / groups).collect();
         let (parts, runs) = (Arc::new(parts), Arc::new(runs));
-        let buffers: Vec<Bytes> = match pool {
+        let buffers: Vec<Vec<Bytes>> = match pool {
             Some(pool) if groups > 1 => {
                 let (p, r, b) = (parts.clone(), runs.clone(), bounds.clone());
                 pool.fan_out(groups, move |g| fetch(&p, &r[b[g]..b[g + 1]]))
@@ -678,21 +678,16 @@ impl Log {
         let mut out: Vec<Bytes> = std::iter::repeat_with(Bytes::new)
             .take(positions.len())
             .collect();
-        for (g, buf) in buffers.iter().enumerate() {
-            let mut at = 0usize;
-            for run in &runs[bounds[g]..bounds[g + 1]] {
-                let part = &parts[run.part];
-                for &(idx, p, a, b) in &part.items[run.first..=run.last] {
-                    let a = at + (a - run.start) as usize;
-                    let b = at + (b - run.start) as usize;
-                    out[idx] = record_in(buf, a, b, p).ok_or_else(|| {
-                        corrupt(format!(
-                            "event at position {p}: record damaged in segment {}",
-                            seg_name(part.base)
-                        ))
-                    })?;
-                }
-                at += (run.end - run.start) as usize;
+        for (run, buf) in runs.iter().zip(buffers.iter().flatten()) {
+            let part = &parts[run.part];
+            for &(idx, p, a, b) in &part.items[run.first..=run.last] {
+                let (a, b) = ((a - run.start) as usize, (b - run.start) as usize);
+                out[idx] = record_in(buf, a, b, p).ok_or_else(|| {
+                    corrupt(format!(
+                        "event at position {p}: record damaged in segment {}",
+                        seg_name(part.base)
+                    ))
+                })?;
             }
         }
         Ok(out)
@@ -745,20 +740,37 @@ struct Run {
     end: u64,
 }
 
-/// Reads `runs` into one buffer, back to back.
-fn fetch(parts: &[Part], runs: &[Run]) -> Result<Bytes, StoreError> {
-    let total: usize = runs.iter().map(|r| (r.end - r.start) as usize).sum();
-    let mut buf = vec![0u8; total];
-    let mut at = 0usize;
-    for r in runs {
-        let len = (r.end - r.start) as usize;
-        parts[r.part]
-            .file
-            .file()
-            .read_exact_at(&mut buf[at..at + len], r.start)
-            .map_err(io)?;
-        at += len;
+/// Reads `runs`, one buffer each.
+fn fetch(parts: &[Part], runs: &[Run]) -> Result<Vec<Bytes>, StoreError> {
+    runs.iter()
+        .map(|r| {
+            read_run(
+                parts[r.part].file.file(),
+                r.start,
+                (r.end - r.start) as usize,
+            )
+        })
+        .collect()
+}
+
+/// The `len` bytes of `file` at `at`, read into a buffer that is not zeroed first (a scan
+/// would spend as long clearing its buffers as the kernel spends filling them).
+fn read_run(file: &File, at: u64, len: usize) -> Result<Bytes, StoreError> {
+    let mut buf = Vec::with_capacity(len);
+    while buf.len() < len {
+        // The spare capacity is at least what is missing; a longer read past the run (where
+        // the allocator gave more) is cut off below.
+        let from = at + buf.len() as u64;
+        let n = match rustix::io::pread(file, rustix::buffer::spare_capacity(&mut buf), from) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(io(e.into())),
+        };
+        if n == 0 {
+            return Err(io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
     }
+    buf.truncate(len);
     Ok(Bytes::from(buf))
 }
 
