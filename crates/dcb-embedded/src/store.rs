@@ -41,44 +41,72 @@ const STEP_FAN_OUT: usize = 512;
 /// A stored record fetched and checked, not decoded yet: its position and bytes.
 type Raw = (u64, Bytes);
 
-/// The work of one group of a read step: its records, fetched and checked.
-type GroupWork = Box<dyn Fn(usize) -> Result<VecDeque<Raw>, StoreError> + Send + Sync>;
+/// The records of a group of a read step, fetched and checked, in the order of its positions.
+type Records = Vec<Bytes>;
 
-/// A read step being loaded in groups by the read pool.
-type Groups = crate::readpool::Started<Result<VecDeque<Raw>, StoreError>, GroupWork>;
+/// The work of one group of a read step: its records.
+type GroupWork = Box<dyn Fn(usize) -> Result<Records, StoreError> + Send + Sync>;
 
-/// The buffer of a step's groups, in order; the first error if one failed.
-fn collect(
-    parts: Vec<std::thread::Result<Result<VecDeque<Raw>, StoreError>>>,
-) -> Result<Buffer, StoreError> {
-    Ok(Buffer {
-        groups: parts
-            .into_iter()
-            .map(crate::readpool::joined)
-            .collect::<Result<_, _>>()?,
-    })
+/// A read step being loaded in groups by the read pool: its positions, and the groups (which
+/// split the positions into consecutive ranges, in order).
+struct Groups {
+    positions: Arc<[u64]>,
+    started: crate::readpool::Started<Result<Records, StoreError>, GroupWork>,
 }
 
-/// The records of a read step not handed out yet: one group per part fetched in parallel.
-#[derive(Default)]
+impl Groups {
+    /// Takes the groups not begun, waits for the others: the step's buffer, or the first error.
+    fn finish(self) -> Result<Buffer, StoreError> {
+        Ok(Buffer {
+            groups: self
+                .started
+                .finish()
+                .into_iter()
+                .map(|g| crate::readpool::joined(g).map(Vec::into_iter))
+                .collect::<Result<_, _>>()?,
+            positions: self.positions,
+            next: 0,
+        })
+    }
+}
+
+/// The records of a read step not handed out yet: one group per part fetched in parallel, and
+/// the step's positions (the records of all the groups, in order, are at these positions).
 struct Buffer {
-    groups: VecDeque<VecDeque<Raw>>,
+    groups: VecDeque<std::vec::IntoIter<Bytes>>,
+    positions: Arc<[u64]>,
+    /// The position of the next record handed out.
+    next: usize,
 }
 
-impl From<VecDeque<Raw>> for Buffer {
-    fn from(events: VecDeque<Raw>) -> Buffer {
+impl Default for Buffer {
+    fn default() -> Buffer {
         Buffer {
-            groups: VecDeque::from([events]),
+            groups: VecDeque::new(),
+            positions: Arc::new([]),
+            next: 0,
         }
     }
 }
 
 impl Buffer {
+    /// The buffer of a step loaded in one group.
+    fn whole(positions: Arc<[u64]>, records: Records) -> Buffer {
+        Buffer {
+            groups: VecDeque::from([records.into_iter()]),
+            positions,
+            next: 0,
+        }
+    }
+
+    #[inline]
     fn pop_front(&mut self) -> Option<Raw> {
         loop {
             let group = self.groups.front_mut()?;
-            if let Some(e) = group.pop_front() {
-                return Some(e);
+            if let Some(record) = group.next() {
+                let position = *self.positions.get(self.next)?;
+                self.next += 1;
+                return Some((position, record));
             }
             self.groups.pop_front();
         }
@@ -207,31 +235,18 @@ impl Shared {
         writer::decode(position, record)
     }
 
-    /// Loads and checks the records at `positions` (in that order) into `out`, the buffer of a
-    /// read: recent ones from memory, the others from the segment log in position order (with
-    /// `pool`, scattered records are fetched in parallel). They are decoded as they are handed
-    /// out, on the consumer's thread.
-    fn fetch_into(
-        &self,
-        positions: &[u64],
-        out: &mut VecDeque<Raw>,
-        pool: Option<&ReadPool>,
-    ) -> Result<(), StoreError> {
-        let records = self.records(positions, pool)?;
-        out.extend(positions.iter().copied().zip(records));
-        Ok(())
-    }
-
     /// Loads and checks the records of one read step, at `positions` (in that order): a step
     /// of at least [`STEP_FAN_OUT`] events is split into groups loaded in parallel by the caller
     /// and the read pool's threads.
     fn fetch_step(self: &Arc<Self>, positions: Vec<u64>) -> Result<Buffer, StoreError> {
         match self.begin_step(positions, false) {
-            Ok(ahead) => collect(ahead.finish()),
+            Ok(ahead) => ahead.finish(),
             Err(positions) => {
-                let mut out = VecDeque::new();
-                self.fetch_into(&positions, &mut out, self.pool.as_ref())?;
-                Ok(Buffer::from(out))
+                // Recent ones from memory, the others from the segment log in position order
+                // (with the pool, scattered records are fetched in parallel). They are decoded
+                // as they are handed out, on the consumer's thread.
+                let records = self.records(&positions, self.pool.as_ref())?;
+                Ok(Buffer::whole(positions.into(), records))
             }
         }
     }
@@ -246,14 +261,15 @@ impl Shared {
         };
         let n = positions.len();
         let groups = (pool.width() * 4).min(n / (STEP_FAN_OUT / 2));
-        let (shared, positions) = (self.clone(), Arc::new(positions));
-        let work: GroupWork = Box::new(move |g| {
-            let mut out = VecDeque::new();
-            let range = &positions[g * n / groups..(g + 1) * n / groups];
-            shared.fetch_into(range, &mut out, None).map(|()| out)
-        });
+        let positions: Arc<[u64]> = positions.into();
+        let (shared, all) = (self.clone(), positions.clone());
+        let work: GroupWork =
+            Box::new(move |g| shared.records(&all[g * n / groups..(g + 1) * n / groups], None));
         let helpers = if ahead { groups } else { groups - 1 };
-        Ok(pool.begin(groups, work, helpers))
+        Ok(Groups {
+            positions,
+            started: pool.begin(groups, work, helpers),
+        })
     }
 
     /// The stored records at `positions`, in that order.
@@ -617,7 +633,7 @@ impl ReadState {
     fn fill(&mut self) -> Result<(), StoreError> {
         match self.ahead.take() {
             Some(Ahead::Started(groups)) => {
-                self.buffer = collect(groups.finish())?;
+                self.buffer = groups.finish()?;
                 return Ok(());
             }
             Some(Ahead::Planned(positions)) => {
