@@ -48,10 +48,9 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use bytes::Bytes;
 use dcb_core::{Position, StoreError};
 
-use crate::readpool::ReadPool;
-
 mod frame;
 mod offsets;
+mod read;
 
 pub(crate) use frame::encode_frame;
 use frame::{intact_frame_after, scan};
@@ -186,29 +185,6 @@ pub(crate) struct Log {
     failed: AtomicBool,
     /// Whether the file system allocates space ahead (cleared at the first refusal).
     prealloc: AtomicBool,
-}
-
-/// One segment's part of a read, ready to fetch without holding any lock.
-struct Part {
-    file: Arc<FileRef>,
-    base: u64,
-    /// (index into the request, position, start, end), ascending by position.
-    items: Vec<(usize, u64, u64, u64)>,
-}
-
-/// A segment file shared by a read: the active segment's `Arc<File>` or a sealed segment.
-enum FileRef {
-    Active(Arc<File>),
-    Sealed(Arc<Sealed>),
-}
-
-impl FileRef {
-    fn file(&self) -> &File {
-        match self {
-            FileRef::Active(f) => f,
-            FileRef::Sealed(s) => &s.file,
-        }
-    }
 }
 
 fn open_segment(dir: &Path, base: u64) -> Result<(File, u64), StoreError> {
@@ -549,149 +525,6 @@ impl Log {
         };
         Ok(())
     }
-
-    /// Groups `positions` by segment and finds each record's byte extent.
-    fn plan(&self, positions: &[u64]) -> Result<Vec<Part>, StoreError> {
-        let mut order: Vec<(u64, usize)> = positions.iter().copied().zip(0..).collect();
-        order.sort_unstable();
-        let sealed = self.sealed.read().unwrap_or_else(|p| p.into_inner());
-        let active = self.active();
-        let head = active.base + active.offsets.len() as u64 - 1;
-        let mut parts = Vec::new();
-        let mut i = 0;
-        while i < order.len() {
-            let p = order[i].0;
-            if p == 0 || p > head {
-                return Err(corrupt(format!("indexed event at position {p} is missing")));
-            }
-            if p >= active.base {
-                let items = order[i..]
-                    .iter()
-                    .map(|&(p, k)| {
-                        let idx = (p - active.base) as usize;
-                        let start = u64::from(active.offsets[idx]);
-                        let end = active
-                            .offsets
-                            .get(idx + 1)
-                            .map_or(active.len, |&o| u64::from(o));
-                        (k, p, start, end)
-                    })
-                    .collect();
-                parts.push(Part {
-                    file: Arc::new(FileRef::Active(active.file.clone())),
-                    base: active.base,
-                    items,
-                });
-                break;
-            }
-            let s = match sealed.binary_search_by(|s| s.base.cmp(&p)) {
-                Ok(k) => k,
-                Err(k) => k.saturating_sub(1),
-            };
-            let seg = sealed
-                .get(s)
-                .ok_or_else(|| corrupt(format!("no segment holds position {p}")))?
-                .clone();
-            let end = seg.base + seg.count();
-            let mut j = i;
-            while j < order.len() && order[j].0 < end {
-                j += 1;
-            }
-            let items = order[i..j]
-                .iter()
-                .map(|&(p, k)| {
-                    let idx = (p - seg.base) as usize;
-                    let start = u64::from(seg.offsets[idx]);
-                    let end = seg.offsets.get(idx + 1).map_or(seg.len, |&o| u64::from(o));
-                    (k, p, start, end)
-                })
-                .collect();
-            parts.push(Part {
-                base: seg.base,
-                file: Arc::new(FileRef::Sealed(seg)),
-                items,
-            });
-            i = j;
-        }
-        Ok(parts)
-    }
-
-    /// The records at `positions` (any order; each at most once), in the same order. Records
-    /// closer together than [`GAP`] are fetched with one read; all the reads of a call land in
-    /// one buffer, and the records are handed out as slices of it.
-    pub(crate) fn read(&self, positions: &[u64]) -> Result<Vec<Bytes>, StoreError> {
-        self.read_with(positions, None)
-    }
-
-    /// As [`Log::read`], with the `pread`s of a read whose records lie in at least
-    /// [`FAN_OUT_RUNS`] separate places split into groups (one buffer each) fetched in parallel
-    /// by the caller and `pool`'s threads.
-    pub(crate) fn read_with(
-        &self,
-        positions: &[u64],
-        pool: Option<&ReadPool>,
-    ) -> Result<Vec<Bytes>, StoreError> {
-        let parts = self.plan(positions)?;
-        // Plan the runs first: records close together share one `pread`.
-        let mut runs = Vec::new();
-        for (k, part) in parts.iter().enumerate() {
-            let mut i = 0;
-            while i < part.items.len() {
-                let start = part.items[i].2;
-                let mut j = i;
-                while j + 1 < part.items.len()
-                    && part.items[j + 1].2 <= part.items[j].3 + GAP
-                    && part.items[j + 1].3 - start <= MAX_RUN
-                {
-                    j += 1;
-                }
-                let end = part.items[j].3;
-                runs.push(Run {
-                    part: k,
-                    first: i,
-                    last: j,
-                    start,
-                    end,
-                });
-                i = j + 1;
-            }
-        }
-        let groups = match pool {
-            Some(pool) if runs.len() >= FAN_OUT_RUNS => {
-                pool.width().min(runs.len() / (FAN_OUT_RUNS / 2))
-            }
-            _ => 1,
-        };
-        // Group g holds runs bounds[g]..bounds[g + 1].
-        let bounds: Vec<usize> = (0..=groups).map(|g| g * runs.len() / groups).collect();
-        let (parts, runs) = (Arc::new(parts), Arc::new(runs));
-        let buffers: Vec<Vec<Bytes>> = match pool {
-            Some(pool) if groups > 1 => {
-                let (p, r, b) = (parts.clone(), runs.clone(), bounds.clone());
-                pool.fan_out(groups, move |g| fetch(&p, &r[b[g]..b[g + 1]]))
-                    .into_iter()
-                    .map(crate::readpool::joined)
-                    .collect::<Result<_, _>>()?
-            }
-            _ => vec![fetch(&parts, &runs)?],
-        };
-        let mut out: Vec<Bytes> = std::iter::repeat_with(Bytes::new)
-            .take(positions.len())
-            .collect();
-        for (run, buf) in runs.iter().zip(buffers.iter().flatten()) {
-            let part = &parts[run.part];
-            for &(idx, p, a, b) in &part.items[run.first..=run.last] {
-                let (a, b) = ((a - run.start) as usize, (b - run.start) as usize);
-                out[idx] = record_in(buf, a, b, p).ok_or_else(|| {
-                    corrupt(format!(
-                        "event at position {p}: record damaged in segment {}",
-                        seg_name(part.base)
-                    ))
-                })?;
-            }
-        }
-        Ok(out)
-    }
 }
 
 impl Drop for Log {
@@ -728,63 +561,6 @@ fn zeros(file: &File, from: u64, to: u64) -> Result<bool, StoreError> {
         at += n as u64;
     }
     Ok(true)
-}
-
-/// A fetched range of one part's file: items `first..=last` of part `part`, bytes
-/// `start..end`.
-struct Run {
-    part: usize,
-    first: usize,
-    last: usize,
-    start: u64,
-    end: u64,
-}
-
-/// Reads `runs`, one buffer each.
-fn fetch(parts: &[Part], runs: &[Run]) -> Result<Vec<Bytes>, StoreError> {
-    runs.iter()
-        .map(|r| {
-            read_run(
-                parts[r.part].file.file(),
-                r.start,
-                (r.end - r.start) as usize,
-            )
-        })
-        .collect()
-}
-
-/// The `len` bytes of `file` at `at`, read into a buffer that is not zeroed first (a scan
-/// would spend as long clearing its buffers as the kernel spends filling them).
-fn read_run(file: &File, at: u64, len: usize) -> Result<Bytes, StoreError> {
-    let mut buf = Vec::with_capacity(len);
-    while buf.len() < len {
-        // The spare capacity is at least what is missing; a longer read past the run (where
-        // the allocator gave more) is cut off below.
-        let from = at + buf.len() as u64;
-        let n = match rustix::io::pread(file, rustix::buffer::spare_capacity(&mut buf), from) {
-            Ok(n) => n,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(io(e.into())),
-        };
-        if n == 0 {
-            return Err(io(std::io::ErrorKind::UnexpectedEof.into()));
-        }
-    }
-    buf.truncate(len);
-    Ok(Bytes::from(buf))
-}
-
-/// The checked record at `buf[a..b]` (record header included; `b` may lie past its end).
-fn record_in(buf: &Bytes, a: usize, b: usize, position: u64) -> Option<Bytes> {
-    let h = buf.get(a..a + RECORD_HEADER)?;
-    let len = u32_at(h, 0) as usize;
-    let crc = u32_at(h, 4);
-    let s = a + RECORD_HEADER;
-    if s + len > b {
-        return None;
-    }
-    let data = buf.slice(s..s + len);
-    (record_crc(position, &data) == crc).then_some(data)
 }
 
 #[cfg(test)]

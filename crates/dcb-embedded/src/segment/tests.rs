@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used)]
 use super::*;
+use crate::readpool::ReadPool;
+use read::read_run;
 
 fn rec(p: u64) -> Vec<u8> {
     format!("record {p} {}", "x".repeat((p % 50) as usize)).into_bytes()
@@ -296,9 +298,19 @@ fn a_run_is_read_whole_and_a_run_past_the_end_is_an_error() {
     let bytes: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
     std::fs::write(&path, &bytes).unwrap();
     let file = File::open(&path).unwrap();
-    for (at, len) in [(0u64, 0usize), (0, 1), (3, 65_536), (69_999, 1), (0, 70_000)] {
+    for (at, len) in [
+        (0u64, 0usize),
+        (0, 1),
+        (3, 65_536),
+        (69_999, 1),
+        (0, 70_000),
+    ] {
         let got = read_run(&file, at, len).unwrap();
-        assert_eq!(&got[..], &bytes[at as usize..at as usize + len], "{at} {len}");
+        assert_eq!(
+            &got[..],
+            &bytes[at as usize..at as usize + len],
+            "{at} {len}"
+        );
     }
     // Past the end of the file: a typed storage error, never a short buffer.
     for (at, len) in [(69_990u64, 11usize), (70_000, 1), (1 << 40, 4)] {
