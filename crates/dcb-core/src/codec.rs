@@ -8,12 +8,13 @@
 //! the record's own [`Bytes`] (no per-field allocation; only the tag list and any metadata are
 //! allocated). [`decode_keys`] borrows the indexed fields for index rebuilds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::fields::SharedTags;
 use crate::{Event, Metadata, Position, SequencedEvent, StoreError, Tags, Text};
 
 /// The current record format version.
@@ -143,7 +144,7 @@ pub fn decode_event(bytes: &[u8]) -> Result<StoredEvent, StoreError> {
 /// accepts for [`RecordV1`] (a test compares the two on valid, damaged and random records).
 pub fn decode_event_bytes(record: &Bytes) -> Result<StoredEvent, StoreError> {
     let body = record_body(record)?;
-    event_of(record, body).map_err(undecodable)
+    event_of(record, body, None).map_err(undecodable)
 }
 
 /// Decodes a record as [`decode_event_bytes`] does, into the event at `position`: the read path
@@ -151,7 +152,7 @@ pub fn decode_event_bytes(record: &Bytes) -> Result<StoredEvent, StoreError> {
 #[inline]
 pub fn decode_sequenced(position: Position, record: &Bytes) -> Result<SequencedEvent, StoreError> {
     let body = record_body(record)?;
-    match event_of(record, body) {
+    match event_of(record, body, None) {
         Ok(stored) => Ok(SequencedEvent {
             position,
             event: stored.event,
@@ -160,19 +161,82 @@ pub fn decode_sequenced(position: Position, record: &Bytes) -> Result<SequencedE
     }
 }
 
-/// The event of `record`, whose body (after the version byte) is `body`.
+/// Records decoded together by [`decode_sequenced_batch`] at most: the events of a batch share
+/// one list of their tags, so that one event kept alive keeps at most this many events' tags.
+pub const BATCH: usize = 32;
+
+/// Decodes `records` as [`decode_sequenced`] does each one, appending the events to `out`, with
+/// one list of tags shared by all of them (see [`Tags`]): no allocation per event for its tags.
+/// Give it at most [`BATCH`] records; a longer batch only shares one list among more events.
+///
+/// On a record that does not decode, the events before it are in `out` and the error (naming
+/// the record's position) is returned; the records after it are not decoded.
+pub fn decode_sequenced_batch(
+    records: impl IntoIterator<Item = (Position, Bytes)>,
+    out: &mut VecDeque<SequencedEvent>,
+) -> Result<(), StoreError> {
+    let first = out.len();
+    let mut tags = Vec::with_capacity(BATCH);
+    let mut failed = None;
+    for (position, record) in records {
+        let decoded = record_body(&record)
+            .and_then(|body| event_of(&record, body, Some(&mut tags)).map_err(undecodable));
+        match decoded {
+            Ok(stored) => out.push_back(SequencedEvent {
+                position,
+                event: stored.event,
+            }),
+            Err(StoreError::Corrupted(m)) => {
+                failed = Some(StoreError::Corrupted(format!(
+                    "event at position {position}: {m}"
+                )));
+                break;
+            }
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    let shared = SharedTags::new(tags);
+    for e in out.range_mut(first..) {
+        e.event.tags.attach(&shared);
+    }
+    failed.map_or(Ok(()), Err)
+}
+
+/// The event of `record`, whose body (after the version byte) is `body`. With `shared`, its
+/// tags are pushed onto that list and the event's [`Tags`] are pending (see
+/// [`Tags::pending`]); without, the event gets a list of its own.
 #[inline(always)]
-fn event_of(record: &Bytes, body: &[u8]) -> Result<StoredEvent, &'static str> {
+fn event_of(
+    record: &Bytes,
+    body: &[u8],
+    shared: Option<&mut Vec<Text>>,
+) -> Result<StoredEvent, &'static str> {
     let mut r = Reader::new(body);
     // `body` is `record[1..]`: a span of `body` is the same span of `record` shifted by one.
     let share = |(a, b): (usize, usize)| record.slice(a + 1..b + 1);
     let text = |span| Text::from_utf8(share(span)).map_err(|_| NOT_UTF8);
     let event_type = text(r.span()?)?;
     let n = r.len()?;
-    let mut tags = Vec::with_capacity(n.min(crate::limits::MAX_TAGS_PER_EVENT));
-    for _ in 0..n {
-        tags.push(text(r.span()?)?);
-    }
+    let tags = match shared {
+        Some(list) => {
+            let start = list.len();
+            for _ in 0..n {
+                list.push(text(r.span()?)?);
+            }
+            Tags::pending(start, list.len())
+        }
+        None if n == 1 => Tags::one(text(r.span()?)?),
+        None => {
+            let mut tags = Vec::with_capacity(n.min(crate::limits::MAX_TAGS_PER_EVENT));
+            for _ in 0..n {
+                tags.push(text(r.span()?)?);
+            }
+            Tags::from(tags)
+        }
+    };
     let (a, b) = r.span()?;
     let data = if a == b { Bytes::new() } else { share((a, b)) };
     let mut metadata = Metadata::default();
@@ -192,7 +256,7 @@ fn event_of(record: &Bytes, body: &[u8]) -> Result<StoredEvent, &'static str> {
     Ok(StoredEvent {
         event: Event {
             event_type,
-            tags: Tags::from(tags),
+            tags,
             data,
             metadata,
             id,
@@ -366,6 +430,82 @@ mod tests {
         // The slices keep the buffer alive on their own.
         drop(record);
         assert_eq!(stored.event.tags[1], "reader:7");
+    }
+
+    #[test]
+    fn a_batch_decodes_as_each_record_alone_and_its_events_share_one_tag_list() {
+        let events: Vec<Event> = (0..40u64)
+            .map(|i| {
+                let mut e = Event::new(format!("T{}", i % 3), vec![i as u8; i as usize]);
+                for t in 0..i % 4 {
+                    e = e.tag(format!("t{i}-{t}"));
+                }
+                if i % 5 == 0 {
+                    e = e.meta("k", "v");
+                }
+                e
+            })
+            .collect();
+        let records: Vec<(Position, Bytes)> = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let at = Position::from_u64(100 + i as u64);
+                (at, Bytes::from(encode_event(e, 0, 1)))
+            })
+            .collect();
+        let mut out = VecDeque::new();
+        out.push_back(SequencedEvent {
+            position: Position::from_u64(1),
+            event: Event::new("already there", Vec::new()).tag("kept"),
+        });
+        let r = decode_sequenced_batch(records.iter().cloned(), &mut out);
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(out.len(), 41);
+        assert_eq!(
+            out[0].event.tags,
+            ["kept"],
+            "what was in `out` is left as it was"
+        );
+        for ((e, (at, record)), got) in events.iter().zip(&records).zip(out.iter().skip(1)) {
+            assert_eq!(&got.event, e);
+            assert_eq!(got.position, *at);
+            let alone = decode_sequenced(*at, record).map(|s| s.event);
+            assert_eq!(alone.as_ref().ok(), Some(&got.event));
+        }
+        // One list: the tags of event i + 1 follow those of event i in it.
+        let (two, three) = (&out[3].event.tags, &out[4].event.tags);
+        assert_eq!(two.as_ptr_range().end, three.as_ptr(), "the events share one list");
+        // The parts are independent: changing one event's tags changes no other's.
+        let mut first = out[4].event.tags.clone();
+        first.push("more");
+        first[0] = Text::from("changed");
+        assert_eq!(out[4].event.tags, ["t3-0", "t3-1", "t3-2"]);
+        assert_eq!(out[3].event.tags, ["t2-0", "t2-1"]);
+        assert_eq!(first, ["changed", "t3-1", "t3-2", "more"]);
+    }
+
+    #[test]
+    fn a_batch_stops_at_a_bad_record_and_names_its_position() {
+        let good = Bytes::from(encode_event(&Event::new("A", vec![1]).tag("x"), 0, 1));
+        let records = vec![
+            (Position::from_u64(7), good.clone()),
+            (Position::from_u64(8), good.clone()),
+            (Position::from_u64(9), good.slice(..good.len() - 2)),
+            (Position::from_u64(10), good),
+        ];
+        let mut out = VecDeque::new();
+        match decode_sequenced_batch(records, &mut out) {
+            Err(StoreError::Corrupted(m)) => assert!(m.contains("position 9"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let positions: Vec<u64> = out.iter().filter_map(|e| e.position.as_u64()).collect();
+        assert_eq!(
+            positions,
+            [7, 8],
+            "the events before the bad record, nothing after"
+        );
+        assert!(out.iter().all(|e| e.event.tags == ["x"]));
     }
 
     #[test]

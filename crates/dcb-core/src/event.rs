@@ -14,9 +14,9 @@ use crate::{Metadata, Position, Tags, Text};
 ///
 /// Type, tags and data are shared buffers ([`Text`], [`Bytes`]): an event read from a store
 /// usually points into the record it was decoded from, and cloning an event copies none of them.
-/// The tags are a [`Tags`] (a boxed slice) and the metadata a [`Metadata`] (one word while
-/// empty), so that a [`SequencedEvent`] is 128 bytes: a read hands out millions of them a
-/// second, and each is moved a few times on its way.
+/// The tags are a [`Tags`] (two words; events read together share one list of tags) and the
+/// metadata a [`Metadata`] (one word while empty), so that a [`SequencedEvent`] is 128 bytes: a
+/// read hands out millions of them a second, and each is moved a few times on its way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     /// The event type, e.g. `"BookBorrowed"`. Non-empty UTF-8.

@@ -1,26 +1,34 @@
 //! The compact collections of an [`Event`](crate::Event): its [`Tags`] and its [`Metadata`].
 //!
 //! Both cost little when an event is read, moved and dropped, which a store does millions of
-//! times a second in a scan: `Tags` is one allocation of exactly its tags (two words, where a
-//! `Vec` takes three), and `Metadata` is one word and no allocation while it is empty (as it is
-//! for most events). Together they keep a [`SequencedEvent`](crate::SequencedEvent) within 128
-//! bytes, which the compiler moves with a few vector instructions instead of a call to `memcpy`.
+//! times a second in a scan: `Tags` is two words, and events read together share one list of
+//! their tags (no allocation per event); `Metadata` is one word and no allocation while it is
+//! empty (as it is for most events). Together they keep a
+//! [`SequencedEvent`](crate::SequencedEvent) within 128 bytes, which the compiler moves with a
+//! few vector instructions instead of a call to `memcpy`.
 //! Both read like the standard collections they stand for: `Tags` dereferences to a slice of
 //! [`Text`], `Metadata` to a `BTreeMap<String, String>`.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::Text;
 
-/// The tags of an event, in the order given: a boxed slice of [`Text`].
+/// The tags of an event, in the order given.
 ///
 /// It dereferences to `[Text]` (`iter`, `len`, `contains`, indexing, ...), compares equal to
 /// slices, arrays and vectors of anything a `Text` compares to, and serialises as a list of
 /// strings.
+///
+/// Two words. The tags live in a reference-counted list: a clone shares it, and a store that
+/// reads many events at once decodes their tags into one list that they share (each event sees
+/// its own part), so that reading an event allocates nothing for its tags; an event kept alive
+/// keeps that list, the tags of at most [`codec::BATCH`](crate::codec::BATCH) events. Changing
+/// the tags of an event that shares its list gives it a list of its own first (copy on write).
 ///
 /// ```
 /// use dcb_core::Tags;
@@ -31,26 +39,141 @@ use crate::Text;
 /// let from_strings: Tags = vec![String::from("a")].into_iter().collect();
 /// assert_eq!(from_strings.len(), 1);
 /// ```
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Tags(Box<[Text]>);
+#[derive(Clone, Default)]
+pub struct Tags {
+    /// `None`: no tags.
+    list: Option<Arc<List>>,
+    /// This event's part of the list: `start..end`, or all of it when both are 0.
+    start: u32,
+    end: u32,
+}
+
+/// The list behind [`Tags`]: one tag without a second allocation, or many.
+#[derive(Clone)]
+enum List {
+    One(Text),
+    Many(Vec<Text>),
+}
+
+impl List {
+    #[inline]
+    fn as_slice(&self) -> &[Text] {
+        match self {
+            List::One(t) => std::slice::from_ref(t),
+            List::Many(v) => v,
+        }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [Text] {
+        match self {
+            List::One(t) => std::slice::from_mut(t),
+            List::Many(v) => v,
+        }
+    }
+
+    fn into_vec(self) -> Vec<Text> {
+        match self {
+            List::One(t) => vec![t],
+            List::Many(v) => v,
+        }
+    }
+}
+
+/// A tag list being filled for many events at once (the codec's batch decode): each event's
+/// tags are pushed, then every event gets its part with [`SharedTags::part`].
+pub(crate) struct SharedTags {
+    list: Option<Arc<List>>,
+}
+
+impl SharedTags {
+    /// The shared list of `tags`.
+    pub(crate) fn new(tags: Vec<Text>) -> SharedTags {
+        SharedTags {
+            list: (!tags.is_empty()).then(|| Arc::new(List::Many(tags))),
+        }
+    }
+
+    /// The tags `start..end` of the list (none when the range is empty).
+    #[inline]
+    pub(crate) fn part(&self, start: usize, end: usize) -> Tags {
+        match (u32::try_from(start), u32::try_from(end)) {
+            (Ok(s), Ok(e)) if s < e => Tags {
+                list: self.list.clone(),
+                start: s,
+                end: e,
+            },
+            // An empty part, or a list of more than 4 billion tags (which no memory holds).
+            _ => Tags::new(),
+        }
+    }
+}
 
 impl Tags {
     /// No tags.
-    pub fn new() -> Tags {
-        Tags::default()
+    pub const fn new() -> Tags {
+        Tags {
+            list: None,
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// One tag (one allocation).
+    pub(crate) fn one(tag: Text) -> Tags {
+        Tags {
+            list: Some(Arc::new(List::One(tag))),
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// A range of a [`SharedTags`] list not known yet: `start..end` of the list being filled,
+    /// attached with [`Tags::attach`] once it is complete. Empty until then.
+    #[inline]
+    pub(crate) fn pending(start: usize, end: usize) -> Tags {
+        Tags {
+            list: None,
+            start: u32::try_from(start).unwrap_or(u32::MAX),
+            end: u32::try_from(end).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// The tags of a [`Tags::pending`] range, out of the completed `shared` list.
+    #[inline]
+    pub(crate) fn attach(&mut self, shared: &SharedTags) {
+        *self = shared.part(self.start as usize, self.end as usize);
     }
 
     /// Adds a tag at the end. Tags are few (see
     /// [`MAX_TAGS_PER_EVENT`](crate::limits::MAX_TAGS_PER_EVENT)): this reallocates the list.
     pub fn push(&mut self, tag: impl Into<Text>) {
-        let mut tags = std::mem::take(&mut self.0).into_vec();
+        let mut tags = std::mem::take(self).into_vec();
         tags.push(tag.into());
-        self.0 = tags.into_boxed_slice();
+        *self = Tags::from(tags);
     }
 
-    /// The tags as a vector (no copy of the tags themselves: the allocation is handed over).
+    /// The tags as a vector (the list is handed over when this is its only user; the tags are
+    /// cloned otherwise, which shares their bytes).
     pub fn into_vec(self) -> Vec<Text> {
-        self.0.into_vec()
+        let whole = self.start == 0 && self.end == 0;
+        match self.list {
+            None => Vec::new(),
+            Some(list) if whole => {
+                Arc::try_unwrap(list).map_or_else(|l| l.as_slice().to_vec(), List::into_vec)
+            }
+            Some(list) => part_of(&list, self.start, self.end).to_vec(),
+        }
+    }
+}
+
+/// The part `start..end` of `list` (all of it when both are 0).
+#[inline]
+fn part_of(list: &List, start: u32, end: u32) -> &[Text] {
+    let all = list.as_slice();
+    if start == 0 && end == 0 {
+        all
+    } else {
+        all.get(start as usize..end as usize).unwrap_or(&[])
     }
 }
 
@@ -59,32 +182,56 @@ impl Deref for Tags {
 
     #[inline]
     fn deref(&self) -> &[Text] {
-        &self.0
+        match &self.list {
+            Some(list) => part_of(list, self.start, self.end),
+            None => &[],
+        }
     }
 }
 
 impl DerefMut for Tags {
     fn deref_mut(&mut self) -> &mut [Text] {
-        &mut self.0
+        let whole = self.start == 0 && self.end == 0;
+        if !whole
+            || self
+                .list
+                .as_mut()
+                .is_some_and(|l| Arc::get_mut(l).is_none())
+        {
+            // Shared with other events, or another's part too: a list of its own first.
+            *self = Tags::from(self.to_vec());
+        }
+        match self.list.as_mut().and_then(Arc::get_mut) {
+            Some(list) => list.as_mut_slice(),
+            None => &mut [],
+        }
     }
 }
 
 impl AsRef<[Text]> for Tags {
     fn as_ref(&self) -> &[Text] {
-        &self.0
+        self
     }
 }
 
 impl From<Vec<Text>> for Tags {
     #[inline]
-    fn from(tags: Vec<Text>) -> Tags {
-        Tags(tags.into_boxed_slice())
+    fn from(mut tags: Vec<Text>) -> Tags {
+        match tags.len() {
+            0 => Tags::new(),
+            1 => tags.pop().map_or_else(Tags::new, Tags::one),
+            _ => Tags {
+                list: Some(Arc::new(List::Many(tags))),
+                start: 0,
+                end: 0,
+            },
+        }
     }
 }
 
 impl From<Box<[Text]>> for Tags {
     fn from(tags: Box<[Text]>) -> Tags {
-        Tags(tags)
+        Tags::from(tags.into_vec())
     }
 }
 
@@ -102,15 +249,15 @@ impl<T: Into<Text>, const N: usize> From<[T; N]> for Tags {
 
 impl<T: Into<Text>> FromIterator<T> for Tags {
     fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Tags {
-        Tags(iter.into_iter().map(Into::into).collect())
+        Tags::from(iter.into_iter().map(Into::into).collect::<Vec<Text>>())
     }
 }
 
 impl<T: Into<Text>> Extend<T> for Tags {
     fn extend<I: IntoIterator<Item = T>>(&mut self, iter: I) {
-        let mut tags = std::mem::take(&mut self.0).into_vec();
+        let mut tags = std::mem::take(self).into_vec();
         tags.extend(iter.into_iter().map(Into::into));
-        self.0 = tags.into_boxed_slice();
+        *self = Tags::from(tags);
     }
 }
 
@@ -119,7 +266,7 @@ impl IntoIterator for Tags {
     type IntoIter = std::vec::IntoIter<Text>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.0.into_vec().into_iter()
+        self.into_vec().into_iter()
     }
 }
 
@@ -128,7 +275,33 @@ impl<'a> IntoIterator for &'a Tags {
     type IntoIter = std::slice::Iter<'a, Text>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
+        self.iter()
+    }
+}
+
+impl PartialEq for Tags {
+    fn eq(&self, other: &Tags) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Tags {}
+
+impl PartialOrd for Tags {
+    fn partial_cmp(&self, other: &Tags) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Tags {
+    fn cmp(&self, other: &Tags) -> std::cmp::Ordering {
+        (**self).cmp(&**other)
+    }
+}
+
+impl std::hash::Hash for Tags {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (**self).hash(state);
     }
 }
 
@@ -137,7 +310,7 @@ where
     Text: PartialEq<T>,
 {
     fn eq(&self, other: &[T]) -> bool {
-        self.0.len() == other.len() && self.0.iter().zip(other).all(|(a, b)| a == b)
+        self.len() == other.len() && self.iter().zip(other).all(|(a, b)| a == b)
     }
 }
 
@@ -170,13 +343,13 @@ where
 
 impl fmt::Debug for Tags {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.0.iter()).finish()
+        f.debug_list().entries(self.iter()).finish()
     }
 }
 
 impl Serialize for Tags {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(serializer)
+        (**self).serialize(serializer)
     }
 }
 
@@ -314,6 +487,86 @@ mod tests {
         assert_eq!(back.ok(), Some(tags.clone()));
         let v: Vec<Text> = tags.into_vec();
         assert_eq!(Tags::from(v), ["b", "a", "c"]);
+    }
+
+    fn texts(n: usize) -> Vec<Text> {
+        (0..n).map(|i| Text::from(format!("t{i}"))).collect()
+    }
+
+    #[test]
+    fn tags_are_two_words_and_share_their_list_when_cloned() {
+        assert_eq!(
+            std::mem::size_of::<Tags>(),
+            2 * std::mem::size_of::<usize>()
+        );
+        let tags = Tags::from(texts(3));
+        let copy = tags.clone();
+        assert_eq!(copy.as_ptr(), tags.as_ptr(), "a clone shares the list");
+        // One tag is one allocation; none is none.
+        assert!(Tags::new().list.is_none() && Tags::from(Vec::new()).list.is_none());
+        assert!(matches!(
+            Tags::from(texts(1)).list.as_deref(),
+            Some(List::One(_))
+        ));
+    }
+
+    #[test]
+    fn parts_of_a_shared_list_are_independent_tags() {
+        let shared = SharedTags::new(texts(6));
+        let a = shared.part(0, 2);
+        let mut b = shared.part(2, 5);
+        let none = shared.part(5, 5);
+        assert_eq!(a, ["t0", "t1"]);
+        assert_eq!(b, ["t2", "t3", "t4"]);
+        assert!(none.is_empty() && none.list.is_none());
+        // Equal, ordered and hashed by their tags alone, whatever holds them.
+        assert_eq!(b, Tags::from(["t2", "t3", "t4"]));
+        assert!(a < b);
+        let hash = |t: &Tags| {
+            use std::hash::{BuildHasher, RandomState};
+            let s = RandomState::new();
+            (s.hash_one(t), s.hash_one(&t[..]))
+        };
+        let (h1, h2) = hash(&b);
+        assert_eq!(h1, h2);
+        assert_eq!(
+            serde_json::to_string(&b).unwrap_or_default(),
+            r#"["t2","t3","t4"]"#
+        );
+        // Copy on write: a change to one part touches nothing else.
+        b[0] = Text::from("x");
+        b.push("y");
+        assert_eq!(b, ["x", "t3", "t4", "y"]);
+        assert_eq!(a, ["t0", "t1"]);
+        assert_eq!(shared.part(2, 5), ["t2", "t3", "t4"]);
+        assert_eq!(shared.part(0, 6).into_vec(), texts(6));
+        // A pending part is empty until attached.
+        let mut pending = Tags::pending(1, 3);
+        assert!(pending.is_empty());
+        pending.attach(&shared);
+        assert_eq!(pending, ["t1", "t2"]);
+    }
+
+    #[test]
+    fn a_list_of_its_own_is_changed_and_handed_over_in_place() {
+        let v = texts(4);
+        let at = v.as_ptr();
+        let mut tags = Tags::from(v);
+        tags[1] = Text::from("one");
+        assert_eq!(
+            tags.as_ptr(),
+            at,
+            "no copy while the list is this event's alone"
+        );
+        let back = tags.into_vec();
+        assert_eq!(back.as_ptr(), at, "the vector is handed back, not copied");
+        assert_eq!(back[1], "one");
+        // Shared: the change goes to a copy, and the other holder keeps the old tags.
+        let mut tags = Tags::from(texts(2));
+        let other = tags.clone();
+        tags[0] = Text::from("mine");
+        assert_eq!((tags[0].as_str(), other[0].as_str()), ("mine", "t0"));
+        assert_eq!(other.into_vec(), texts(2));
     }
 
     #[test]

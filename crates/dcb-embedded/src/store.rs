@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
-use dcb_core::codec::StoredEvent;
+use dcb_core::codec::{self, StoredEvent};
 use dcb_core::limits::{validate_append, validate_consumer, validate_state_write};
 use dcb_core::{
     AppendRequest, Appended, EventStore, InputError, Position, Query, ReadOptions, ReadStream,
@@ -557,6 +557,10 @@ struct ReadState {
     span: Option<Span>,
     remaining: u64,
     buffer: Buffer,
+    /// Events decoded out of the buffer, not handed out yet (at most [`codec::BATCH`]).
+    decoded: VecDeque<SequencedEvent>,
+    /// The decoding error that ends the read, once `decoded` is handed out.
+    failed: Option<StoreError>,
     /// The next step, planned (and when long, being loaded by the read pool) while the consumer
     /// works through the current one; `span` and `remaining` are already past it.
     ahead: Option<Ahead>,
@@ -609,17 +613,31 @@ fn plan(
 }
 
 impl ReadState {
-    /// Decodes a record handed out; a record that does not decode ends the read with the error
-    /// (nothing after it is handed out, as when a step fails to load).
-    fn decode(&mut self, (position, record): Raw) -> Result<SequencedEvent, StoreError> {
-        match writer::decode_sequenced(position, &record) {
-            Ok(event) => Ok(event),
-            Err(e) => {
-                self.buffer = Buffer::default();
-                self.ahead = None;
-                self.span = None;
-                Err(e)
-            }
+    /// The next event of the step: decoded in batches of [`codec::BATCH`] records whose events
+    /// share one list of tags (no allocation per event for them). A record that does not decode
+    /// ends the read with the error, after the events before it (nothing after it is handed
+    /// out, as when a step fails to load).
+    #[inline]
+    fn next_event(&mut self) -> Option<Result<SequencedEvent, StoreError>> {
+        if let Some(e) = self.decoded.pop_front() {
+            return Some(Ok(e));
+        }
+        if let Some(e) = self.failed.take() {
+            return Some(Err(e));
+        }
+        let buffer = &mut self.buffer;
+        let batch = std::iter::from_fn(|| buffer.pop_front())
+            .take(codec::BATCH)
+            .map(|(p, record)| (Position::from_u64(p), record));
+        if let Err(e) = codec::decode_sequenced_batch(batch, &mut self.decoded) {
+            self.buffer = Buffer::default();
+            self.ahead = None;
+            self.span = None;
+            self.failed = Some(e);
+        }
+        match self.decoded.pop_front() {
+            Some(e) => Some(Ok(e)),
+            None => self.failed.take().map(Err),
         }
     }
 
@@ -696,8 +714,8 @@ impl Stream for Chunks {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        if let Some(raw) = this.state.buffer.pop_front() {
-            return Poll::Ready(Some(this.state.decode(raw)));
+        if let Some(next) = this.state.next_event() {
+            return Poll::Ready(Some(next));
         }
         if !this.state.more() {
             return Poll::Ready(None);
@@ -721,12 +739,7 @@ impl Stream for Chunks {
             return Poll::Ready(Some(Err(e)));
         }
         this.state.read_ahead();
-        Poll::Ready(
-            this.state
-                .buffer
-                .pop_front()
-                .map(|raw| this.state.decode(raw)),
-        )
+        Poll::Ready(this.state.next_event())
     }
 }
 
@@ -752,6 +765,8 @@ impl EventStore for EmbeddedStore {
             span: span_of(&options, head),
             remaining: options.limit.unwrap_or(u64::MAX),
             buffer: Default::default(),
+            decoded: VecDeque::with_capacity(codec::BATCH),
+            failed: None,
             ahead: None,
         };
         let stream = Chunks {

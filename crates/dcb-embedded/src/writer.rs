@@ -540,16 +540,6 @@ pub(crate) fn decode(position: u64, record: bytes::Bytes) -> Result<StoredEvent,
     decode_event_bytes(&record).map_err(|e| at_position(position, e))
 }
 
-/// Decodes a stored record into the event at `position`, as [`decode`] does.
-#[inline]
-pub(crate) fn decode_sequenced(
-    position: u64,
-    record: &bytes::Bytes,
-) -> Result<dcb_core::SequencedEvent, StoreError> {
-    dcb_core::codec::decode_sequenced(Position::from_u64(position), record)
-        .map_err(|e| at_position(position, e))
-}
-
 /// Decodes a stored record's indexed fields (used when rebuilding indexes).
 pub(crate) fn decode_keys(
     position: u64,
