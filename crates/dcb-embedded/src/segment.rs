@@ -43,7 +43,7 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::{Arc, LazyLock, RwLock, RwLockReadGuard};
 
 use bytes::Bytes;
 use dcb_core::{Position, StoreError};
@@ -117,7 +117,10 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 }
 
 fn record_crc(position: u64, bytes: &[u8]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
+    // `Hasher::new` looks up the CPU's features on every call, which costs about as much as
+    // hashing a short record: a copy of one made once does not.
+    static NEW: LazyLock<crc32fast::Hasher> = LazyLock::new(crc32fast::Hasher::new);
+    let mut h = NEW.clone();
     h.update(&position.to_le_bytes());
     h.update(bytes);
     h.finalize()
