@@ -475,7 +475,11 @@ mod tests {
         }
         // One list: the tags of event i + 1 follow those of event i in it.
         let (two, three) = (&out[3].event.tags, &out[4].event.tags);
-        assert_eq!(two.as_ptr_range().end, three.as_ptr(), "the events share one list");
+        assert_eq!(
+            two.as_ptr_range().end,
+            three.as_ptr(),
+            "the events share one list"
+        );
         // The parts are independent: changing one event's tags changes no other's.
         let mut first = out[4].event.tags.clone();
         first.push("more");

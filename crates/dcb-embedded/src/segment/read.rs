@@ -203,7 +203,11 @@ struct Run {
 /// read by tag) share one zeroed buffer, whose zeroing costs less than a buffer of each.
 fn fetch(parts: &[Part], runs: &[Run]) -> Result<Bytes, StoreError> {
     if let [r] = runs {
-        return read_run(parts[r.part].file.file(), r.start, (r.end - r.start) as usize);
+        return read_run(
+            parts[r.part].file.file(),
+            r.start,
+            (r.end - r.start) as usize,
+        );
     }
     let total: usize = runs.iter().map(|r| (r.end - r.start) as usize).sum();
     let mut buf = vec![0u8; total];
