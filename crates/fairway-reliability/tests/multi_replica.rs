@@ -172,9 +172,11 @@ async fn three_replicas_share_one_simulated_foundationdb() {
         let down = (round % 3) as usize;
         replicas[down].stop().await;
         if round == 1 {
-            // A rebuild on the stopped replica while the other two serve. Their view workers
-            // keep the same view (views hold no lease), so the rebuild may lose the
-            // checkpoint compare-and-set to them: a typed refusal, never a double apply.
+            // A rebuild on the stopped replica while the other two serve. The one holding the
+            // view's lease keeps updating the same read model, so the rebuild may lose a batch's
+            // checkpoint compare-and-set to it: a typed refusal, never a double apply. Either
+            // way the model keeps its layout version and converges on every replica (checked
+            // below).
             let rebuilt = replicas[down]
                 .host
                 .rebuild_view(todo_list_view::VIEW_NAME)

@@ -504,21 +504,29 @@ impl Runtime {
     }
 
     /// Deletes the read model and checkpoint and records the layout version.
+    ///
+    /// The reset and the version are two commits, so another replica may commit between them
+    /// (or this process may stop there). That is safe because every batch applied from an
+    /// empty checkpoint writes the version too (see `apply_pending`): the version
+    /// commit here only matters for a view with no events yet, and when it loses its
+    /// compare-and-set the batch that beat it has recorded the version already.
     async fn reset_view<V: MaterializedView>(&self, view: &V) -> Result<(), ViewError> {
         let consumer = view_consumer(view.name());
         self.store().reset_consumer(&consumer).await?;
-        if view.version() != 1 {
-            self.store()
+        if let Some(write) = version_write(view) {
+            let recorded = self
+                .store()
                 .commit_state(StateCommit {
                     consumer,
-                    writes: vec![(
-                        VERSION_KEY.to_vec(),
-                        Some(view.version().to_string().into_bytes()),
-                    )],
+                    writes: vec![write],
                     checkpoint: None,
                     guard: CheckpointGuard::Exactly(None),
                 })
-                .await?;
+                .await;
+            match recorded {
+                Ok(()) | Err(StoreError::CheckpointConflict { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(())
     }
@@ -567,6 +575,11 @@ impl Runtime {
                             message: e.to_string(),
                         })?;
                     writes.push((state_key(&key), value));
+                }
+                if cursor.is_none() {
+                    // A model built from nothing records its layout in the same commit, so no
+                    // replica ever sees a read model without the version it was built with.
+                    writes.extend(version_write(view));
                 }
                 self.store()
                     .commit_state(StateCommit {
@@ -697,6 +710,16 @@ async fn stored_version(rt: &Runtime, consumer: &str) -> Result<u32, ViewError> 
             .ok()
             .and_then(|v| v.parse::<u32>().ok())
             .unwrap_or(0),
+    })
+}
+
+/// The write recording a view's layout version (none for version 1, which an absent key means).
+fn version_write<V: MaterializedView>(view: &V) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+    (view.version() != 1).then(|| {
+        (
+            VERSION_KEY.to_vec(),
+            Some(view.version().to_string().into_bytes()),
+        )
     })
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use dcb_core::{EventStore, MemoryStore, Position};
+use dcb_core::{EventStore, MemoryStore, Position, StoreError};
 use fairway_runtime::{
     DomainEvent, MaterializedView, NewEvent, Runtime, Sequenced, ViewError, shutdown_channel, tag,
     view_consumer,
@@ -324,4 +324,140 @@ async fn a_position_past_the_head_is_not_covered() {
         "{waited:?}"
     );
     drop(rt.wait_for_view("ticks", head, LONG).await.unwrap());
+}
+
+/// The bug it pins: a rebuild resets the read model and then records the layout version in a
+/// second commit. A process that stopped between the two (or a replica whose worker rebuilt the
+/// model from nothing in between) left a read model of layout 2 stored without its version, so
+/// every later process took it for layout 1: a reader that does not hold the view's lease
+/// waited for a rebuild that never came (503 `view_not_ready` for good), and the next process
+/// to update it rebuilt it again. Now a batch applied from an empty checkpoint records the
+/// version in its own commit.
+#[tokio::test]
+async fn regression_a_model_rebuilt_after_an_interrupted_reset_keeps_its_layout_version() {
+    let store = Arc::new(MemoryStore::new());
+    let worker = Runtime::new(store.clone());
+    let head = tick(&*store, 0, 300).await;
+    worker.catch_up(&TicksV2).await.unwrap();
+    // A rebuild elsewhere reset the model and stopped before recording the version.
+    store.reset_consumer(&view_consumer("ticks")).await.unwrap();
+    assert_eq!(worker.catch_up(&TicksV2).await.unwrap(), Some(head));
+
+    let next = Runtime::new(store.clone());
+    let more = tick(&*store, 300, 301).await;
+    assert_eq!(next.catch_up(&TicksV2).await.unwrap(), Some(more));
+    assert_eq!(
+        next.metrics()
+            .view("ticks")
+            .rebuilds
+            .load(Ordering::Relaxed),
+        0,
+        "the model rebuilt from nothing was taken for another layout"
+    );
+    assert_eq!(
+        next.view_get(&TicksV2, "t/00000007").await.unwrap(),
+        Some(14)
+    );
+}
+
+/// A store that pauses right after a reset once armed, until the test lets it go on.
+struct PauseAfterReset {
+    inner: MemoryStore,
+    armed: std::sync::atomic::AtomicBool,
+    reset_done: tokio::sync::Notify,
+    resume: tokio::sync::Notify,
+}
+
+#[async_trait::async_trait]
+impl EventStore for PauseAfterReset {
+    async fn append_request(
+        &self,
+        request: dcb_core::AppendRequest,
+    ) -> Result<dcb_core::Appended, StoreError> {
+        self.inner.append_request(request).await
+    }
+    async fn read(
+        &self,
+        query: dcb_core::Query,
+        options: dcb_core::ReadOptions,
+    ) -> Result<dcb_core::ReadStream, StoreError> {
+        self.inner.read(query, options).await
+    }
+    async fn head(&self) -> Result<Option<Position>, StoreError> {
+        self.inner.head().await
+    }
+    async fn wait_for_head(&self, after: Option<Position>) -> Result<Option<Position>, StoreError> {
+        self.inner.wait_for_head(after).await
+    }
+    fn subscribe(&self, query: dcb_core::Query, after: Option<Position>) -> dcb_core::Subscription {
+        self.inner.subscribe(query, after)
+    }
+    async fn checkpoint(&self, consumer: &str) -> Result<Option<Position>, StoreError> {
+        self.inner.checkpoint(consumer).await
+    }
+    async fn commit_state(&self, commit: dcb_core::StateCommit) -> Result<(), StoreError> {
+        self.inner.commit_state(commit).await
+    }
+    async fn get_state(&self, consumer: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get_state(consumer, key).await
+    }
+    async fn scan_state(
+        &self,
+        consumer: &str,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        self.inner.scan_state(consumer, prefix, after, limit).await
+    }
+    async fn reset_consumer(&self, consumer: &str) -> Result<(), StoreError> {
+        self.inner.reset_consumer(consumer).await?;
+        if self.armed.swap(false, Ordering::SeqCst) {
+            self.reset_done.notify_one();
+            self.resume.notified().await;
+        }
+        Ok(())
+    }
+}
+
+/// The bug it pins (seen in the multi-replica simulation): a rebuild on one replica reset the
+/// view, the replica holding the view's lease rebuilt it from nothing before the rebuild could
+/// record the layout version, the rebuild failed on that compare-and-set, and the model stayed
+/// without its version: the rebuilding replica answered 503 `view_not_ready` from then on. Now
+/// the rebuild carries on from the other replica's progress, and the model keeps its version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_a_rebuild_overtaken_by_the_lease_holder_completes() {
+    let store = Arc::new(PauseAfterReset {
+        inner: MemoryStore::new(),
+        armed: std::sync::atomic::AtomicBool::new(false),
+        reset_done: tokio::sync::Notify::new(),
+        resume: tokio::sync::Notify::new(),
+    });
+    let holder = Runtime::new(store.clone());
+    let rebuilder = Runtime::new(store.clone());
+    let head = tick(&*store, 0, 300).await;
+    holder.catch_up(&TicksV2).await.unwrap();
+
+    store.armed.store(true, Ordering::SeqCst);
+    let rebuild = tokio::spawn({
+        let rebuilder = rebuilder.clone();
+        async move { rebuilder.rebuild(&TicksV2).await }
+    });
+    store.reset_done.notified().await;
+    assert_eq!(holder.catch_up(&TicksV2).await.unwrap(), Some(head));
+    store.resume.notify_one();
+    assert_eq!(rebuild.await.unwrap().unwrap(), Some(head));
+
+    drop(rebuilder.wait_for_view("ticks", head, LONG).await.unwrap());
+    assert_eq!(count(&rebuilder).await, 300);
+    let next = Runtime::new(store.clone());
+    next.catch_up(&TicksV2).await.unwrap();
+    assert_eq!(
+        next.metrics()
+            .view("ticks")
+            .rebuilds
+            .load(Ordering::Relaxed),
+        0,
+        "the model was left without its layout version"
+    );
 }
