@@ -318,7 +318,7 @@ pub struct Executed<T = ()> {
     pub attempts: u32,
     /// The append was an idempotent replay of a batch already stored.
     pub replayed: bool,
-    /// The value the decision returned with its events ([`Decision::output`]; `()` for a
+    /// The value the decision returned with its events ([`Decision::output`](crate::Decision::output); `()` for a
     /// [`Command`]).
     pub output: T,
 }

@@ -106,7 +106,8 @@ pub use runtime::Runtime;
 pub use services::{Email, MailError, Mailer, MemoryMailer, OutboxMailer, Secrets, Services};
 pub use shutdown::{Shutdown, ShutdownTrigger, shutdown_channel};
 pub use view::{
-    LiveState, LiveView, MaterializedView, VIEW_BATCH, ViewError, ViewReadGuard, view_consumer,
+    LiveState, LiveView, MaterializedView, VIEW_BATCH, VIEW_LEASE_TTL, VIEW_RETRY_AFTER_SECS,
+    VIEW_RETRY_DELAY, ViewError, ViewReadGuard, view_consumer,
 };
 
 #[doc(hidden)]

@@ -4,7 +4,7 @@
 //! documented from its handler's signature, through [`aide`]: the extractors say what the
 //! request carries ([`JsonBody<T>`](crate::http::JsonBody) a JSON body of schema `T`, `Path`
 //! the path parameters, `Query<T>` the query parameters, an authenticating extractor the security
-//! requirement) and the return type what the response is (`Json<T>` 200, [`Created<T>`] 201,
+//! requirement) and the return type what the response is (`Json<T>` 200, [`Created<T>`](crate::http::Created) 201,
 //! `NoContent` 204, [`ApiError`] every error). Schemas come from `schemars::JsonSchema`,
 //! derived on the request and response types. A handler whose argument or return type has no
 //! documentation does not compile as a route, so a route cannot be left out of the contract.
