@@ -84,6 +84,10 @@ pub struct RetryPolicy {
 /// The default retry budget of a command.
 pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(2);
 
+/// The `Retry-After` (seconds) of the 503 `contention` answered when a command spent its retry
+/// budget: the boundary was hot, and a retry a moment later usually wins.
+pub const CONTENTION_RETRY_AFTER_SECS: u64 = 1;
+
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {

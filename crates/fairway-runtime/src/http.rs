@@ -139,6 +139,7 @@ impl<E: DomainError> From<CommandError<E>> for ApiError {
             }
             CommandError::Contention { .. } => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "contention", e.to_string())
+                    .retry_after(crate::command::CONTENTION_RETRY_AFTER_SECS)
             }
             CommandError::Store(s) => s.into(),
             other => {

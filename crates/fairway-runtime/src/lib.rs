@@ -83,8 +83,8 @@ pub use automation::{
     StepReport, automation_consumer,
 };
 pub use command::{
-    Command, CommandError, Ctx, DEFAULT_RETRY_BUDGET, DomainError, Executed, Read, Rejection,
-    RetryPolicy,
+    CONTENTION_RETRY_AFTER_SECS, Command, CommandError, Ctx, DEFAULT_RETRY_BUDGET, DomainError,
+    Executed, Read, Rejection, RetryPolicy,
 };
 pub use decision::{Decide, Decision, DecisionModel, Evolve, Outcome, Projection, StateOf};
 pub use env::{Environment, SystemEnv, TestEnv, from_millis, millis, test_epoch};

@@ -234,8 +234,20 @@ fn infrastructure_errors_are_503() {
     assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
     let e: ApiError = CommandError::<RegisterError>::Contention { attempts: 5 }.into();
     assert_eq!(
-        (e.status, e.code.as_str()),
-        (StatusCode::SERVICE_UNAVAILABLE, "contention")
+        (e.status, e.code.as_str(), e.retry_after),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "contention",
+            Some(fairway_runtime::CONTENTION_RETRY_AFTER_SECS)
+        )
+    );
+    let response = axum::response::IntoResponse::into_response(e);
+    assert_eq!(
+        response
+            .headers()
+            .get(axum::http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
     );
 }
 
