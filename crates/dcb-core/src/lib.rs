@@ -3,8 +3,8 @@
 //! This crate holds the types ([`Event`] with its [`Tags`] and [`Metadata`], [`Position`],
 //! [`Query`], [`AppendCondition`], [`ReadOptions`], ...), the async [`EventStore`] trait every
 //! backend implements, the input [`limits`], the stored-record [`codec`], the in-memory reference
-//! store [`MemoryStore`], and (feature `conformance`) the conformance suite and model test that
-//! every backend runs.
+//! store [`MemoryStore`], [`Delegating`] for stores that wrap another, and (feature `conformance`)
+//! the conformance suite and model test that every backend runs.
 //!
 //! Layer: the bottom. It does no I/O and must not depend on any backend (fjall, FoundationDB) nor
 //! on the framework.
@@ -26,6 +26,7 @@
 //! ```
 
 pub mod codec;
+mod delegate;
 mod error;
 mod event;
 mod fields;
@@ -42,6 +43,7 @@ pub mod conformance;
 
 /// The shared byte buffer of event data ([`Event::data`]), re-exported.
 pub use bytes::Bytes;
+pub use delegate::Delegating;
 pub use error::{InputError, StoreError};
 pub use event::{Event, SequencedEvent};
 pub use fields::{Metadata, Tags};

@@ -41,7 +41,7 @@ mod broken {
     use dcb_core::conformance::{Fixture, model::model_test};
     use dcb_core::{
         AppendCondition, AppendRequest, Appended, EventStore, MemoryStore, Position, Query,
-        ReadOptions, ReadStream, StateCommit, StoreError, Subscription,
+        ReadOptions, ReadStream, StoreError,
     };
 
     #[derive(Clone, Copy)]
@@ -62,7 +62,11 @@ mod broken {
     }
 
     #[async_trait]
-    impl EventStore for Broken {
+    impl dcb_core::Delegating for Broken {
+        fn inner(&self) -> &dyn EventStore {
+            &self.inner
+        }
+
         async fn append_request(&self, mut request: AppendRequest) -> Result<Appended, StoreError> {
             match self.bug {
                 Bug::ConditionIgnoresAfter => {
@@ -77,6 +81,7 @@ mod broken {
             }
             self.inner.append_request(request).await
         }
+
         async fn read(
             &self,
             query: Query,
@@ -88,43 +93,6 @@ mod broken {
                 _ => {}
             }
             self.inner.read(query, options).await
-        }
-        async fn head(&self) -> Result<Option<Position>, StoreError> {
-            self.inner.head().await
-        }
-        async fn wait_for_head(
-            &self,
-            after: Option<Position>,
-        ) -> Result<Option<Position>, StoreError> {
-            self.inner.wait_for_head(after).await
-        }
-        fn subscribe(&self, query: Query, after: Option<Position>) -> Subscription {
-            self.inner.subscribe(query, after)
-        }
-        async fn checkpoint(&self, consumer: &str) -> Result<Option<Position>, StoreError> {
-            self.inner.checkpoint(consumer).await
-        }
-        async fn commit_state(&self, commit: StateCommit) -> Result<(), StoreError> {
-            self.inner.commit_state(commit).await
-        }
-        async fn get_state(
-            &self,
-            consumer: &str,
-            key: &[u8],
-        ) -> Result<Option<Vec<u8>>, StoreError> {
-            self.inner.get_state(consumer, key).await
-        }
-        async fn scan_state(
-            &self,
-            consumer: &str,
-            prefix: &[u8],
-            after: Option<&[u8]>,
-            limit: usize,
-        ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
-            self.inner.scan_state(consumer, prefix, after, limit).await
-        }
-        async fn reset_consumer(&self, consumer: &str) -> Result<(), StoreError> {
-            self.inner.reset_consumer(consumer).await
         }
     }
 

@@ -3,10 +3,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use dcb_core::{
-    AppendRequest, Appended, EventStore, Position, Query, ReadOptions, ReadStream, StateCommit,
-    StoreError, Subscription,
-};
+use dcb_core::{EventStore, StoreError};
 use dcb_kv::{KvOptions, KvStore};
 use foundationdb::Database;
 
@@ -77,51 +74,9 @@ impl FdbStore {
 }
 
 #[async_trait]
-impl EventStore for FdbStore {
-    async fn append_request(&self, request: AppendRequest) -> Result<Appended, StoreError> {
-        self.inner.append_request(request).await
-    }
-
-    async fn read(&self, query: Query, options: ReadOptions) -> Result<ReadStream, StoreError> {
-        self.inner.read(query, options).await
-    }
-
-    async fn head(&self) -> Result<Option<Position>, StoreError> {
-        self.inner.head().await
-    }
-
-    async fn wait_for_head(&self, after: Option<Position>) -> Result<Option<Position>, StoreError> {
-        self.inner.wait_for_head(after).await
-    }
-
-    fn subscribe(&self, query: Query, after: Option<Position>) -> Subscription {
-        self.inner.subscribe(query, after)
-    }
-
-    async fn checkpoint(&self, consumer: &str) -> Result<Option<Position>, StoreError> {
-        self.inner.checkpoint(consumer).await
-    }
-
-    async fn commit_state(&self, commit: StateCommit) -> Result<(), StoreError> {
-        self.inner.commit_state(commit).await
-    }
-
-    async fn get_state(&self, consumer: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get_state(consumer, key).await
-    }
-
-    async fn scan_state(
-        &self,
-        consumer: &str,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
-        self.inner.scan_state(consumer, prefix, after, limit).await
-    }
-
-    async fn reset_consumer(&self, consumer: &str) -> Result<(), StoreError> {
-        self.inner.reset_consumer(consumer).await
+impl dcb_core::Delegating for FdbStore {
+    fn inner(&self) -> &dyn EventStore {
+        &self.inner
     }
 
     /// One transaction (see `dcb_kv`): bounded by FoundationDB's 5-second limit; back up with

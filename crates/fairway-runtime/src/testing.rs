@@ -100,61 +100,26 @@ mod race {
 
     use async_trait::async_trait;
     use dcb_core::{
-        AppendRequest, Appended, EventStore, MemoryStore, Position, Query, ReadOptions, ReadStream,
-        StateCommit, StoreError, Subscription,
+        AppendRequest, Appended, EventStore, MemoryStore, Query, ReadOptions, ReadStream,
+        StoreError,
     };
 
     pub(super) struct Yielding(pub(super) MemoryStore);
 
     #[async_trait]
-    impl EventStore for Yielding {
+    impl dcb_core::Delegating for Yielding {
+        fn inner(&self) -> &dyn EventStore {
+            &self.0
+        }
+
         async fn append_request(&self, request: AppendRequest) -> Result<Appended, StoreError> {
             tokio::task::yield_now().await;
             self.0.append_request(request).await
         }
+
         async fn read(&self, query: Query, options: ReadOptions) -> Result<ReadStream, StoreError> {
             tokio::task::yield_now().await;
             self.0.read(query, options).await
-        }
-        async fn head(&self) -> Result<Option<Position>, StoreError> {
-            self.0.head().await
-        }
-        async fn wait_for_head(
-            &self,
-            after: Option<Position>,
-        ) -> Result<Option<Position>, StoreError> {
-            self.0.wait_for_head(after).await
-        }
-        fn subscribe(&self, query: Query, after: Option<Position>) -> Subscription {
-            self.0.subscribe(query, after)
-        }
-        async fn checkpoint(&self, consumer: &str) -> Result<Option<Position>, StoreError> {
-            self.0.checkpoint(consumer).await
-        }
-        async fn commit_state(&self, commit: StateCommit) -> Result<(), StoreError> {
-            self.0.commit_state(commit).await
-        }
-        async fn get_state(
-            &self,
-            consumer: &str,
-            key: &[u8],
-        ) -> Result<Option<Vec<u8>>, StoreError> {
-            self.0.get_state(consumer, key).await
-        }
-        async fn scan_state(
-            &self,
-            consumer: &str,
-            prefix: &[u8],
-            after: Option<&[u8]>,
-            limit: usize,
-        ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
-            self.0.scan_state(consumer, prefix, after, limit).await
-        }
-        async fn reset_consumer(&self, consumer: &str) -> Result<(), StoreError> {
-            self.0.reset_consumer(consumer).await
-        }
-        async fn consumer_snapshot(&self) -> Result<dcb_core::ConsumerSnapshot, StoreError> {
-            self.0.consumer_snapshot().await
         }
     }
 }

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::{Context as _, anyhow};
 use async_trait::async_trait;
 use dcb_core::{
-    AppendRequest, Appended, EventStore, Position, Query, ReadOptions, ReadStream, StateCommit,
-    StoreError, StoreStats, Subscription,
+    AppendRequest, Appended, EventStore, Position, Query, ReadOptions, ReadStream, StoreError,
+    Subscription,
 };
 use futures::StreamExt as _;
 
@@ -274,7 +274,11 @@ impl CountingStore {
 }
 
 #[async_trait]
-impl EventStore for CountingStore {
+impl dcb_core::Delegating for CountingStore {
+    fn inner(&self) -> &dyn EventStore {
+        &*self.inner
+    }
+
     async fn append_request(&self, request: AppendRequest) -> Result<Appended, StoreError> {
         let n = request.events.len() as u64;
         let result = self.inner.append_request(request).await;
@@ -302,51 +306,9 @@ impl EventStore for CountingStore {
         self.inner.read(query, options).await
     }
 
-    async fn head(&self) -> Result<Option<Position>, StoreError> {
-        self.inner.head().await
-    }
-
-    async fn stats(&self) -> Result<StoreStats, StoreError> {
-        self.inner.stats().await
-    }
-
-    async fn wait_for_head(&self, after: Option<Position>) -> Result<Option<Position>, StoreError> {
-        self.inner.wait_for_head(after).await
-    }
-
     fn subscribe(&self, query: Query, after: Option<Position>) -> Subscription {
         // Every backend subscribes by polling (`read` after the last position, `wait_for_head`);
         // polling through this wrapper counts those reads too.
         dcb_core::subscribe::poll_subscription(Arc::new(self.clone()), query, after)
-    }
-
-    async fn checkpoint(&self, consumer: &str) -> Result<Option<Position>, StoreError> {
-        self.inner.checkpoint(consumer).await
-    }
-
-    async fn commit_state(&self, commit: StateCommit) -> Result<(), StoreError> {
-        self.inner.commit_state(commit).await
-    }
-
-    async fn get_state(&self, consumer: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get_state(consumer, key).await
-    }
-
-    async fn scan_state(
-        &self,
-        consumer: &str,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
-        self.inner.scan_state(consumer, prefix, after, limit).await
-    }
-
-    async fn reset_consumer(&self, consumer: &str) -> Result<(), StoreError> {
-        self.inner.reset_consumer(consumer).await
-    }
-
-    async fn consumer_snapshot(&self) -> Result<dcb_core::ConsumerSnapshot, StoreError> {
-        self.inner.consumer_snapshot().await
     }
 }

@@ -14,10 +14,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use dcb_core::{
-    AppendRequest, Appended, EventStore, MemoryStore, Position, Query, ReadOptions, ReadStream,
-    StateCommit, StoreError, StoreStats, Subscription,
-};
+use dcb_core::{AppendRequest, Appended, EventStore, MemoryStore, Query, StoreError};
 use fairway_console::{AdminToken, Console};
 use fairway_runtime::http::ApiError;
 use fairway_runtime::{
@@ -226,7 +223,11 @@ pub struct CountingStore {
 }
 
 #[async_trait::async_trait]
-impl EventStore for CountingStore {
+impl dcb_core::Delegating for CountingStore {
+    fn inner(&self) -> &dyn EventStore {
+        &self.inner
+    }
+
     async fn append_request(&self, request: AppendRequest) -> Result<Appended, StoreError> {
         let r = self.inner.append_request(request).await;
         match &r {
@@ -237,45 +238,6 @@ impl EventStore for CountingStore {
             Err(_) => 0,
         };
         r
-    }
-    async fn read(&self, query: Query, options: ReadOptions) -> Result<ReadStream, StoreError> {
-        self.inner.read(query, options).await
-    }
-    async fn head(&self) -> Result<Option<Position>, StoreError> {
-        self.inner.head().await
-    }
-    async fn stats(&self) -> Result<StoreStats, StoreError> {
-        self.inner.stats().await
-    }
-    async fn wait_for_head(&self, after: Option<Position>) -> Result<Option<Position>, StoreError> {
-        self.inner.wait_for_head(after).await
-    }
-    fn subscribe(&self, query: Query, after: Option<Position>) -> Subscription {
-        self.inner.subscribe(query, after)
-    }
-    async fn checkpoint(&self, consumer: &str) -> Result<Option<Position>, StoreError> {
-        self.inner.checkpoint(consumer).await
-    }
-    async fn commit_state(&self, commit: StateCommit) -> Result<(), StoreError> {
-        self.inner.commit_state(commit).await
-    }
-    async fn get_state(&self, consumer: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get_state(consumer, key).await
-    }
-    async fn scan_state(
-        &self,
-        consumer: &str,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
-        self.inner.scan_state(consumer, prefix, after, limit).await
-    }
-    async fn reset_consumer(&self, consumer: &str) -> Result<(), StoreError> {
-        self.inner.reset_consumer(consumer).await
-    }
-    async fn consumer_snapshot(&self) -> Result<dcb_core::ConsumerSnapshot, StoreError> {
-        self.inner.consumer_snapshot().await
     }
 }
 

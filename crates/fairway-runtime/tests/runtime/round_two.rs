@@ -387,62 +387,16 @@ async fn fifty_concurrent_invoice_numbers_on_the_embedded_store() {
 struct AlwaysConflicting(dcb_core::MemoryStore);
 
 #[async_trait::async_trait]
-impl dcb_core::EventStore for AlwaysConflicting {
+impl dcb_core::Delegating for AlwaysConflicting {
+    fn inner(&self) -> &dyn dcb_core::EventStore {
+        &self.0
+    }
+
     async fn append_request(
         &self,
         _: dcb_core::AppendRequest,
     ) -> Result<dcb_core::Appended, dcb_core::StoreError> {
         Err(dcb_core::StoreError::ConditionFailed { condition: 0 })
-    }
-    async fn read(
-        &self,
-        query: Query,
-        options: dcb_core::ReadOptions,
-    ) -> Result<dcb_core::ReadStream, dcb_core::StoreError> {
-        self.0.read(query, options).await
-    }
-    async fn head(&self) -> Result<Option<dcb_core::Position>, dcb_core::StoreError> {
-        self.0.head().await
-    }
-    async fn wait_for_head(
-        &self,
-        after: Option<dcb_core::Position>,
-    ) -> Result<Option<dcb_core::Position>, dcb_core::StoreError> {
-        self.0.wait_for_head(after).await
-    }
-    fn subscribe(&self, query: Query, after: Option<dcb_core::Position>) -> dcb_core::Subscription {
-        self.0.subscribe(query, after)
-    }
-    async fn checkpoint(
-        &self,
-        consumer: &str,
-    ) -> Result<Option<dcb_core::Position>, dcb_core::StoreError> {
-        self.0.checkpoint(consumer).await
-    }
-    async fn commit_state(
-        &self,
-        commit: dcb_core::StateCommit,
-    ) -> Result<(), dcb_core::StoreError> {
-        self.0.commit_state(commit).await
-    }
-    async fn get_state(
-        &self,
-        consumer: &str,
-        key: &[u8],
-    ) -> Result<Option<Vec<u8>>, dcb_core::StoreError> {
-        self.0.get_state(consumer, key).await
-    }
-    async fn scan_state(
-        &self,
-        consumer: &str,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, dcb_core::StoreError> {
-        self.0.scan_state(consumer, prefix, after, limit).await
-    }
-    async fn reset_consumer(&self, consumer: &str) -> Result<(), dcb_core::StoreError> {
-        self.0.reset_consumer(consumer).await
     }
 }
 

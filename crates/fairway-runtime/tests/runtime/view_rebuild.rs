@@ -369,46 +369,9 @@ struct PauseAfterReset {
 }
 
 #[async_trait::async_trait]
-impl EventStore for PauseAfterReset {
-    async fn append_request(
-        &self,
-        request: dcb_core::AppendRequest,
-    ) -> Result<dcb_core::Appended, StoreError> {
-        self.inner.append_request(request).await
-    }
-    async fn read(
-        &self,
-        query: dcb_core::Query,
-        options: dcb_core::ReadOptions,
-    ) -> Result<dcb_core::ReadStream, StoreError> {
-        self.inner.read(query, options).await
-    }
-    async fn head(&self) -> Result<Option<Position>, StoreError> {
-        self.inner.head().await
-    }
-    async fn wait_for_head(&self, after: Option<Position>) -> Result<Option<Position>, StoreError> {
-        self.inner.wait_for_head(after).await
-    }
-    fn subscribe(&self, query: dcb_core::Query, after: Option<Position>) -> dcb_core::Subscription {
-        self.inner.subscribe(query, after)
-    }
-    async fn checkpoint(&self, consumer: &str) -> Result<Option<Position>, StoreError> {
-        self.inner.checkpoint(consumer).await
-    }
-    async fn commit_state(&self, commit: dcb_core::StateCommit) -> Result<(), StoreError> {
-        self.inner.commit_state(commit).await
-    }
-    async fn get_state(&self, consumer: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get_state(consumer, key).await
-    }
-    async fn scan_state(
-        &self,
-        consumer: &str,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
-        self.inner.scan_state(consumer, prefix, after, limit).await
+impl dcb_core::Delegating for PauseAfterReset {
+    fn inner(&self) -> &dyn EventStore {
+        &self.inner
     }
     async fn reset_consumer(&self, consumer: &str) -> Result<(), StoreError> {
         self.inner.reset_consumer(consumer).await?;
