@@ -16,9 +16,14 @@ pub const DEFAULT_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 /// `router` behind the `Host` check (allowing [`DEFAULT_HOSTS`] and `hosts`) and the JSON
 /// error rewrite.
 pub(crate) fn guarded(router: axum::Router, hosts: &[String]) -> axum::Router {
-    router.layer(axum::middleware::from_fn(json_errors)).layer(
-        axum::middleware::from_fn_with_state(AllowedHosts::new(hosts), check_host),
-    )
+    router
+        .layer(axum::middleware::from_fn(
+            fairway_runtime::http::json_errors,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            AllowedHosts::new(hosts),
+            check_host,
+        ))
 }
 
 /// The host names allowed in `Host` (lower case, IPv6 in brackets, without port).
@@ -99,46 +104,6 @@ pub(crate) async fn check_host(
         // cannot come from a rebinding page: an in-process or HTTP/1.0 client on loopback.
         None => next.run(request).await,
     }
-}
-
-/// Rewrites any error response that is not JSON (axum's 405, a rejected body, ...) into the
-/// runtime's `{"error":{"code","message"}}`, keeping its status and headers (e.g. `Allow`).
-pub(crate) async fn json_errors(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
-    let status = response.status();
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/json"));
-    if status.as_u16() < 400 || is_json {
-        return response;
-    }
-    let (parts, body) = response.into_parts();
-    let text = axum::body::to_bytes(body, 16 * 1024)
-        .await
-        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
-        .unwrap_or_default();
-    let message = if text.is_empty() {
-        status.canonical_reason().unwrap_or("error").to_owned()
-    } else {
-        text
-    };
-    let code = match status {
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
-        StatusCode::NOT_FOUND => "not_found",
-        StatusCode::BAD_REQUEST => "bad_request",
-        s if s.is_server_error() => "internal",
-        _ => "error",
-    };
-    let mut fixed = ApiError::new(status, code, message).into_response();
-    for (name, value) in parts.headers.iter() {
-        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
-            fixed.headers_mut().insert(name.clone(), value.clone());
-        }
-    }
-    fixed
 }
 
 #[cfg(test)]

@@ -390,6 +390,61 @@ fn json_rejection(r: JsonRejection) -> ApiError {
     }
 }
 
+/// The stable code of an error response that carries no JSON body of its own (see
+/// [`json_errors`]).
+pub fn error_code_for(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::CONFLICT => "conflict",
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        s if s.is_server_error() => "internal",
+        _ => "error",
+    }
+}
+
+/// The most bytes of a non-JSON error body kept as the message of its JSON form.
+pub const MAX_ERROR_TEXT: usize = 16 * 1024;
+
+/// Middleware (`axum::middleware::from_fn(json_errors)`): rewrites any error response that is
+/// not JSON (axum's own 405, a path that does not decode, a rejected body, ...) into the shape of
+/// [`ApiError`], `{"error":{"code","message"}}`, with the code of [`error_code_for`] and the
+/// original text (at most [`MAX_ERROR_TEXT`] bytes) as the message. The status and the other
+/// headers (`Allow`, `Retry-After`, ...) stay.
+pub async fn json_errors(request: Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if status.as_u16() < 400 || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_ERROR_TEXT)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    let mut fixed = ApiError::new(status, error_code_for(status), message).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            fixed.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    fixed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
