@@ -449,6 +449,81 @@ pub async fn json_errors(request: Request, next: axum::middleware::Next) -> Resp
 mod tests {
     use super::*;
 
+    /// `json_errors` over a router whose routes answer plain text, JSON and nothing at all.
+    async fn through_json_errors(uri: &str, method: &str) -> Response {
+        use axum::routing::get;
+        use tower::ServiceExt as _;
+        let router = axum::Router::new()
+            .route(
+                "/plain",
+                get(|| async {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        [(RETRY_AFTER, "7")],
+                        "try again later",
+                    )
+                }),
+            )
+            .route(
+                "/json",
+                get(|| async { ApiError::new(StatusCode::CONFLICT, "taken", "already taken") }),
+            )
+            .route("/empty", get(|| async { StatusCode::BAD_REQUEST }))
+            .layer(axum::middleware::from_fn(json_errors));
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(axum::body::Body::empty())
+            .expect("a request");
+        router.oneshot(request).await.expect("infallible")
+    }
+
+    async fn json_of(response: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .expect("a body");
+        serde_json::from_slice(&bytes).expect("JSON")
+    }
+
+    #[tokio::test]
+    async fn json_errors_rewrites_plain_errors_and_keeps_their_status_and_headers() {
+        let r = through_json_errors("/plain", "GET").await;
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            r.headers().get(RETRY_AFTER).map(|v| v.as_bytes()),
+            Some(&b"7"[..])
+        );
+        let v = json_of(r).await;
+        assert_eq!(v["error"]["code"], "unavailable");
+        assert_eq!(v["error"]["message"], "try again later");
+
+        let r = through_json_errors("/plain", "DELETE").await;
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert!(
+            r.headers().get(axum::http::header::ALLOW).is_some(),
+            "Allow stays"
+        );
+        assert_eq!(json_of(r).await["error"]["code"], "method_not_allowed");
+
+        let r = through_json_errors("/empty", "GET").await;
+        let v = json_of(r).await;
+        assert_eq!(v["error"]["code"], "bad_request");
+        assert_eq!(
+            v["error"]["message"], "Bad Request",
+            "no text: the reason phrase"
+        );
+    }
+
+    #[tokio::test]
+    async fn json_errors_leaves_json_errors_and_successes_alone() {
+        let r = through_json_errors("/json", "GET").await;
+        assert_eq!(r.status(), StatusCode::CONFLICT);
+        assert_eq!(json_of(r).await["error"]["code"], "taken");
+        let r = through_json_errors("/nowhere", "GET").await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        assert_eq!(json_of(r).await["error"]["code"], "not_found");
+    }
+
     #[test]
     fn depth_counts_brackets_outside_strings_only() {
         let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
