@@ -198,12 +198,7 @@ pub fn decode_sequenced_batch(
                     Err(e) => e,
                     Ok(_) => undecodable(what),
                 };
-                failed = Some(match e {
-                    StoreError::Corrupted(m) => {
-                        StoreError::Corrupted(format!("event at position {position}: {m}"))
-                    }
-                    e => e,
-                });
+                failed = Some(e.at_position(position));
                 break;
             }
         }

@@ -127,4 +127,31 @@ impl StoreError {
     pub fn is_condition_failed(&self) -> bool {
         matches!(self, StoreError::ConditionFailed { .. })
     }
+
+    /// The error of reading the event at `position`: a [`StoreError::Corrupted`] message is
+    /// prefixed with `event at position N: `; any other error is returned as it is.
+    pub fn at_position(self, position: impl std::fmt::Display) -> StoreError {
+        match self {
+            StoreError::Corrupted(m) => {
+                StoreError::Corrupted(format!("event at position {position}: {m}"))
+            }
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_position_names_the_event_of_a_corruption_and_leaves_other_errors_alone() {
+        let e = StoreError::Corrupted("bad checksum".into()).at_position(42);
+        assert!(
+            matches!(&e, StoreError::Corrupted(m) if m == "event at position 42: bad checksum"),
+            "{e:?}"
+        );
+        let e = StoreError::Closed.at_position(crate::Position::from_u64(7));
+        assert!(matches!(e, StoreError::Closed), "{e:?}");
+    }
 }

@@ -537,7 +537,7 @@ fn reset(shared: &Shared, consumer: &str) -> Result<(), StoreError> {
 /// Decodes a stored record (used by reads) without copying: the event's type, tags and data are
 /// slices of the record, itself a slice of the segment read (or of the frame the writer wrote).
 pub(crate) fn decode(position: u64, record: bytes::Bytes) -> Result<StoredEvent, StoreError> {
-    decode_event_bytes(&record).map_err(|e| at_position(position, e))
+    decode_event_bytes(&record).map_err(|e| e.at_position(position))
 }
 
 /// Decodes a stored record's indexed fields (used when rebuilding indexes).
@@ -545,14 +545,5 @@ pub(crate) fn decode_keys(
     position: u64,
     bytes: &[u8],
 ) -> Result<dcb_core::codec::EventKeys<'_>, StoreError> {
-    dcb_core::codec::decode_keys(bytes).map_err(|e| at_position(position, e))
-}
-
-fn at_position(position: u64, e: StoreError) -> StoreError {
-    match e {
-        StoreError::Corrupted(m) => {
-            StoreError::Corrupted(format!("event at position {position}: {m}"))
-        }
-        other => other,
-    }
+    dcb_core::codec::decode_keys(bytes).map_err(|e| e.at_position(position))
 }
