@@ -141,7 +141,7 @@ pub fn decode_event(bytes: &[u8]) -> Result<StoredEvent, StoreError> {
 ///
 /// The record is read field by field in postcard's wire form (LEB128 lengths and integers, raw
 /// bytes), without serde: this is the hot path of every read. It accepts exactly what postcard
-/// accepts for [`RecordV1`] (a test compares the two on valid, damaged and random records).
+/// accepts for its `RecordV1` (a test compares the two on valid, damaged and random records).
 pub fn decode_event_bytes(record: &Bytes) -> Result<StoredEvent, StoreError> {
     let body = record_body(record)?;
     event_of(record, body, None).map_err(undecodable)

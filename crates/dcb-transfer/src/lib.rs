@@ -5,9 +5,9 @@
 //! [`EventStore`](dcb_core::EventStore) trait), so it moves a log between any two backends; the
 //! backends are only dev-dependencies, for its tests.
 //!
-//! - [`export()`] writes the [`format`]: a header with the head and every consumer's checkpoint,
-//!   every consumer's state, one line per event (streamed from one read of `Query::All` up to
-//!   that head: memory stays flat), and a trailer with counts and a CRC-32.
+//! - [`export()`] writes the [`format`](mod@format): a header with the head and every
+//!   consumer's checkpoint, every consumer's state, one line per event (streamed from one read of
+//!   `Query::All` up to that head: memory stays flat), and a trailer with counts and a CRC-32.
 //! - [`import_from`] checks a whole export first (a truncated or damaged file is refused with
 //!   nothing written), refuses a store that is not empty, then appends the events in order in
 //!   large batches within `dcb_core::limits` (types, tags, data, metadata and ids preserved),

@@ -5,7 +5,7 @@
 //! and the store (head, event count, appends and condition failures per second).
 //!
 //! Layer: beside the host, above the framework. It builds on `fairway-runtime` (the
-//! [`Host`](fairway_runtime::Host)'s catalog, metrics, dead letters, view rebuilds) and the
+//! [`Host`]'s catalog, metrics, dead letters, view rebuilds) and the
 //! [`dcb_core::EventStore`] trait only: it must not depend on a backend (`dcb-embedded`,
 //! `dcb-kv`, FoundationDB) nor on any module. It serves no route by itself: a host mounts it
 //! (or leaves it out, which turns it off).

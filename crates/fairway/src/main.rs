@@ -112,7 +112,7 @@ struct ServeArgs {
     #[arg(long, value_parser = parse_loopback)]
     console_listen: Option<SocketAddr>,
     /// Another name the console answers to in the Host header (repeatable), besides
-    /// localhost, 127.0.0.1, [::1] and its listen address; any other Host gets 421.
+    /// localhost, 127.0.0.1, `[::1]` and its listen address; any other Host gets 421.
     #[arg(long = "console-host", value_name = "NAME")]
     console_hosts: Vec<String>,
     /// Do not serve the dev console.

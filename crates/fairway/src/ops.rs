@@ -41,7 +41,7 @@ pub struct EventFilter {
     #[arg(long)]
     follow: bool,
     /// Print the data fields the modules declare sensitive (password hashes, ...) instead of
-    /// "[redacted]".
+    /// `"[redacted]"`.
     #[arg(long)]
     show_sensitive: bool,
 }
