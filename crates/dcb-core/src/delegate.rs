@@ -42,6 +42,9 @@
 //! # });
 //! ```
 
+use std::future::Future;
+use std::pin::Pin;
+
 use async_trait::async_trait;
 
 use crate::store::{
@@ -130,60 +133,120 @@ pub trait Delegating: Send + Sync + 'static {
     }
 }
 
-#[async_trait]
+/// The future every forwarded method returns: the one [`Delegating`]'s method made, handed on
+/// as it is (no second box, no second poll per call).
+type Fwd<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+// Written out rather than with `#[async_trait]`, whose `async fn`s would box each forwarded
+// future once more. The signatures are those `#[async_trait]` gives `EventStore`'s methods.
 impl<T: Delegating> EventStore for T {
-    async fn append_request(&self, request: AppendRequest) -> Result<Appended, StoreError> {
-        Delegating::append_request(self, request).await
+    fn append_request<'l0, 'at>(&'l0 self, request: AppendRequest) -> Fwd<'at, Appended>
+    where
+        'l0: 'at,
+        Self: 'at,
+    {
+        Delegating::append_request(self, request)
     }
 
-    async fn read(&self, query: Query, options: ReadOptions) -> Result<ReadStream, StoreError> {
-        Delegating::read(self, query, options).await
+    fn read<'l0, 'at>(&'l0 self, query: Query, options: ReadOptions) -> Fwd<'at, ReadStream>
+    where
+        'l0: 'at,
+        Self: 'at,
+    {
+        Delegating::read(self, query, options)
     }
 
-    async fn head(&self) -> Result<Option<Position>, StoreError> {
-        Delegating::head(self).await
+    fn head<'l0, 'at>(&'l0 self) -> Fwd<'at, Option<Position>>
+    where
+        'l0: 'at,
+        Self: 'at,
+    {
+        Delegating::head(self)
     }
 
-    async fn stats(&self) -> Result<StoreStats, StoreError> {
-        Delegating::stats(self).await
+    fn stats<'l0, 'at>(&'l0 self) -> Fwd<'at, StoreStats>
+    where
+        'l0: 'at,
+        Self: 'at,
+    {
+        Delegating::stats(self)
     }
 
-    async fn wait_for_head(&self, after: Option<Position>) -> Result<Option<Position>, StoreError> {
-        Delegating::wait_for_head(self, after).await
+    fn wait_for_head<'l0, 'at>(&'l0 self, after: Option<Position>) -> Fwd<'at, Option<Position>>
+    where
+        'l0: 'at,
+        Self: 'at,
+    {
+        Delegating::wait_for_head(self, after)
     }
 
     fn subscribe(&self, query: Query, after: Option<Position>) -> Subscription {
         Delegating::subscribe(self, query, after)
     }
 
-    async fn checkpoint(&self, consumer: &str) -> Result<Option<Position>, StoreError> {
-        Delegating::checkpoint(self, consumer).await
+    fn checkpoint<'l0, 'l1, 'at>(&'l0 self, consumer: &'l1 str) -> Fwd<'at, Option<Position>>
+    where
+        'l0: 'at,
+        'l1: 'at,
+        Self: 'at,
+    {
+        Delegating::checkpoint(self, consumer)
     }
 
-    async fn commit_state(&self, commit: StateCommit) -> Result<(), StoreError> {
-        Delegating::commit_state(self, commit).await
+    fn commit_state<'l0, 'at>(&'l0 self, commit: StateCommit) -> Fwd<'at, ()>
+    where
+        'l0: 'at,
+        Self: 'at,
+    {
+        Delegating::commit_state(self, commit)
     }
 
-    async fn get_state(&self, consumer: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Delegating::get_state(self, consumer, key).await
+    fn get_state<'l0, 'l1, 'l2, 'at>(
+        &'l0 self,
+        consumer: &'l1 str,
+        key: &'l2 [u8],
+    ) -> Fwd<'at, Option<Vec<u8>>>
+    where
+        'l0: 'at,
+        'l1: 'at,
+        'l2: 'at,
+        Self: 'at,
+    {
+        Delegating::get_state(self, consumer, key)
     }
 
-    async fn scan_state(
-        &self,
-        consumer: &str,
-        prefix: &[u8],
-        after: Option<&[u8]>,
+    fn scan_state<'l0, 'l1, 'l2, 'l3, 'at>(
+        &'l0 self,
+        consumer: &'l1 str,
+        prefix: &'l2 [u8],
+        after: Option<&'l3 [u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
-        Delegating::scan_state(self, consumer, prefix, after, limit).await
+    ) -> Fwd<'at, Vec<(Vec<u8>, Vec<u8>)>>
+    where
+        'l0: 'at,
+        'l1: 'at,
+        'l2: 'at,
+        'l3: 'at,
+        Self: 'at,
+    {
+        Delegating::scan_state(self, consumer, prefix, after, limit)
     }
 
-    async fn reset_consumer(&self, consumer: &str) -> Result<(), StoreError> {
-        Delegating::reset_consumer(self, consumer).await
+    fn reset_consumer<'l0, 'l1, 'at>(&'l0 self, consumer: &'l1 str) -> Fwd<'at, ()>
+    where
+        'l0: 'at,
+        'l1: 'at,
+        Self: 'at,
+    {
+        Delegating::reset_consumer(self, consumer)
     }
 
-    async fn consumer_snapshot(&self) -> Result<ConsumerSnapshot, StoreError> {
-        Delegating::consumer_snapshot(self).await
+    fn consumer_snapshot<'l0, 'at>(&'l0 self) -> Fwd<'at, ConsumerSnapshot>
+    where
+        'l0: 'at,
+        Self: 'at,
+    {
+        Delegating::consumer_snapshot(self)
     }
 }
 
