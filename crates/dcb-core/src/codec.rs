@@ -173,7 +173,7 @@ pub const BATCH: usize = 32;
 /// the record's position) is returned; the records after it are not decoded.
 pub fn decode_sequenced_batch(
     records: impl IntoIterator<Item = (Position, Bytes)>,
-    out: &mut VecDeque<SequencedEvent>,
+    out: &mut impl EventSink,
 ) -> Result<(), StoreError> {
     let first = out.len();
     let mut tags = Vec::with_capacity(BATCH);
@@ -187,7 +187,7 @@ pub fn decode_sequenced_batch(
             Some(_) | None => Err(""),
         };
         match decoded {
-            Ok(stored) => out.push_back(SequencedEvent {
+            Ok(stored) => out.push(SequencedEvent {
                 position,
                 event: stored.event,
             }),
@@ -198,10 +198,53 @@ pub fn decode_sequenced_batch(
         }
     }
     let shared = SharedTags::new(tags);
-    for e in out.range_mut(first..) {
-        e.event.tags.attach(&shared);
-    }
+    out.each_from(first, |e| e.event.tags.attach(&shared));
     failed.map_or(Ok(()), Err)
+}
+
+/// Where [`decode_sequenced_batch`] appends its events: a `VecDeque` (a stream's queue) or a
+/// `Vec` (a caller's batch, see [`crate::ReadStream::next_batch`]).
+pub trait EventSink {
+    /// How many events it holds.
+    fn len(&self) -> usize;
+    /// Whether it holds none.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Appends one event at the end.
+    fn push(&mut self, event: SequencedEvent);
+    /// Calls `f` on every event from index `first` on.
+    fn each_from(&mut self, first: usize, f: impl FnMut(&mut SequencedEvent));
+}
+
+impl EventSink for VecDeque<SequencedEvent> {
+    #[inline]
+    fn len(&self) -> usize {
+        VecDeque::len(self)
+    }
+    #[inline]
+    fn push(&mut self, event: SequencedEvent) {
+        self.push_back(event);
+    }
+    #[inline]
+    fn each_from(&mut self, first: usize, f: impl FnMut(&mut SequencedEvent)) {
+        self.range_mut(first..).for_each(f);
+    }
+}
+
+impl EventSink for Vec<SequencedEvent> {
+    #[inline]
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+    #[inline]
+    fn push(&mut self, event: SequencedEvent) {
+        Vec::push(self, event);
+    }
+    #[inline]
+    fn each_from(&mut self, first: usize, f: impl FnMut(&mut SequencedEvent)) {
+        self.get_mut(first..).into_iter().flatten().for_each(f);
+    }
 }
 
 /// The error of a record of a batch that did not decode (out of the decoding loop, which it

@@ -51,9 +51,9 @@ pub use memory::{MemoryStore, classify_retry};
 pub use position::{Position, PositionError};
 pub use query::{Query, QueryItem};
 pub use store::{
-    AppendCondition, AppendRequest, Appended, CheckpointGuard, ConsumerSnapshot, EventStore,
-    ReadOptions, ReadStream, Start, StateCommit, StateEntry, StateWrite, StoreStats, Subscription,
-    SubscriptionItem, Tracking, check_read, check_state_commit,
+    AppendCondition, AppendRequest, Appended, CheckpointGuard, ConsumerSnapshot, EventBatches,
+    EventStore, ReadOptions, ReadStream, Start, StateCommit, StateEntry, StateWrite, StoreStats,
+    Subscription, SubscriptionItem, Tracking, check_read, check_state_commit,
 };
 pub use text::Text;
 pub use uuid::Uuid;

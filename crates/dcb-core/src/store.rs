@@ -280,10 +280,36 @@ pub fn check_state_commit(
 
 /// The events of a read, in order, and the head the read was evaluated at.
 ///
-/// It is a [`Stream`]; memory use does not grow with the result size.
+/// It is a [`Stream`] of events; memory use does not grow with the result size. A consumer of
+/// many events (a scan, a view's catch-up, an export) can take them a batch at a time with
+/// [`next_batch`](ReadStream::next_batch) instead: same events, same order, same errors, with
+/// less work per event on a store that hands out batches natively ([`EventBatches`]).
 pub struct ReadStream {
     head: Option<Position>,
-    inner: BoxStream<'static, Result<SequencedEvent, StoreError>>,
+    source: Source,
+    /// An error met while filling a batch that already held events: it is the next item.
+    failed: Option<StoreError>,
+}
+
+enum Source {
+    Events(BoxStream<'static, Result<SequencedEvent, StoreError>>),
+    Batches(Pin<Box<dyn EventBatches>>),
+}
+
+/// A read's events as a store hands them out many at a time (see [`ReadStream::next_batch`]).
+///
+/// It is also the stream of the same events one at a time; the two may be mixed, and together
+/// hand out each event once, in order.
+pub trait EventBatches: Stream<Item = Result<SequencedEvent, StoreError>> + Send {
+    /// Moves up to `max` (at least one) of the next events to the end of `out`, and says how
+    /// many: `Ready(Ok(0))` at the end of the read. Events found before an error are handed out
+    /// first (`Ok(n)`), the error on the next call, as the stream would.
+    fn poll_batch(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut Vec<SequencedEvent>,
+        max: usize,
+    ) -> Poll<Result<usize, StoreError>>;
 }
 
 impl ReadStream {
@@ -292,7 +318,20 @@ impl ReadStream {
         head: Option<Position>,
         inner: BoxStream<'static, Result<SequencedEvent, StoreError>>,
     ) -> ReadStream {
-        ReadStream { head, inner }
+        ReadStream {
+            head,
+            source: Source::Events(inner),
+            failed: None,
+        }
+    }
+
+    /// A read result from a head and a source that hands out batches (see [`EventBatches`]).
+    pub fn batched(head: Option<Position>, source: impl EventBatches + 'static) -> ReadStream {
+        ReadStream {
+            head,
+            source: Source::Batches(Box::pin(source)),
+            failed: None,
+        }
     }
 
     /// A read result from events already in memory.
@@ -309,12 +348,75 @@ impl ReadStream {
         self.head
     }
 
+    /// Moves up to `max` (at least one) of the next events to the end of `out` and returns how
+    /// many; `Ok(0)` is the end of the read. It waits only for the first of them: a batch holds
+    /// what the store has ready, so it may be shorter than `max` before the end. On an error the
+    /// events before it come first, in their batch; the error is the next call's answer.
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// use dcb_core::{Event, EventStore, MemoryStore, Query, ReadOptions};
+    /// let store = MemoryStore::new();
+    /// for n in 0..5 {
+    ///     store.append(vec![Event::new("Ticked", n.to_string()).tag("clock:1")], vec![]).await?;
+    /// }
+    /// let mut read = store.read(Query::All, ReadOptions::new()).await?;
+    /// let (mut batch, mut seen) = (Vec::new(), 0);
+    /// while read.next_batch(&mut batch, 2).await? > 0 {
+    ///     seen += batch.len();
+    ///     batch.clear();
+    /// }
+    /// assert_eq!(seen, 5);
+    /// # Ok::<(), dcb_core::StoreError>(()) }).unwrap();
+    /// ```
+    pub async fn next_batch(
+        &mut self,
+        out: &mut Vec<SequencedEvent>,
+        max: usize,
+    ) -> Result<usize, StoreError> {
+        futures::future::poll_fn(|cx| self.poll_next_batch(cx, out, max)).await
+    }
+
+    /// The polling form of [`next_batch`](ReadStream::next_batch).
+    pub fn poll_next_batch(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut Vec<SequencedEvent>,
+        max: usize,
+    ) -> Poll<Result<usize, StoreError>> {
+        if let Some(e) = self.failed.take() {
+            return Poll::Ready(Err(e));
+        }
+        let max = max.max(1);
+        match &mut self.source {
+            Source::Batches(source) => source.as_mut().poll_batch(cx, out, max),
+            Source::Events(events) => {
+                let mut got = 0;
+                while got < max {
+                    match events.as_mut().poll_next(cx) {
+                        Poll::Ready(Some(Ok(e))) => {
+                            out.push(e);
+                            got += 1;
+                        }
+                        Poll::Ready(Some(Err(e))) if got == 0 => return Poll::Ready(Err(e)),
+                        Poll::Ready(Some(Err(e))) => {
+                            self.failed = Some(e);
+                            break;
+                        }
+                        Poll::Ready(None) => break,
+                        Poll::Pending if got == 0 => return Poll::Pending,
+                        Poll::Pending => break,
+                    }
+                }
+                Poll::Ready(Ok(got))
+            }
+        }
+    }
+
     /// Collects every event (for small reads).
     pub async fn collect_all(mut self) -> Result<Vec<SequencedEvent>, StoreError> {
         let mut out = Vec::new();
-        while let Some(e) = self.inner.next().await {
-            out.push(e?);
-        }
+        while self.next_batch(&mut out, usize::MAX).await? > 0 {}
         Ok(out)
     }
 }
@@ -323,7 +425,13 @@ impl Stream for ReadStream {
     type Item = Result<SequencedEvent, StoreError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.inner.as_mut().poll_next(cx)
+        if let Some(e) = self.failed.take() {
+            return Poll::Ready(Some(Err(e)));
+        }
+        match &mut self.source {
+            Source::Events(events) => events.as_mut().poll_next(cx),
+            Source::Batches(source) => source.as_mut().poll_next(cx),
+        }
     }
 }
 
@@ -486,4 +594,97 @@ pub trait EventStore: Send + Sync + 'static {
 pub fn check_read(query: &Query, options: &ReadOptions) -> Result<(), StoreError> {
     crate::limits::validate_read(query, options)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(n: u64) -> SequencedEvent {
+        SequencedEvent {
+            position: Position::from_u64(n),
+            event: Event::new("T", n.to_string()),
+        }
+    }
+
+    /// Events 1..=3, an error, then event 5: the stream a store with a bad record hands out.
+    fn broken() -> ReadStream {
+        let items = vec![
+            Ok(event(1)),
+            Ok(event(2)),
+            Ok(event(3)),
+            Err(StoreError::Corrupted("record 4".into())),
+            Ok(event(5)),
+        ];
+        ReadStream::new(
+            Some(Position::from_u64(5)),
+            futures::stream::iter(items).boxed(),
+        )
+    }
+
+    fn at(v: &[SequencedEvent]) -> Vec<u64> {
+        v.iter().filter_map(|e| e.position.as_u64()).collect()
+    }
+
+    #[test]
+    fn a_batch_stops_before_an_error_which_is_the_next_answer() {
+        futures::executor::block_on(async {
+            let mut read = broken();
+            let mut out = Vec::new();
+            assert!(matches!(read.next_batch(&mut out, 10).await, Ok(3)));
+            assert_eq!(at(&out), [1, 2, 3]);
+            assert!(matches!(
+                read.next_batch(&mut out, 10).await,
+                Err(StoreError::Corrupted(_))
+            ));
+            assert_eq!(out.len(), 3, "a failed call adds nothing");
+        });
+    }
+
+    #[test]
+    fn the_stream_sees_the_error_a_batch_stopped_at() {
+        futures::executor::block_on(async {
+            let mut read = broken();
+            let mut out = Vec::new();
+            assert!(matches!(read.next_batch(&mut out, 2).await, Ok(2)));
+            assert!(matches!(read.next_batch(&mut out, 2).await, Ok(1)));
+            assert!(matches!(
+                read.next().await,
+                Some(Err(StoreError::Corrupted(_)))
+            ));
+            assert_eq!(at(&out), [1, 2, 3]);
+        });
+    }
+
+    #[test]
+    fn batches_respect_max_and_end_with_zero() {
+        futures::executor::block_on(async {
+            let events: Vec<_> = (1..=10).map(event).collect();
+            let mut read = ReadStream::from_vec(Some(Position::from_u64(10)), events);
+            let mut out = Vec::new();
+            // A `max` of 0 is taken as 1: every call makes progress.
+            assert!(matches!(read.next_batch(&mut out, 0).await, Ok(1)));
+            assert!(matches!(read.next_batch(&mut out, 4).await, Ok(4)));
+            assert!(
+                matches!(read.next().await, Some(Ok(e)) if e.position == Position::from_u64(6))
+            );
+            assert!(matches!(read.next_batch(&mut out, 100).await, Ok(4)));
+            assert!(matches!(read.next_batch(&mut out, 100).await, Ok(0)));
+            assert_eq!(at(&out), [1, 2, 3, 4, 5, 7, 8, 9, 10]);
+            assert_eq!(read.head(), Some(Position::from_u64(10)));
+        });
+    }
+
+    #[test]
+    fn collect_all_returns_every_event_or_the_first_error() {
+        futures::executor::block_on(async {
+            let events: Vec<_> = (1..=3).map(event).collect();
+            let all = ReadStream::from_vec(None, events).collect_all().await;
+            assert!(matches!(all.as_deref().map(at), Ok(ref p) if p == &[1, 2, 3]));
+            assert!(matches!(
+                broken().collect_all().await,
+                Err(StoreError::Corrupted(_))
+            ));
+        });
+    }
 }

@@ -56,6 +56,7 @@ mod blockfmt;
 mod disk;
 mod index;
 pub mod keys;
+mod read;
 mod readpool;
 mod recent;
 mod segindex;

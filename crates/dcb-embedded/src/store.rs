@@ -1,117 +1,28 @@
 //! The embedded store: opening, reads, subscriptions and consumer state.
 
-use std::collections::{HashMap, VecDeque};
-use std::future::Future;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
-use dcb_core::codec::{self, StoredEvent};
+use dcb_core::codec::StoredEvent;
 use dcb_core::limits::{validate_append, validate_consumer, validate_state_write};
 use dcb_core::{
     AppendRequest, Appended, EventStore, InputError, Position, Query, ReadOptions, ReadStream,
-    SequencedEvent, Start, StateCommit, StoreError, Subscription,
+    StateCommit, StoreError, Subscription,
 };
-use futures::{Stream, StreamExt};
 use tokio::sync::{oneshot, watch};
-
-use bytes::Bytes;
 
 // Re-exported for `backup.rs`, which reads the consumer keyspace through it.
 pub(crate) use crate::disk::Disk;
 use crate::index::{Index, Span};
 use crate::keys;
+use crate::read;
 use crate::readpool::ReadPool;
 use crate::recent::Recent;
 use crate::writer::{self, Job};
-
-/// Events fetched per step of a read: a read holds at most two steps in memory (the one handed
-/// out and the one read ahead: about 600 KiB of events of 150 bytes), and a step is the
-/// synchronous work between two yields of a long read (well under a millisecond on a warm page
-/// cache).
-const READ_CHUNK: usize = 2048;
-
-/// Events of a read step at least, before the step is split among the read pool's threads.
-const STEP_FAN_OUT: usize = 512;
-
-/// A stored record fetched and checked, not decoded yet: its position and bytes.
-type Raw = (u64, Bytes);
-
-/// The records of a group of a read step, fetched and checked, in the order of its positions.
-type Records = Vec<Bytes>;
-
-/// The work of one group of a read step: its records.
-type GroupWork = Box<dyn Fn(usize) -> Result<Records, StoreError> + Send + Sync>;
-
-/// A read step being loaded in groups by the read pool: its positions, and the groups (which
-/// split the positions into consecutive ranges, in order).
-struct Groups {
-    positions: Arc<[u64]>,
-    started: crate::readpool::Started<Result<Records, StoreError>, GroupWork>,
-}
-
-impl Groups {
-    /// Takes the groups not begun, waits for the others: the step's buffer, or the first error.
-    fn finish(self) -> Result<Buffer, StoreError> {
-        Ok(Buffer {
-            groups: self
-                .started
-                .finish()
-                .into_iter()
-                .map(|g| crate::readpool::joined(g).map(Vec::into_iter))
-                .collect::<Result<_, _>>()?,
-            positions: self.positions,
-            next: 0,
-        })
-    }
-}
-
-/// The records of a read step not handed out yet: one group per part fetched in parallel, and
-/// the step's positions (the records of all the groups, in order, are at these positions).
-struct Buffer {
-    groups: VecDeque<std::vec::IntoIter<Bytes>>,
-    positions: Arc<[u64]>,
-    /// The position of the next record handed out.
-    next: usize,
-}
-
-impl Default for Buffer {
-    fn default() -> Buffer {
-        Buffer {
-            groups: VecDeque::new(),
-            positions: Arc::new([]),
-            next: 0,
-        }
-    }
-}
-
-impl Buffer {
-    /// The buffer of a step loaded in one group.
-    fn whole(positions: Arc<[u64]>, records: Records) -> Buffer {
-        Buffer {
-            groups: VecDeque::from([records.into_iter()]),
-            positions,
-            next: 0,
-        }
-    }
-
-    #[inline]
-    fn pop_front(&mut self) -> Option<Raw> {
-        loop {
-            let group = self.groups.front_mut()?;
-            if let Some(record) = group.next() {
-                let position = *self.positions.get(self.next)?;
-                self.next += 1;
-                return Some((position, record));
-            }
-            self.groups.pop_front();
-        }
-    }
-}
 
 pub(crate) struct Shared {
     /// Events between index snapshots (0: none).
@@ -127,7 +38,7 @@ pub(crate) struct Shared {
     head: watch::Sender<u64>,
     path: PathBuf,
     /// The read threads (`None`: reads do all their work on the caller's thread).
-    pool: Option<ReadPool>,
+    pub(crate) pool: Option<ReadPool>,
 }
 
 pub(crate) fn fjall_err(e: fjall::Error) -> StoreError {
@@ -223,7 +134,7 @@ impl Shared {
         self.recent.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn recent_read(&self) -> RwLockReadGuard<'_, Recent> {
+    pub(crate) fn recent_read(&self) -> RwLockReadGuard<'_, Recent> {
         self.recent.read().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -233,82 +144,6 @@ impl Shared {
             StoreError::Corrupted(format!("indexed event at position {position} is missing"))
         })?;
         writer::decode(position, record)
-    }
-
-    /// Loads and checks the records of one read step, at `positions` (in that order): a step
-    /// of at least [`STEP_FAN_OUT`] events is split into groups loaded in parallel by the caller
-    /// and the read pool's threads.
-    fn fetch_step(self: &Arc<Self>, positions: Vec<u64>) -> Result<Buffer, StoreError> {
-        match self.begin_step(positions, false) {
-            Ok(ahead) => ahead.finish(),
-            Err(positions) => {
-                // Recent ones from memory, the others from the segment log in position order
-                // (with the pool, scattered records are fetched in parallel). They are decoded
-                // as they are handed out, on the consumer's thread.
-                let records = self.records(&positions, self.pool.as_ref())?;
-                Ok(Buffer::whole(positions.into(), records))
-            }
-        }
-    }
-
-    /// Begins loading a step of at least [`STEP_FAN_OUT`] events at `positions` in groups on
-    /// the read pool (with `ahead`, all of them may start there: the caller is busy
-    /// elsewhere); gives `positions` back when there is no pool or the step is short.
-    fn begin_step(self: &Arc<Self>, positions: Vec<u64>, ahead: bool) -> Result<Groups, Vec<u64>> {
-        let pool = match &self.pool {
-            Some(pool) if positions.len() >= STEP_FAN_OUT => pool,
-            _ => return Err(positions),
-        };
-        let n = positions.len();
-        let groups = (pool.width() * 4).min(n / (STEP_FAN_OUT / 2));
-        let positions: Arc<[u64]> = positions.into();
-        let (shared, all) = (self.clone(), positions.clone());
-        let work: GroupWork =
-            Box::new(move |g| shared.records(&all[g * n / groups..(g + 1) * n / groups], None));
-        let helpers = if ahead { groups } else { groups - 1 };
-        Ok(Groups {
-            positions,
-            started: pool.begin(groups, work, helpers),
-        })
-    }
-
-    /// The stored records at `positions`, in that order.
-    fn records(
-        &self,
-        positions: &[u64],
-        pool: Option<&ReadPool>,
-    ) -> Result<Vec<Bytes>, StoreError> {
-        let cached: Option<Vec<Option<Bytes>>> = {
-            let recent = self.recent_read();
-            recent
-                .may_hold(positions)
-                .then(|| positions.iter().map(|&p| recent.get(p)).collect())
-        };
-        let Some(mut records) = cached else {
-            // All on disk (a scan of older events): one planned read, no per-position lookups.
-            return self.disk()?.log.read_with(positions, pool);
-        };
-        let missing: Vec<u64> = positions
-            .iter()
-            .zip(&records)
-            .filter(|(_, r)| r.is_none())
-            .map(|(&p, _)| p)
-            .collect();
-        if !missing.is_empty() {
-            let mut read = self.disk()?.log.read_with(&missing, pool)?.into_iter();
-            for r in records.iter_mut().filter(|r| r.is_none()) {
-                *r = read.next();
-            }
-        }
-        positions
-            .iter()
-            .zip(records)
-            .map(|(&p, r)| {
-                r.ok_or_else(|| {
-                    StoreError::Corrupted(format!("indexed event at position {p} is missing"))
-                })
-            })
-            .collect()
     }
 }
 
@@ -533,216 +368,6 @@ fn to_head(head: u64) -> Option<Position> {
     (head > 0).then(|| Position::from_u64(head))
 }
 
-/// The inclusive u64 span of a read, `None` when it is empty.
-fn span_of(options: &ReadOptions, head: u64) -> Option<Span> {
-    let lo = match options.start {
-        None => 1,
-        Some(Start::After(p)) => p.as_u64()?.checked_add(1)?,
-        Some(Start::From(p)) => p.as_u64()?.max(1),
-    };
-    let mut hi = head;
-    if let Some(b) = options.before.and_then(Position::as_u64) {
-        hi = hi.min(b.checked_sub(1)?);
-    }
-    (lo <= hi).then_some(Span {
-        lo,
-        hi,
-        backwards: options.backwards,
-    })
-}
-
-struct ReadState {
-    shared: Arc<Shared>,
-    items: Option<Arc<[dcb_core::QueryItem]>>,
-    span: Option<Span>,
-    remaining: u64,
-    buffer: Buffer,
-    /// Events decoded out of the buffer, not handed out yet (at most [`codec::BATCH`]).
-    decoded: VecDeque<SequencedEvent>,
-    /// The decoding error that ends the read, once `decoded` is handed out.
-    failed: Option<StoreError>,
-    /// The next step, planned (and when long, being loaded by the read pool) while the consumer
-    /// works through the current one; `span` and `remaining` are already past it.
-    ahead: Option<Ahead>,
-}
-
-/// A read's next step, planned ahead.
-enum Ahead {
-    /// Being loaded by the read pool.
-    Started(Groups),
-    /// Too short to hand to the pool: its positions, loaded when it is needed.
-    Planned(Vec<u64>),
-}
-
-/// The positions of the next step of a read of `items` (`None`: everything) in `span`, with at
-/// most `remaining` events left to hand out, and the span and count left after it.
-fn plan(
-    shared: &Shared,
-    items: Option<&[dcb_core::QueryItem]>,
-    span: Span,
-    remaining: u64,
-) -> Result<(Vec<u64>, Option<Span>, u64), StoreError> {
-    let max = usize::try_from(remaining)
-        .unwrap_or(usize::MAX)
-        .min(READ_CHUNK);
-    if max == 0 {
-        return Ok((Vec::new(), None, remaining));
-    }
-    let positions: Vec<u64> = match items {
-        None if span.backwards => (span.lo..=span.hi).rev().take(max).collect(),
-        None => (span.lo..=span.hi).take(max).collect(),
-        Some(items) => shared.matches(items, span, max)?,
-    };
-    // Every position is fetched or the step fails: a full step may have more after it.
-    let next = match positions.last() {
-        Some(&last) if positions.len() == max => {
-            if span.backwards {
-                last.checked_sub(1)
-                    .filter(|&h| h >= span.lo)
-                    .map(|hi| Span { hi, ..span })
-            } else {
-                last.checked_add(1)
-                    .filter(|&l| l <= span.hi)
-                    .map(|lo| Span { lo, ..span })
-            }
-        }
-        _ => None,
-    };
-    let left = remaining - positions.len() as u64;
-    Ok((positions, next, left))
-}
-
-impl ReadState {
-    /// The next event of the step: decoded in batches of [`codec::BATCH`] records whose events
-    /// share one list of tags (no allocation per event for them). A record that does not decode
-    /// ends the read with the error, after the events before it (nothing after it is handed
-    /// out, as when a step fails to load).
-    #[inline]
-    fn next_event(&mut self) -> Option<Result<SequencedEvent, StoreError>> {
-        if let Some(e) = self.decoded.pop_front() {
-            return Some(Ok(e));
-        }
-        if let Some(e) = self.failed.take() {
-            return Some(Err(e));
-        }
-        let buffer = &mut self.buffer;
-        let batch = std::iter::from_fn(|| buffer.pop_front())
-            .take(codec::BATCH)
-            .map(|(p, record)| (Position::from_u64(p), record));
-        if let Err(e) = codec::decode_sequenced_batch(batch, &mut self.decoded) {
-            self.buffer = Buffer::default();
-            self.ahead = None;
-            self.span = None;
-            self.failed = Some(e);
-        }
-        match self.decoded.pop_front() {
-            Some(e) => Some(Ok(e)),
-            None => self.failed.take().map(Err),
-        }
-    }
-
-    /// Whether events may come after the buffer.
-    fn more(&self) -> bool {
-        self.ahead.is_some() || (self.remaining > 0 && self.span.is_some())
-    }
-
-    /// Fetches the next step (the one read ahead, or now on the caller's thread); narrows the
-    /// span past it.
-    fn fill(&mut self) -> Result<(), StoreError> {
-        match self.ahead.take() {
-            Some(Ahead::Started(groups)) => {
-                self.buffer = groups.finish()?;
-                return Ok(());
-            }
-            Some(Ahead::Planned(positions)) => {
-                self.buffer = self.shared.fetch_step(positions)?;
-                return Ok(());
-            }
-            None => {}
-        }
-        let Some(span) = self.span else { return Ok(()) };
-        let (positions, next, left) =
-            plan(&self.shared, self.items.as_deref(), span, self.remaining)?;
-        // One batch per step, fetched in position order: adjacent records come from one read.
-        self.buffer = self.shared.fetch_step(positions)?;
-        self.span = next;
-        self.remaining = left;
-        Ok(())
-    }
-
-    /// Plans the step after the current one, and begins loading it on the read pool when it is
-    /// a long one. A failure to plan it is left for the step itself to report, when it is
-    /// needed.
-    fn read_ahead(&mut self) {
-        let Some(span) = self
-            .span
-            .filter(|_| self.remaining > 0 && self.ahead.is_none())
-        else {
-            return;
-        };
-        if self.shared.pool.is_none() {
-            return;
-        }
-        let Ok((positions, next, left)) =
-            plan(&self.shared, self.items.as_deref(), span, self.remaining)
-        else {
-            return;
-        };
-        self.ahead = Some(match self.shared.begin_step(positions, true) {
-            Ok(groups) => Ahead::Started(groups),
-            Err(positions) => Ahead::Planned(positions),
-        });
-        self.span = next;
-        self.remaining = left;
-    }
-}
-
-/// The stream of a read: events handed out of the buffer in place (no per-event future), the
-/// next step fetched when the buffer is empty. A long step is begun by the read pool as soon as
-/// the one before it is handed over (read-ahead), and the consumer takes its groups left, if
-/// any, when it gets there.
-struct Chunks {
-    state: ReadState,
-    /// Whether a step was fetched already (the first never waits).
-    filled: bool,
-    /// The yield in progress before the next step.
-    pause: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
-}
-
-impl Stream for Chunks {
-    type Item = Result<SequencedEvent, StoreError>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        if let Some(next) = this.state.next_event() {
-            return Poll::Ready(Some(next));
-        }
-        if !this.state.more() {
-            return Poll::Ready(None);
-        }
-        // Each step is synchronous work (memory or the segment files, with the read pool's
-        // help). Between steps a long read yields to the scheduler, so that a scan, a rebuild or
-        // an export never holds an async worker for more than one step: timers and other
-        // requests on the same runtime keep running. A read of one step never yields.
-        if this.filled {
-            let pause = this
-                .pause
-                .get_or_insert_with(|| Box::pin(tokio::task::yield_now()));
-            if pause.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            this.pause = None;
-        }
-        this.filled = true;
-        if let Err(e) = this.state.fill() {
-            this.state.span = None;
-            return Poll::Ready(Some(Err(e)));
-        }
-        this.state.read_ahead();
-        Poll::Ready(this.state.next_event())
-    }
-}
-
 #[async_trait]
 impl EventStore for EmbeddedStore {
     async fn append_request(&self, request: AppendRequest) -> Result<Appended, StoreError> {
@@ -759,22 +384,10 @@ impl EventStore for EmbeddedStore {
             Query::All => None,
             Query::Items(items) => Some(Arc::from(items)),
         };
-        let state = ReadState {
-            shared: self.shared.clone(),
-            items,
-            span: span_of(&options, head),
-            remaining: options.limit.unwrap_or(u64::MAX),
-            buffer: Default::default(),
-            decoded: VecDeque::with_capacity(codec::BATCH),
-            failed: None,
-            ahead: None,
-        };
-        let stream = Chunks {
-            state,
-            filled: false,
-            pause: None,
-        };
-        Ok(ReadStream::new(to_head(head), stream.boxed()))
+        Ok(ReadStream::batched(
+            to_head(head),
+            read::Chunks::new(self.shared.clone(), items, &options, head),
+        ))
     }
 
     async fn head(&self) -> Result<Option<Position>, StoreError> {

@@ -4,6 +4,7 @@
 
 use dcb_core::{Event, EventStore, Query, ReadOptions, SequencedEvent};
 use dcb_embedded::EmbeddedStore;
+use futures::StreamExt;
 
 fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
@@ -22,13 +23,36 @@ fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// Every event, read twice: one at a time through the stream, and in batches (`collect_all`).
+/// The two must agree, on the events and on the error, whatever the flip hit.
 async fn read_all(dir: &std::path::Path) -> Result<Vec<SequencedEvent>, String> {
     let s = EmbeddedStore::open(dir).map_err(|e| e.to_string())?;
+    let mut one_by_one = s
+        .read(Query::All, ReadOptions::new())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut streamed = Vec::new();
+    let mut stream_error = None;
+    while let Some(item) = one_by_one.next().await {
+        match item {
+            Ok(e) => streamed.push(e),
+            Err(e) => {
+                stream_error = Some(e.to_string());
+                break;
+            }
+        }
+    }
     let r = s
         .read(Query::All, ReadOptions::new())
         .await
         .map_err(|e| e.to_string())?;
-    r.collect_all().await.map_err(|e| e.to_string())
+    let batched = r.collect_all().await.map_err(|e| e.to_string());
+    match (&batched, stream_error) {
+        (Ok(all), None) => assert_eq!(all, &streamed, "batches and the stream differ"),
+        (Err(b), Some(s)) => assert_eq!(b, &s, "batches and the stream fail differently"),
+        (b, s) => panic!("batches and the stream disagree: {b:?} against {s:?}"),
+    }
+    batched
 }
 
 #[tokio::test]

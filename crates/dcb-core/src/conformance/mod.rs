@@ -215,6 +215,7 @@ macro_rules! __conformance_for_each_rule {
             reads::reads_invalid_query_rejected,
             reads::reads_snapshot_consistent_under_concurrent_appends,
             reads::reads_stream_large_result_in_order,
+            reads::reads_in_batches_match_the_stream,
             appends::append_positions_increase_in_batch_order,
             appends::append_later_batches_get_greater_positions,
             appends::append_positions_match_read_back,

@@ -542,3 +542,79 @@ pub async fn reads_stream_large_result_in_order(store: Store) {
     rev.reverse();
     assert_eq!(positions(&back), rev);
 }
+
+/// Reading in batches (`ReadStream::next_batch`) hands out the stream's events exactly: the same
+/// ones in the same order, whatever the batch size, mixed with single events, forwards,
+/// backwards, filtered and limited; no batch exceeds its `max`, and `Ok(0)` ends the read.
+pub async fn reads_in_batches_match_the_stream(store: Store) {
+    const N: usize = 5000;
+    for chunk in 0..(N / 500) {
+        let batch: Vec<_> = (0..500)
+            .map(|i| {
+                let n = chunk * 500 + i;
+                let tag = if n % 3 == 0 { "third" } else { "other" };
+                ev_data("Big", &[tag], format!("{n}"))
+            })
+            .collect();
+        append(&store, batch).await;
+    }
+    let cases = [
+        (Query::All, ReadOptions::new()),
+        (Query::tagged("third"), ReadOptions::new()),
+        (Query::All, ReadOptions::new().backwards()),
+        (Query::tagged("other"), ReadOptions::new().limit(2500)),
+        (
+            Query::All,
+            ReadOptions::new()
+                .after(Position::from_u64(100))
+                .before(Position::from_u64(4100)),
+        ),
+    ];
+    for (query, options) in cases {
+        let (_, expected) = read(&store, query.clone(), options).await;
+        for max in [1usize, 7, 1000, usize::MAX] {
+            let mut stream = match store.read(query.clone(), options).await {
+                Ok(s) => s,
+                Err(e) => panic!("read failed: {e:?}"),
+            };
+            let mut got = Vec::new();
+            let mut batch = Vec::new();
+            for round in 0usize.. {
+                // Every third round takes one event through the stream instead.
+                if round % 3 == 2 {
+                    match stream.next().await {
+                        Some(Ok(e)) => got.push(e),
+                        Some(Err(e)) => panic!("stream failed: {e:?}"),
+                        None => break,
+                    }
+                    continue;
+                }
+                let n = match stream.next_batch(&mut batch, max).await {
+                    Ok(n) => n,
+                    Err(e) => panic!("batch failed: {e:?}"),
+                };
+                assert_eq!(n, batch.len(), "the count is the batch's length");
+                assert!(n <= max, "a batch of {n} over max {max}");
+                if n == 0 {
+                    break;
+                }
+                got.append(&mut batch);
+            }
+            assert_eq!(
+                positions(&got),
+                positions(&expected),
+                "{query:?} {options:?} in batches of {max}"
+            );
+            let data = |v: &[crate::SequencedEvent]| -> Vec<crate::Bytes> {
+                v.iter().map(|e| e.event.data.clone()).collect()
+            };
+            assert_eq!(data(&got), data(&expected));
+            let mut after = Vec::new();
+            assert!(
+                matches!(stream.next_batch(&mut after, 10).await, Ok(0)),
+                "a finished read stays finished"
+            );
+            assert!(stream.next().await.is_none());
+        }
+    }
+}
