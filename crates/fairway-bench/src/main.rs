@@ -309,6 +309,14 @@ fn main() -> anyhow::Result<()> {
                     workloads::run(w, store.as_ref(), dir.path(), &sizes)
                         .with_context(|| format!("{} on {}", w, kind.name()))?
                 };
+                // The store is closed; its directory goes now, and the next store starts once
+                // the deletion and every write before it are on disk (no store pays for
+                // another's writeback).
+                let parent = dir.path().parent().map(std::path::Path::to_path_buf);
+                dir.close()?;
+                if let Some(parent) = parent {
+                    fairway_bench::measure::settle(&parent)?;
+                }
                 eprintln!(
                     "  round {} {:<13} {:<8} {:>6.1}s",
                     round + 1,

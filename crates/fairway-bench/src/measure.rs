@@ -93,6 +93,15 @@ pub fn dir_size(dir: &Path) -> std::io::Result<(u64, u64)> {
     Ok((apparent, allocated))
 }
 
+/// Makes everything written to the filesystem holding `dir` durable (`syncfs`), and returns once
+/// it is: the next store (or phase) starts on a disk with no writeback of the last one pending,
+/// so none of them pays for another's flushes or deleted files.
+pub fn settle(dir: &Path) -> std::io::Result<()> {
+    let d = std::fs::File::open(dir)?;
+    rustix::fs::syncfs(&d)?;
+    Ok(())
+}
+
 /// The 1-, 5- and 15-minute load averages.
 pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")

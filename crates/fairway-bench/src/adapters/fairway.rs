@@ -12,8 +12,8 @@ use crate::{BenchError, BenchEvent, BenchStore, Guard, Outcome, ReadSummary};
 pub(super) const SETTINGS: &str = "EmbeddedStore::open defaults: each group commit is one frame of \
 the segment log, fdatasync'd before any acknowledgement; one writer thread groups up to 512 queued \
 appends / 16 MiB; a read pool of one thread fewer than the cores (at least one) shares long or \
-scattered read steps with the caller. Driven with futures::executor::block_on per call (no async \
-runtime needed).";
+scattered read steps with the caller. Reads are taken in batches of 256 (ReadStream::next_batch). \
+Driven with futures::executor::block_on per call (no async runtime needed).";
 
 pub(super) const SETTINGS_NO_CACHE: &str = "As fairway, with Options::recent_bytes(0): every read goes \
 to the segment files (the in-run baseline for the recent-records cache).";
@@ -21,7 +21,13 @@ to the segment files (the in-run baseline for the recent-records cache).";
 pub(super) const SETTINGS_NO_POOL: &str = "As fairway, with Options::read_threads(0): every read step \
 is done on the reading thread alone (the in-run baseline for the read pool).";
 
+pub(super) const SETTINGS_STREAM: &str = "As fairway, with reads taken one event at a time \
+through the stream instead of ReadStream::next_batch (the in-run baseline for batched reads).";
+
 const NAME: &str = "fairway";
+
+/// Events taken per `ReadStream::next_batch` call.
+const READ_BATCH: usize = 256;
 
 fn err(e: StoreError) -> BenchError {
     BenchError::store(NAME, e)
@@ -30,12 +36,22 @@ fn err(e: StoreError) -> BenchError {
 /// `dcb-embedded` behind the bench trait.
 pub(super) struct Fairway {
     store: EmbeddedStore,
+    /// Reads one event at a time through the stream instead of in batches.
+    streaming: bool,
 }
 
 impl Fairway {
     pub(super) fn open(dir: &Path) -> Result<Fairway, BenchError> {
         Ok(Fairway {
             store: EmbeddedStore::open(dir).map_err(err)?,
+            streaming: false,
+        })
+    }
+
+    pub(super) fn open_streaming(dir: &Path) -> Result<Fairway, BenchError> {
+        Ok(Fairway {
+            store: EmbeddedStore::open(dir).map_err(err)?,
+            streaming: true,
         })
     }
 
@@ -43,6 +59,7 @@ impl Fairway {
         let options = dcb_embedded::Options::default().recent_bytes(0);
         Ok(Fairway {
             store: EmbeddedStore::open_with(dir, options).map_err(err)?,
+            streaming: false,
         })
     }
 
@@ -50,6 +67,7 @@ impl Fairway {
         let options = dcb_embedded::Options::default().read_threads(0);
         Ok(Fairway {
             store: EmbeddedStore::open_with(dir, options).map_err(err)?,
+            streaming: false,
         })
     }
 
@@ -64,9 +82,24 @@ impl Fairway {
                 head: stream.head().and_then(Position::as_u64),
                 ..ReadSummary::default()
             };
-            while let Some(e) = stream.next().await {
-                let e = e.map_err(err)?;
-                s.add(e.position.as_u64().unwrap_or(u64::MAX), &e.event.data);
+            if self.streaming {
+                while let Some(e) = stream.next().await {
+                    let e = e.map_err(err)?;
+                    s.add(e.position.as_u64().unwrap_or(u64::MAX), &e.event.data);
+                }
+                return Ok(s);
+            }
+            // In batches: the events the stream would give, with less work per event.
+            let mut batch = Vec::with_capacity(READ_BATCH);
+            while stream
+                .next_batch(&mut batch, READ_BATCH)
+                .await
+                .map_err(err)?
+                > 0
+            {
+                for e in batch.drain(..) {
+                    s.add(e.position.as_u64().unwrap_or(u64::MAX), &e.event.data);
+                }
             }
             Ok(s)
         })

@@ -43,6 +43,10 @@ pub enum Kind {
     /// Fairway's `dcb-embedded` with no read pool: an in-run baseline for the pool (opt in with
     /// `--stores fairway,fairway-nopool,...`).
     FairwayNoPool,
+    /// Fairway's `dcb-embedded` read one event at a time through the stream rather than in
+    /// batches: an in-run baseline for `ReadStream::next_batch` (opt in with
+    /// `--stores fairway,fairway-stream,...`).
+    FairwayStream,
 }
 
 impl Kind {
@@ -50,13 +54,18 @@ impl Kind {
     pub const ALL: [Kind; 3] = [Kind::Fairway, Kind::Tephra, Kind::UmaDb];
 
     /// Stores that run only when named with `--stores`.
-    pub const EXTRA: [Kind; 2] = [Kind::FairwayNoCache, Kind::FairwayNoPool];
+    pub const EXTRA: [Kind; 3] = [
+        Kind::FairwayNoCache,
+        Kind::FairwayNoPool,
+        Kind::FairwayStream,
+    ];
 
     /// The short name used in tables and JSON.
     pub fn name(self) -> &'static str {
         match self {
             Kind::FairwayNoCache => "fairway-nocache",
             Kind::FairwayNoPool => "fairway-nopool",
+            Kind::FairwayStream => "fairway-stream",
             Kind::Fairway => "fairway",
             Kind::Tephra => "tephra",
             Kind::UmaDb => "umadb",
@@ -77,6 +86,7 @@ impl Kind {
             Kind::Fairway => fairway::SETTINGS,
             Kind::FairwayNoCache => fairway::SETTINGS_NO_CACHE,
             Kind::FairwayNoPool => fairway::SETTINGS_NO_POOL,
+            Kind::FairwayStream => fairway::SETTINGS_STREAM,
             Kind::Tephra => tephra::SETTINGS,
             Kind::UmaDb => umadb::SETTINGS,
         }
@@ -89,6 +99,7 @@ pub fn open(kind: Kind, dir: &Path) -> Result<Box<dyn BenchStore>, BenchError> {
         Kind::Fairway => Box::new(fairway::Fairway::open(dir)?),
         Kind::FairwayNoCache => Box::new(fairway::Fairway::open_without_cache(dir)?),
         Kind::FairwayNoPool => Box::new(fairway::Fairway::open_without_pool(dir)?),
+        Kind::FairwayStream => Box::new(fairway::Fairway::open_streaming(dir)?),
         Kind::Tephra => Box::new(tephra::Tephra::open(dir)?),
         Kind::UmaDb => Box::new(umadb::UmaDb::open(dir)?),
     })
