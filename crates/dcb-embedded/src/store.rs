@@ -149,6 +149,8 @@ impl Shared {
 
 struct WriterHandle {
     tx: Mutex<Option<Sender<Job>>>,
+    /// The writer's state, shared by its thread and the blocking appends that commit on their own.
+    writer: Arc<writer::Writer>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -261,6 +263,9 @@ pub struct Stats {
     /// Pieces of read work split into groups for the read pool since the store was opened (a
     /// long step's loading, or a step's scattered `pread`s).
     pub read_fan_outs: u64,
+    /// Appends committed on their caller's thread since the store was opened (blocking appends
+    /// that found the writer idle, see [`EmbeddedStore::append_blocking`]).
+    pub caller_commits: u64,
 }
 
 impl EmbeddedStore {
@@ -312,13 +317,16 @@ impl EmbeddedStore {
         });
         let (tx, rx) = channel();
         let for_writer = shared.clone();
+        let writer = Arc::new(writer::Writer::new(&shared));
+        let its_writer = writer.clone();
         let thread = std::thread::Builder::new()
             .name("dcb-writer".into())
-            .spawn(move || writer::run(for_writer, rx))
+            .spawn(move || writer::run(for_writer, its_writer, rx))
             .map_err(StoreError::storage)?;
         Ok(EmbeddedStore {
             writer: Arc::new(WriterHandle {
                 tx: Mutex::new(Some(tx)),
+                writer,
                 thread: Mutex::new(Some(thread)),
             }),
             shared,
@@ -335,6 +343,7 @@ impl EmbeddedStore {
             sealed_postings: index.sealed_postings(),
             read_threads: self.shared.pool.as_ref().map_or(0, ReadPool::threads),
             read_fan_outs: self.shared.pool.as_ref().map_or(0, ReadPool::fan_outs),
+            caller_commits: self.writer.writer.caller_commits(),
         }
     }
 
@@ -357,10 +366,45 @@ impl EmbeddedStore {
 
     fn send(&self, job: Job) -> Result<(), StoreError> {
         let guard = self.writer.tx.lock().unwrap_or_else(|p| p.into_inner());
-        match guard.as_ref() {
-            Some(tx) => tx.send(job).map_err(|_| StoreError::Closed),
-            None => Err(StoreError::Closed),
+        let Some(tx) = guard.as_ref() else {
+            return Err(StoreError::Closed);
+        };
+        self.writer.writer.sending();
+        tx.send(job).map_err(|_| {
+            self.writer.writer.not_sent();
+            StoreError::Closed
+        })
+    }
+
+    /// Appends as [`EventStore::append_request`] does, blocking the calling thread until the
+    /// outcome is durable (or refused): the form for synchronous callers, a thread of their own
+    /// such as an import tool or a test driver.
+    ///
+    /// When the writer is idle (nothing queued, no commit in progress) the append is decided
+    /// and committed on the calling thread, with the same checks, the same frame and the same
+    /// `fdatasync` as a queued one, and without the two thread handoffs of the queue (see
+    /// docs/BENCHMARKS.md for what that saves a sequential writer). Otherwise it joins the
+    /// queue and its group commit like any other append. The outcome, and every guarantee,
+    /// are those of `append_request`.
+    ///
+    /// Do not call it from an async task: it blocks the thread for at least one `fdatasync`.
+    pub fn append_blocking(&self, request: AppendRequest) -> Result<Appended, StoreError> {
+        validate_append(&request)?;
+        let (tx, rx) = oneshot::channel();
+        let job = Job::Append(request, tx);
+        let open = self
+            .writer
+            .tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some();
+        if !open {
+            return Err(StoreError::Closed);
         }
+        if let Err(job) = self.writer.writer.commit_here(&self.shared, job) {
+            self.send(job)?;
+        }
+        futures::executor::block_on(rx).map_err(|_| StoreError::Closed)?
     }
 }
 

@@ -1,9 +1,12 @@
-//! The group-commit writer: one thread applies queued appends in order, commits them in one
-//! durable (fdatasync'd) fjall batch, updates the in-memory indexes, then acknowledges.
+//! The group-commit writer: queued appends are decided in order, committed as one durable
+//! (fdatasync'd) frame of the segment log, the in-memory indexes updated, then acknowledged. The
+//! writer thread does this for the queue; a blocking append that finds the writer idle does it
+//! for itself on its own thread ([`Writer::commit_here`]), holding the same state.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use dcb_core::codec::{StoredEvent, decode_event_bytes, encode_event};
@@ -99,72 +102,164 @@ const RECOVERY_BACKOFF: Duration = Duration::from_millis(500);
 /// How long a reopen waits for readers to release the old database and for its lock to clear.
 const RECOVERY_WAIT: Duration = Duration::from_secs(5);
 
-pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>) {
-    let mut failed: Option<String> = None;
-    let mut next = shared.index_read().head + 1;
-    let mut last_attempt: Option<Instant> = None;
-    // Opened without a snapshot (or from an older one): the next snapshot is due counting from
-    // there, and closing writes one.
-    let mut snapshot_head = shared.snapshot_head;
+/// What the writer decides with: held by whoever commits, the writer thread or a blocking
+/// append that found the writer idle (`EmbeddedStore::append_blocking`), so commits stay one at
+/// a time and in position order whichever thread makes them.
+pub(crate) struct Core {
+    /// Why writes are refused, after an I/O failure (until the store has reopened).
+    failed: Option<String>,
+    /// The position of the next event.
+    next: u64,
+    /// The last attempt to reopen after a failure.
+    last_attempt: Option<Instant>,
+    /// The head of the last index snapshot.
+    snapshot_head: u64,
+}
+
+/// The writer's shared half: its state, and how many jobs wait in its queue.
+pub(crate) struct Writer {
+    core: Mutex<Core>,
+    /// Jobs sent to the writer thread and not taken by it yet.
+    queued: AtomicUsize,
+    /// Jobs committed by their caller.
+    here: AtomicU64,
+}
+
+impl Writer {
+    pub(crate) fn new(shared: &Shared) -> Writer {
+        Writer {
+            core: Mutex::new(Core {
+                failed: None,
+                next: shared.index_read().head + 1,
+                last_attempt: None,
+                // Opened without a snapshot (or from an older one): the next snapshot is due
+                // counting from there, and closing writes one.
+                snapshot_head: shared.snapshot_head,
+            }),
+            queued: AtomicUsize::new(0),
+            here: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts a job about to be sent to the writer thread.
+    pub(crate) fn sending(&self) {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Undoes [`Writer::sending`] for a job the queue refused.
+    pub(crate) fn not_sent(&self) {
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Commits `job` on the calling thread when nothing waits in the queue and no commit is in
+    /// progress; gives it back otherwise (then it goes through the queue like any other).
+    pub(crate) fn commit_here(&self, shared: &Shared, job: Job) -> Result<(), Job> {
+        if self.queued.load(Ordering::SeqCst) != 0 {
+            return Err(job);
+        }
+        let mut core = match self.core.try_lock() {
+            Ok(core) => core,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return Err(job),
+        };
+        core.process(shared, job, || None);
+        self.here.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Jobs committed by their caller so far.
+    pub(crate) fn caller_commits(&self) -> u64 {
+        self.here.load(Ordering::Relaxed)
+    }
+}
+
+pub(crate) fn run(shared: Arc<Shared>, writer: Arc<Writer>, rx: Receiver<Job>) {
     while let Ok(first) = rx.recv() {
-        if failed.is_some() && last_attempt.is_none_or(|t| t.elapsed() >= RECOVERY_BACKOFF) {
-            last_attempt = Some(Instant::now());
-            match recover(&shared) {
+        writer.queued.fetch_sub(1, Ordering::SeqCst);
+        let mut core = writer.lock();
+        core.process(&shared, first, || {
+            let job = rx.try_recv().ok();
+            if job.is_some() {
+                writer.queued.fetch_sub(1, Ordering::SeqCst);
+            }
+            job
+        });
+    }
+    // The store is closing: save the indexes so that the next open starts from here.
+    let core = writer.lock();
+    if shared.snapshot_every > 0 && shared.index_read().head != core.snapshot_head {
+        snapshot(&shared);
+    }
+}
+
+impl Core {
+    /// Decides and commits `first` and the jobs `more` gives (up to a group's limits) as one
+    /// group, after reopening the store if a failure has stopped it and the backoff is over.
+    fn process(&mut self, shared: &Shared, first: Job, mut more: impl FnMut() -> Option<Job>) {
+        if self.failed.is_some()
+            && self
+                .last_attempt
+                .is_none_or(|t| t.elapsed() >= RECOVERY_BACKOFF)
+        {
+            self.last_attempt = Some(Instant::now());
+            match recover(shared) {
                 Ok(head) => {
                     tracing::warn!(
                         head,
                         "embedded store reopened after a storage failure; accepting writes again"
                     );
-                    failed = None;
-                    next = head + 1;
+                    self.failed = None;
+                    self.next = head + 1;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "embedded store could not be reopened yet; writes keep failing");
                 }
             }
         }
+        let (failed, next) = (&mut self.failed, &mut self.next);
         let mut group = Group::default();
         let mut job = Some(first);
         let mut taken = 0usize;
         while let Some(j) = job.take() {
             taken += 1;
-            if let Some(msg) = &failed {
+            if let Some(msg) = failed.as_deref() {
                 fail_job(j, msg);
             } else if let Job::Reset(consumer, tx) = j {
                 // A reset deletes keys; commit what came before it, then reset on its own.
-                commit(&shared, &mut group, &mut failed, &mut next);
-                let r = reset(&shared, &consumer);
+                commit(shared, &mut group, failed, next);
+                let r = reset(shared, &consumer);
                 if let Err(e) = &r {
-                    failed = Some(format!(
+                    *failed = Some(format!(
                         "store writer stopped after an I/O failure: {e}; it reopens the store on the next write"
                     ));
                 }
                 let _ = tx.send(r);
             } else if let Job::Snapshot(tx) = j {
                 // Commit what came before, then snapshot: the head is exactly what it holds.
-                commit(&shared, &mut group, &mut failed, &mut next);
-                let _ = tx.send(crate::backup::take(&shared));
+                commit(shared, &mut group, failed, next);
+                let _ = tx.send(crate::backup::take(shared));
             } else {
-                decide(&shared, &mut group, j, &mut next);
+                decide(shared, &mut group, j, next);
             }
             if taken >= MAX_GROUP || group.bytes >= MAX_GROUP_BYTES {
                 break;
             }
-            job = rx.try_recv().ok();
+            job = more();
         }
-        commit(&shared, &mut group, &mut failed, &mut next);
+        commit(shared, &mut group, failed, next);
         let head = shared.index_read().head;
         // Every `snapshot_every` events. A snapshot holds only the in-memory part of the
         // indexes (the active segment's), so each one is bounded by a segment's postings.
-        if shared.snapshot_every > 0 && head.saturating_sub(snapshot_head) >= shared.snapshot_every
+        if shared.snapshot_every > 0
+            && head.saturating_sub(self.snapshot_head) >= shared.snapshot_every
         {
-            snapshot(&shared);
-            snapshot_head = head;
+            snapshot(shared);
+            self.snapshot_head = head;
         }
-    }
-    // The store is closing: save the indexes so that the next open starts from here.
-    if shared.snapshot_every > 0 && shared.index_read().head != snapshot_head {
-        snapshot(&shared);
     }
 }
 

@@ -57,7 +57,8 @@ fn main() {
     }
 }
 
-/// The child: WRITERS tasks append batches (half of them conditional) until killed.
+/// The child: WRITERS tasks append batches (half of them conditional; odd writers with
+/// `append_blocking`) until killed.
 fn crash_child(dir: String) {
     let first: u64 = std::env::var("DCB_CRASH_FIRST_BATCH")
         .ok()
@@ -104,14 +105,18 @@ fn crash_child(dir: String) {
                         consumer: TRACKER.into(),
                         position: Position::from_u64(batch + 1),
                     });
-                    let r = store
-                        .append_request(AppendRequest {
-                            events,
-                            conditions,
-                            tracking,
-                        })
-                        .await
-                        .unwrap();
+                    let request = AppendRequest {
+                        events,
+                        conditions,
+                        tracking,
+                    };
+                    // Odd writers append blocking (committing on their own thread when the
+                    // writer is idle), the others through the queue: kills land in both.
+                    let r = if w % 2 == 1 {
+                        tokio::task::block_in_place(|| store.append_blocking(request)).unwrap()
+                    } else {
+                        store.append_request(request).await.unwrap()
+                    };
                     let line = format!("ACK {batch} {} {}\n", r.positions[0], r.positions.len());
                     let mut o = out.lock().unwrap();
                     o.write_all(line.as_bytes()).unwrap();
