@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use dcb_core::{AppendCondition, Event, EventStore, Position, Query, ReadOptions, StoreError};
+use dcb_core::{
+    AppendCondition, AppendRequest, Event, EventStore, Position, Query, ReadOptions, StoreError,
+};
 use dcb_embedded::EmbeddedStore;
 use futures::StreamExt;
 use futures::executor::block_on;
@@ -12,14 +14,20 @@ use crate::{BenchError, BenchEvent, BenchStore, Guard, Outcome, ReadSummary};
 pub(super) const SETTINGS: &str = "EmbeddedStore::open defaults: each group commit is one frame of \
 the segment log, fdatasync'd before any acknowledgement; one writer thread groups up to 512 queued \
 appends / 16 MiB; a read pool of one thread fewer than the cores (at least one) shares long or \
-scattered read steps with the caller. Reads are taken in batches of 256 (ReadStream::next_batch). \
-Driven with futures::executor::block_on per call (no async runtime needed).";
+scattered read steps with the caller. Appends use EmbeddedStore::append_blocking (the caller \
+commits on its own thread when the writer is idle, else joins the queue); reads are taken in \
+batches of 256 (ReadStream::next_batch), driven with futures::executor::block_on (no async \
+runtime needed).";
 
 pub(super) const SETTINGS_NO_CACHE: &str = "As fairway, with Options::recent_bytes(0): every read goes \
 to the segment files (the in-run baseline for the recent-records cache).";
 
 pub(super) const SETTINGS_NO_POOL: &str = "As fairway, with Options::read_threads(0): every read step \
 is done on the reading thread alone (the in-run baseline for the read pool).";
+
+pub(super) const SETTINGS_QUEUED: &str = "As fairway, with appends through the async \
+EventStore::append (always handed to the writer thread) instead of append_blocking (the in-run \
+baseline for commits on the caller's thread).";
 
 pub(super) const SETTINGS_STREAM: &str = "As fairway, with reads taken one event at a time \
 through the stream instead of ReadStream::next_batch (the in-run baseline for batched reads).";
@@ -38,6 +46,9 @@ pub(super) struct Fairway {
     store: EmbeddedStore,
     /// Reads one event at a time through the stream instead of in batches.
     streaming: bool,
+    /// Appends through the async API (always the writer thread's queue) instead of
+    /// `append_blocking`.
+    queued: bool,
 }
 
 impl Fairway {
@@ -45,6 +56,15 @@ impl Fairway {
         Ok(Fairway {
             store: EmbeddedStore::open(dir).map_err(err)?,
             streaming: false,
+            queued: false,
+        })
+    }
+
+    pub(super) fn open_queued(dir: &Path) -> Result<Fairway, BenchError> {
+        Ok(Fairway {
+            store: EmbeddedStore::open(dir).map_err(err)?,
+            streaming: false,
+            queued: true,
         })
     }
 
@@ -52,6 +72,7 @@ impl Fairway {
         Ok(Fairway {
             store: EmbeddedStore::open(dir).map_err(err)?,
             streaming: true,
+            queued: false,
         })
     }
 
@@ -60,6 +81,7 @@ impl Fairway {
         Ok(Fairway {
             store: EmbeddedStore::open_with(dir, options).map_err(err)?,
             streaming: false,
+            queued: false,
         })
     }
 
@@ -68,6 +90,7 @@ impl Fairway {
         Ok(Fairway {
             store: EmbeddedStore::open_with(dir, options).map_err(err)?,
             streaming: false,
+            queued: false,
         })
     }
 
@@ -126,7 +149,13 @@ impl BenchStore for Fairway {
             .map(|g| AppendCondition::new(Query::tagged(g.tag), g.after.map(Position::from_u64)))
             .into_iter()
             .collect();
-        match block_on(self.store.append(events, conditions)) {
+        let appended = if self.queued {
+            block_on(self.store.append(events, conditions))
+        } else {
+            let request = AppendRequest::new(events).conditions(conditions);
+            self.store.append_blocking(request)
+        };
+        match appended {
             Ok(a) => Ok(Outcome::Written(
                 a.last().and_then(Position::as_u64).unwrap_or(0),
             )),

@@ -47,6 +47,10 @@ pub enum Kind {
     /// batches: an in-run baseline for `ReadStream::next_batch` (opt in with
     /// `--stores fairway,fairway-stream,...`).
     FairwayStream,
+    /// Fairway's `dcb-embedded` with every append through the async API (the writer thread's
+    /// queue) rather than `append_blocking`: an in-run baseline for commits on the caller's
+    /// thread (opt in with `--stores fairway,fairway-queued,...`).
+    FairwayQueued,
 }
 
 impl Kind {
@@ -54,10 +58,11 @@ impl Kind {
     pub const ALL: [Kind; 3] = [Kind::Fairway, Kind::Tephra, Kind::UmaDb];
 
     /// Stores that run only when named with `--stores`.
-    pub const EXTRA: [Kind; 3] = [
+    pub const EXTRA: [Kind; 4] = [
         Kind::FairwayNoCache,
         Kind::FairwayNoPool,
         Kind::FairwayStream,
+        Kind::FairwayQueued,
     ];
 
     /// The short name used in tables and JSON.
@@ -66,6 +71,7 @@ impl Kind {
             Kind::FairwayNoCache => "fairway-nocache",
             Kind::FairwayNoPool => "fairway-nopool",
             Kind::FairwayStream => "fairway-stream",
+            Kind::FairwayQueued => "fairway-queued",
             Kind::Fairway => "fairway",
             Kind::Tephra => "tephra",
             Kind::UmaDb => "umadb",
@@ -87,6 +93,7 @@ impl Kind {
             Kind::FairwayNoCache => fairway::SETTINGS_NO_CACHE,
             Kind::FairwayNoPool => fairway::SETTINGS_NO_POOL,
             Kind::FairwayStream => fairway::SETTINGS_STREAM,
+            Kind::FairwayQueued => fairway::SETTINGS_QUEUED,
             Kind::Tephra => tephra::SETTINGS,
             Kind::UmaDb => umadb::SETTINGS,
         }
@@ -100,6 +107,7 @@ pub fn open(kind: Kind, dir: &Path) -> Result<Box<dyn BenchStore>, BenchError> {
         Kind::FairwayNoCache => Box::new(fairway::Fairway::open_without_cache(dir)?),
         Kind::FairwayNoPool => Box::new(fairway::Fairway::open_without_pool(dir)?),
         Kind::FairwayStream => Box::new(fairway::Fairway::open_streaming(dir)?),
+        Kind::FairwayQueued => Box::new(fairway::Fairway::open_queued(dir)?),
         Kind::Tephra => Box::new(tephra::Tephra::open(dir)?),
         Kind::UmaDb => Box::new(umadb::UmaDb::open(dir)?),
     })
