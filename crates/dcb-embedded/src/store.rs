@@ -380,12 +380,15 @@ impl EmbeddedStore {
     /// outcome is durable (or refused): the form for synchronous callers, a thread of their own
     /// such as an import tool or a test driver.
     ///
-    /// When the writer is idle (nothing queued, no commit in progress) the append is decided
-    /// and committed on the calling thread, with the same checks, the same frame and the same
-    /// `fdatasync` as a queued one, and without the two thread handoffs of the queue (see
-    /// docs/BENCHMARKS.md for what that saves a sequential writer). Otherwise it joins the
-    /// queue and its group commit like any other append. The outcome, and every guarantee,
-    /// are those of `append_request`.
+    /// When the writer is idle (nothing queued, no commit in progress) and appends have not
+    /// been arriving concurrently, the append is decided and committed on the calling thread,
+    /// with the same checks, the same frame and the same `fdatasync` as a queued one, and
+    /// without the two thread handoffs of the queue (see docs/BENCHMARKS.md for what that
+    /// saves a sequential writer). Otherwise it joins the queue and its group commit like any
+    /// other append: once the writer thread commits groups of several appends, or appends
+    /// queue up while a caller commits its own, callers queue until a group of one shows the
+    /// load has gone, so that concurrent appends keep sharing fsyncs. The outcome, and every
+    /// guarantee, are those of `append_request`.
     ///
     /// Do not call it from an async task: it blocks the thread for at least one `fdatasync`.
     pub fn append_blocking(&self, request: AppendRequest) -> Result<Appended, StoreError> {

@@ -4,7 +4,7 @@
 //! for itself on its own thread ([`Writer::commit_here`]), holding the same state.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
@@ -123,6 +123,10 @@ pub(crate) struct Writer {
     queued: AtomicUsize,
     /// Jobs committed by their caller.
     here: AtomicU64,
+    /// Whether appends arrive concurrently: the writer thread's last group held more than one
+    /// job, or jobs queued up while a caller committed its own. Callers then queue, so that
+    /// their appends share group commits instead of taking turns at one fsync each.
+    contended: AtomicBool,
 }
 
 impl Writer {
@@ -138,6 +142,7 @@ impl Writer {
             }),
             queued: AtomicUsize::new(0),
             here: AtomicU64::new(0),
+            contended: AtomicBool::new(false),
         }
     }
 
@@ -158,7 +163,7 @@ impl Writer {
     /// Commits `job` on the calling thread when nothing waits in the queue and no commit is in
     /// progress; gives it back otherwise (then it goes through the queue like any other).
     pub(crate) fn commit_here(&self, shared: &Shared, job: Job) -> Result<(), Job> {
-        if self.queued.load(Ordering::SeqCst) != 0 {
+        if self.queued.load(Ordering::SeqCst) != 0 || self.contended.load(Ordering::Relaxed) {
             return Err(job);
         }
         let mut core = match self.core.try_lock() {
@@ -168,6 +173,10 @@ impl Writer {
         };
         core.process(shared, job, || None);
         self.here.fetch_add(1, Ordering::Relaxed);
+        if self.queued.load(Ordering::SeqCst) != 0 {
+            // Others arrived meanwhile: appends are concurrent now, group them.
+            self.contended.store(true, Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -181,13 +190,15 @@ pub(crate) fn run(shared: Arc<Shared>, writer: Arc<Writer>, rx: Receiver<Job>) {
     while let Ok(first) = rx.recv() {
         writer.queued.fetch_sub(1, Ordering::SeqCst);
         let mut core = writer.lock();
-        core.process(&shared, first, || {
+        let taken = core.process(&shared, first, || {
             let job = rx.try_recv().ok();
             if job.is_some() {
                 writer.queued.fetch_sub(1, Ordering::SeqCst);
             }
             job
         });
+        // A group of one: appends are no longer concurrent, a caller may commit its own again.
+        writer.contended.store(taken > 1, Ordering::Relaxed);
     }
     // The store is closing: save the indexes so that the next open starts from here.
     let core = writer.lock();
@@ -199,7 +210,13 @@ pub(crate) fn run(shared: Arc<Shared>, writer: Arc<Writer>, rx: Receiver<Job>) {
 impl Core {
     /// Decides and commits `first` and the jobs `more` gives (up to a group's limits) as one
     /// group, after reopening the store if a failure has stopped it and the backoff is over.
-    fn process(&mut self, shared: &Shared, first: Job, mut more: impl FnMut() -> Option<Job>) {
+    /// Returns how many jobs the group took.
+    fn process(
+        &mut self,
+        shared: &Shared,
+        first: Job,
+        mut more: impl FnMut() -> Option<Job>,
+    ) -> usize {
         if self.failed.is_some()
             && self
                 .last_attempt
@@ -260,6 +277,7 @@ impl Core {
             snapshot(shared);
             self.snapshot_head = head;
         }
+        taken
     }
 }
 
