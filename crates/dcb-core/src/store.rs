@@ -289,6 +289,8 @@ pub struct ReadStream {
     source: Source,
     /// An error met while filling a batch that already held events: it is the next item.
     failed: Option<StoreError>,
+    /// The source has ended: it is not polled again (a stream need not be fused).
+    ended: bool,
 }
 
 enum Source {
@@ -322,6 +324,7 @@ impl ReadStream {
             head,
             source: Source::Events(inner),
             failed: None,
+            ended: false,
         }
     }
 
@@ -331,6 +334,7 @@ impl ReadStream {
             head,
             source: Source::Batches(Box::pin(source)),
             failed: None,
+            ended: false,
         }
     }
 
@@ -387,9 +391,18 @@ impl ReadStream {
         if let Some(e) = self.failed.take() {
             return Poll::Ready(Err(e));
         }
+        if self.ended {
+            return Poll::Ready(Ok(0));
+        }
         let max = max.max(1);
         match &mut self.source {
-            Source::Batches(source) => source.as_mut().poll_batch(cx, out, max),
+            Source::Batches(source) => {
+                let polled = source.as_mut().poll_batch(cx, out, max);
+                if let Poll::Ready(Ok(0)) = polled {
+                    self.ended = true;
+                }
+                polled
+            }
             Source::Events(events) => {
                 let mut got = 0;
                 while got < max {
@@ -403,7 +416,10 @@ impl ReadStream {
                             self.failed = Some(e);
                             break;
                         }
-                        Poll::Ready(None) => break,
+                        Poll::Ready(None) => {
+                            self.ended = true;
+                            break;
+                        }
                         Poll::Pending if got == 0 => return Poll::Pending,
                         Poll::Pending => break,
                     }
@@ -428,10 +444,17 @@ impl Stream for ReadStream {
         if let Some(e) = self.failed.take() {
             return Poll::Ready(Some(Err(e)));
         }
-        match &mut self.source {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        let polled = match &mut self.source {
             Source::Events(events) => events.as_mut().poll_next(cx),
             Source::Batches(source) => source.as_mut().poll_next(cx),
+        };
+        if let Poll::Ready(None) = polled {
+            self.ended = true;
         }
+        polled
     }
 }
 
@@ -672,6 +695,27 @@ mod tests {
             assert!(matches!(read.next_batch(&mut out, 100).await, Ok(0)));
             assert_eq!(at(&out), [1, 2, 3, 4, 5, 7, 8, 9, 10]);
             assert_eq!(read.head(), Some(Position::from_u64(10)));
+        });
+    }
+
+    #[test]
+    fn an_ended_source_is_never_polled_again() {
+        futures::executor::block_on(async {
+            // `unfold` panics when polled after its end: the read must not do that.
+            let source = futures::stream::unfold(1u64, |n| async move {
+                (n <= 3).then(|| (Ok(event(n)), n + 1))
+            });
+            let mut read = ReadStream::new(None, source.boxed());
+            let mut out = Vec::new();
+            assert!(matches!(read.next_batch(&mut out, 10).await, Ok(3)));
+            assert!(matches!(read.next_batch(&mut out, 10).await, Ok(0)));
+            assert!(read.next().await.is_none());
+            assert!(matches!(read.next_batch(&mut out, 10).await, Ok(0)));
+            let source = futures::stream::unfold(1u64, |n| async move {
+                (n <= 2).then(|| (Ok(event(n)), n + 1))
+            });
+            let all = ReadStream::new(None, source.boxed()).collect_all().await;
+            assert!(matches!(all.as_deref().map(at), Ok(ref p) if p == &[1, 2]));
         });
     }
 

@@ -390,7 +390,9 @@ impl EmbeddedStore {
     /// load has gone, so that concurrent appends keep sharing fsyncs. The outcome, and every
     /// guarantee, are those of `append_request`.
     ///
-    /// Do not call it from an async task: it blocks the thread for at least one `fdatasync`.
+    /// Do not call it from an async task: it blocks the thread for at least one `fdatasync`
+    /// (and, when it commits on its own, for what the writer thread would otherwise do after
+    /// that commit: the periodic index snapshot, or sealing a full segment).
     pub fn append_blocking(&self, request: AppendRequest) -> Result<Appended, StoreError> {
         validate_append(&request)?;
         let (tx, rx) = oneshot::channel();
