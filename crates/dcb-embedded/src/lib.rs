@@ -6,7 +6,9 @@
 //! event's bytes reach the disk once. Concurrent appends are queued to one writer thread that
 //! decides them in order — each append's conditions checked against everything before it,
 //! including earlier appends of the same group — and commits the whole group with one fsync
-//! (group commit). A failed condition rejects only its own append.
+//! (group commit). A failed condition rejects only its own append. A synchronous caller
+//! ([`EmbeddedStore::append_blocking`]) that finds the writer idle and appends not arriving
+//! concurrently commits its own append on its own thread, under the same writer state, instead.
 //!
 //! Reads locate events by position (positions are dense from 1: segment, then the segment's
 //! offset table) and hand records out without copying: a read fetches its records in position
@@ -15,7 +17,9 @@
 //! by hand, without serde). A small read pool of the store's own shares long steps (loaded and
 //! checked in groups, the next one begun while the consumer works through the current one;
 //! records are decoded on the consumer's thread as they are handed out) and scattered
-//! ones (their `pread`s in groups) with the reading thread ([`Options::read_threads`]). Consumer
+//! ones (their `pread`s in groups) with the reading thread ([`Options::read_threads`]); a consumer
+//! that takes a read in batches (`ReadStream::next_batch`) has its records decoded straight into
+//! its vector. Consumer
 //! checkpoints and state and the
 //! store's metadata are in [fjall](https://docs.rs/fjall); a tracked append's checkpoint move is
 //! carried in its frame, so it is atomic with the events (see `keys` for the layout).
