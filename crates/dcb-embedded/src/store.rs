@@ -201,7 +201,7 @@ pub struct Options {
     /// Threads of the store's read pool (default: one fewer than the machine's cores, at least
     /// one, at most three; 0: none). A read step of at least 512 events is loaded and checked
     /// in groups (a long read's next step begun on the pool while its consumer works through the
-    /// current one), and one whose records lie in at least 16 separate places of the segment
+    /// current one), and one whose records lie in at least 128 separate places of the segment
     /// files has its `pread`s split in groups: the caller's thread and these threads each take
     /// groups until none is left. The records are decoded as the read hands them out, on the
     /// consumer's thread, so that an event's allocations and reference counts stay on one

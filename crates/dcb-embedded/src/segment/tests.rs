@@ -186,13 +186,13 @@ fn missing_or_damaged_offset_tables_are_rebuilt() {
 fn scattered_records_fetched_by_the_read_pool_are_the_same() {
     let dir = tempfile::tempdir().unwrap();
     let (log, _) = Log::open(dir.path(), 4096).unwrap();
-    fill(&log, 1, 3000, 7);
+    fill(&log, 1, 20_000, 20);
     let pool = ReadPool::start(2).unwrap();
     // Every 40th record: more than FAN_OUT_RUNS separate runs (records ~4 KiB and more apart,
     // across segments), in both orders, and a request mixing near and far records.
-    let far: Vec<u64> = (1..=3000).step_by(40).collect();
+    let far: Vec<u64> = (1..=20_000).step_by(40).collect();
     let back: Vec<u64> = far.iter().rev().copied().collect();
-    let mixed: Vec<u64> = (1..=3000).filter(|p| p % 97 < 3).collect();
+    let mixed: Vec<u64> = (1..=20_000).filter(|p| p % 97 < 3).collect();
     for positions in [&far, &back, &mixed] {
         assert!(positions.len() >= FAN_OUT_RUNS);
         let before = pool.fan_outs();
@@ -212,10 +212,10 @@ fn scattered_records_fetched_by_the_read_pool_are_the_same() {
 
 #[test]
 fn a_damaged_record_is_corruption_when_the_read_pool_fetches_it() {
-    let dir = written(4096, 3000, 7);
+    let dir = written(4096, 20_000, 20);
     // Damage the last byte of a record in a sealed segment near the end of the read.
     let (log, _) = Log::open(dir.path(), 4096).unwrap();
-    let victim = 2801u64;
+    let victim = 19_801u64;
     let (file, at) = {
         let sealed = log.sealed.read().unwrap();
         let s = sealed
@@ -234,10 +234,10 @@ fn a_damaged_record_is_corruption_when_the_read_pool_fetches_it() {
     std::fs::write(&file, &bytes).unwrap();
     let (log, _) = Log::open(dir.path(), 4096).unwrap();
     let pool = ReadPool::start(2).unwrap();
-    let positions: Vec<u64> = (1..=3000).step_by(40).collect();
+    let positions: Vec<u64> = (1..=20_000).step_by(40).collect();
     assert!(positions.contains(&victim));
     match log.read_with(&positions, Some(&pool)) {
-        Err(StoreError::Corrupted(m)) => assert!(m.contains("position 2801"), "{m}"),
+        Err(StoreError::Corrupted(m)) => assert!(m.contains("position 19801"), "{m}"),
         other => panic!("expected Corrupted, got {other:?}"),
     }
     assert_eq!(pool.fan_outs(), 1);
