@@ -392,7 +392,10 @@ impl EmbeddedStore {
     ///
     /// Do not call it from an async task: it blocks the thread for at least one `fdatasync`
     /// (and, when it commits on its own, for what the writer thread would otherwise do after
-    /// that commit: the periodic index snapshot, or sealing a full segment).
+    /// that commit: the periodic index snapshot, or sealing a full segment). Called there all
+    /// the same, it holds the task's thread until the outcome is known, as on any thread: its
+    /// wait does not draw on the task's cooperative budget, so it never waits forever for a
+    /// reply already sent.
     pub fn append_blocking(&self, request: AppendRequest) -> Result<Appended, StoreError> {
         validate_append(&request)?;
         let (tx, rx) = oneshot::channel();
@@ -402,7 +405,10 @@ impl EmbeddedStore {
         if let Err(job) = self.writer.writer.commit_here(&self.shared, job) {
             self.send(job)?;
         }
-        futures::executor::block_on(rx).map_err(|_| StoreError::Closed)?
+        // Unconstrained: a tokio channel's receive draws on the current task's cooperative
+        // budget, and a task blocked here never yields to have it reset (it would wait forever).
+        futures::executor::block_on(tokio::task::unconstrained(rx))
+            .map_err(|_| StoreError::Closed)?
     }
 }
 

@@ -164,3 +164,33 @@ fn blocking_and_queued_appends_from_many_threads_get_every_position_once() {
         }
     }
 }
+
+/// A caller that (against the advice) appends with `append_blocking` from inside a tokio task
+/// gets its appends: waiting for the reply does not draw on the task's cooperative budget,
+/// which a runtime resets only when the task yields (and it never does while blocked here).
+#[test]
+fn blocking_appends_inside_a_tokio_task_do_not_hang_once_its_budget_is_spent() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    let (done, finished) = std::sync::mpsc::channel();
+    let writer = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            // Far more than the budget of 128 polls a task gets between yields.
+            for n in 1..=400u64 {
+                store
+                    .append_blocking(AppendRequest::new(vec![ev("t", n)]))
+                    .unwrap();
+            }
+        });
+        done.send(read_all(&store).len()).unwrap();
+    });
+    // The deadline is only a bound on a hang, generous for a loaded machine.
+    let appended = finished
+        .recv_timeout(std::time::Duration::from_secs(300))
+        .expect("400 blocking appends inside a tokio task finish");
+    assert_eq!(appended, 400);
+    writer.join().unwrap();
+}
