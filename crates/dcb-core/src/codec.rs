@@ -9,6 +9,7 @@
 //! allocated). [`decode_keys`] borrows the indexed fields for index rebuilds.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::ops::Range;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -202,6 +203,47 @@ pub fn decode_sequenced_batch(
     failed.map_or(Ok(()), Err)
 }
 
+/// Decodes records that lie in shared buffers as [`decode_sequenced_batch`] does: each of
+/// `records` is a position, the index of its buffer in `buffers` and the record's byte range
+/// there. The events' fields are slices of those buffers, and the records themselves are never
+/// handles of their own: a store that fetched many records into one buffer touches that
+/// buffer's reference count only for the fields it hands out. Give it at most [`BATCH`]
+/// records. A buffer index or range outside `buffers` is a record that does not decode.
+pub fn decode_sequenced_spans(
+    buffers: &[Bytes],
+    records: impl IntoIterator<Item = (Position, usize, Range<usize>)>,
+    out: &mut impl EventSink,
+) -> Result<(), StoreError> {
+    let first = out.len();
+    let mut tags = Vec::with_capacity(BATCH);
+    let mut failed = None;
+    for (position, buffer, range) in records {
+        let at = range.start;
+        let Some((buffer, record)) = buffers.get(buffer).and_then(|b| Some((b, b.get(range)?)))
+        else {
+            failed = Some(undecodable(ENDS_EARLY).at_position(position));
+            break;
+        };
+        let decoded = match record.split_first() {
+            Some((&RECORD_VERSION, body)) => event_in(buffer, at, body, Some(&mut tags)),
+            Some(_) | None => Err(""),
+        };
+        match decoded {
+            Ok(stored) => out.push(SequencedEvent {
+                position,
+                event: stored.event,
+            }),
+            Err(what) => {
+                failed = Some(batch_failure(position, record, what));
+                break;
+            }
+        }
+    }
+    let shared = SharedTags::new(tags);
+    out.each_from(first, |e| e.event.tags.attach(&shared));
+    failed.map_or(Ok(()), Err)
+}
+
 /// Where [`decode_sequenced_batch`] appends its events: a `VecDeque` (a stream's queue) or a
 /// `Vec` (a caller's batch, see [`crate::ReadStream::next_batch`]).
 pub trait EventSink {
@@ -269,9 +311,22 @@ fn event_of(
     body: &[u8],
     shared: Option<&mut Vec<Text>>,
 ) -> Result<StoredEvent, &'static str> {
+    event_in(record, 0, body, shared)
+}
+
+/// [`event_of`] for a record that starts at byte `at` of `buffer` (`body` is the record after
+/// its version byte): its fields are slices of `buffer`.
+#[inline(always)]
+fn event_in(
+    buffer: &Bytes,
+    at: usize,
+    body: &[u8],
+    shared: Option<&mut Vec<Text>>,
+) -> Result<StoredEvent, &'static str> {
     let mut r = Reader::new(body);
-    // `body` is `record[1..]`: a span of `body` is the same span of `record` shifted by one.
-    let share = |(a, b): (usize, usize)| record.slice(a + 1..b + 1);
+    // `body` is `buffer[at + 1..]`: a span of `body` is the same span of `buffer` shifted by
+    // `at + 1`.
+    let share = |(a, b): (usize, usize)| buffer.slice(at + a + 1..at + b + 1);
     let text = |span| Text::from_utf8(share(span)).map_err(|_| NOT_UTF8);
     let event_type = text(r.span()?)?;
     let n = r.len()?;
@@ -565,6 +620,70 @@ mod tests {
             "the events before the bad record, nothing after"
         );
         assert!(out.iter().all(|e| e.event.tags == ["x"]));
+    }
+
+    #[test]
+    fn records_in_shared_buffers_decode_as_each_record_alone_and_slice_their_buffer() {
+        let events: Vec<Event> = (0..20u64)
+            .map(|i| {
+                let mut e = Event::new(format!("T{}", i % 3), vec![i as u8; i as usize]);
+                for t in 0..i % 3 {
+                    e = e.tag(format!("t{i}-{t}"));
+                }
+                e
+            })
+            .collect();
+        // Two buffers, records back to back with a gap of junk between them, as a read fetches
+        // them: the first ten in buffer 0, the rest in buffer 1.
+        let mut bufs = vec![Vec::new(), Vec::new()];
+        let mut records = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            let b = usize::from(i >= 10);
+            bufs[b].extend_from_slice(b"junk");
+            let start = bufs[b].len();
+            bufs[b].extend_from_slice(&encode_event(e, 0, 1));
+            records.push((Position::from_u64(50 + i as u64), b, start..bufs[b].len()));
+        }
+        let buffers: Vec<Bytes> = bufs.into_iter().map(Bytes::from).collect();
+        let mut out = Vec::new();
+        for chunk in records.chunks(7) {
+            let r = decode_sequenced_spans(&buffers, chunk.iter().cloned(), &mut out);
+            assert!(r.is_ok(), "{r:?}");
+        }
+        assert_eq!(out.len(), events.len());
+        for ((e, (at, b, range)), got) in events.iter().zip(&records).zip(&out) {
+            assert_eq!(&got.event, e);
+            assert_eq!(got.position, *at);
+            let alone = decode_sequenced(*at, &buffers[*b].slice(range.clone()));
+            assert_eq!(alone.map(|s| s.event).ok().as_ref(), Some(&got.event));
+            let inside = buffers[*b].as_ptr_range();
+            assert!(
+                inside.contains(&got.event.event_type.as_ptr()),
+                "type copied"
+            );
+        }
+        // A bad record (cut short), a range past its buffer and a buffer that does not exist
+        // each end the batch with an error naming the position, after the events before it.
+        let (_, _, first) = records[0].clone();
+        let cut = first.start..first.end - 2;
+        for bad in [
+            (Position::from_u64(9), 0, cut),
+            (Position::from_u64(9), 0, first.start..buffers[0].len() + 1),
+            (Position::from_u64(9), 2, first.clone()),
+        ] {
+            let mut out = Vec::new();
+            let batch = [records[0].clone(), bad, records[1].clone()];
+            match decode_sequenced_spans(&buffers, batch, &mut out) {
+                Err(StoreError::Corrupted(m)) => assert!(m.contains("position 9"), "{m}"),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(
+                out.len(),
+                1,
+                "the event before the bad record, nothing after"
+            );
+            assert_eq!(out[0].event, events[0]);
+        }
     }
 
     #[test]

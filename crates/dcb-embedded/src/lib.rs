@@ -16,10 +16,11 @@
 //! and each event's data, type and tags are slices of that buffer (the record format is decoded
 //! by hand, without serde). A small read pool of the store's own shares long steps (loaded and
 //! checked in groups, the next one begun while the consumer works through the current one;
-//! records are decoded on the consumer's thread as they are handed out) and scattered
-//! ones (their `pread`s in groups) with the reading thread ([`Options::read_threads`]); a consumer
-//! that takes a read in batches (`ReadStream::next_batch`) has its records decoded straight into
-//! its vector. Consumer
+//! records are left in the buffers they were read into and decoded on the consumer's thread as
+//! they are handed out, so that only that thread touches a buffer's reference count) and
+//! scattered ones (their `pread`s in groups) with the reading thread
+//! ([`Options::read_threads`]); a consumer that takes a read in batches
+//! (`ReadStream::next_batch`) has its records decoded straight into its vector. Consumer
 //! checkpoints and state and the
 //! store's metadata are in [fjall](https://docs.rs/fjall); a tracked append's checkpoint move is
 //! carried in its frame, so it is atomic with the events (see `keys` for the layout).

@@ -15,6 +15,7 @@ use futures::Stream;
 
 use crate::index::Span;
 use crate::readpool::ReadPool;
+use crate::segment::Spans;
 use crate::store::Shared;
 
 /// Events fetched per step of a read: a read holds at most two steps in memory (the one handed
@@ -26,11 +27,9 @@ const READ_CHUNK: usize = 2048;
 /// Events of a read step at least, before the step is split among the read pool's threads.
 const STEP_FAN_OUT: usize = 512;
 
-/// A stored record fetched and checked, not decoded yet: its position and bytes.
-type Raw = (u64, Bytes);
-
-/// The records of a group of a read step, fetched and checked, in the order of its positions.
-type Records = Vec<Bytes>;
+/// The records of a group of a read step, fetched and checked, in the order of its positions,
+/// still in the buffers they were read into.
+type Records = Spans;
 
 /// The work of one group of a read step: its records.
 type GroupWork = Box<dyn Fn(usize) -> Result<Records, StoreError> + Send + Sync>;
@@ -50,21 +49,26 @@ impl Groups {
                 .started
                 .finish()
                 .into_iter()
-                .map(|g| crate::readpool::joined(g).map(Vec::into_iter))
+                .map(crate::readpool::joined)
                 .collect::<Result<_, _>>()?,
             positions: self.positions,
             next: 0,
+            at: 0,
         })
     }
 }
 
 /// The records of a read step not handed out yet: one group per part fetched in parallel, and
 /// the step's positions (the records of all the groups, in order, are at these positions).
+/// Records are decoded straight out of their groups' buffers, on the consumer's thread: the
+/// threads that fetched them never touched those buffers' reference counts.
 struct Buffer {
-    groups: VecDeque<std::vec::IntoIter<Bytes>>,
+    groups: VecDeque<Records>,
     positions: Arc<[u64]>,
     /// The position of the next record handed out.
     next: usize,
+    /// The next record of the first group.
+    at: usize,
 }
 
 impl Default for Buffer {
@@ -73,6 +77,7 @@ impl Default for Buffer {
             groups: VecDeque::new(),
             positions: Arc::new([]),
             next: 0,
+            at: 0,
         }
     }
 }
@@ -81,22 +86,44 @@ impl Buffer {
     /// The buffer of a step loaded in one group.
     fn whole(positions: Arc<[u64]>, records: Records) -> Buffer {
         Buffer {
-            groups: VecDeque::from([records.into_iter()]),
+            groups: VecDeque::from([records]),
             positions,
             next: 0,
+            at: 0,
         }
     }
 
+    /// Decodes up to `n` (at most [`codec::BATCH`]) of the next records, all of one group, into
+    /// `out` (see [`codec::decode_sequenced_spans`]): how many it took, 0 at the end. On a
+    /// record that does not decode, the events before it are in `out` and its error is
+    /// returned.
     #[inline]
-    fn pop_front(&mut self) -> Option<Raw> {
+    fn decode_into(
+        &mut self,
+        n: usize,
+        out: &mut impl codec::EventSink,
+    ) -> Result<usize, StoreError> {
         loop {
-            let group = self.groups.front_mut()?;
-            if let Some(record) = group.next() {
-                let position = *self.positions.get(self.next)?;
-                self.next += 1;
-                return Some((position, record));
+            let Some(group) = self.groups.front() else {
+                return Ok(0);
+            };
+            let left = group.spans.len().saturating_sub(self.at);
+            if left == 0 {
+                self.groups.pop_front();
+                self.at = 0;
+                continue;
             }
-            self.groups.pop_front();
+            let take = n.min(left);
+            let positions = self.positions.get(self.next..).unwrap_or_default();
+            let records = group.spans[self.at..self.at + take]
+                .iter()
+                .zip(positions)
+                .map(|((b, r), &p)| (Position::from_u64(p), *b, r.clone()));
+            let decoded = codec::decode_sequenced_spans(&group.buffers, records, out);
+            self.at += take;
+            self.next += take;
+            decoded?;
+            return Ok(take);
         }
     }
 }
@@ -112,7 +139,7 @@ impl Shared {
                 // Recent ones from memory, the others from the segment log in position order
                 // (with the pool, scattered records are fetched in parallel). They are decoded
                 // as they are handed out, on the consumer's thread.
-                let records = self.records(&positions, self.pool.as_ref())?;
+                let records = self.record_spans(&positions, self.pool.as_ref())?;
                 Ok(Buffer::whole(positions.into(), records))
             }
         }
@@ -130,8 +157,9 @@ impl Shared {
         let groups = (pool.width() * 4).min(n / (STEP_FAN_OUT / 2));
         let positions: Arc<[u64]> = positions.into();
         let (shared, all) = (self.clone(), positions.clone());
-        let work: GroupWork =
-            Box::new(move |g| shared.records(&all[g * n / groups..(g + 1) * n / groups], None));
+        let work: GroupWork = Box::new(move |g| {
+            shared.record_spans(&all[g * n / groups..(g + 1) * n / groups], None)
+        });
         let helpers = if ahead { groups } else { groups - 1 };
         Ok(Groups {
             positions,
@@ -145,15 +173,25 @@ impl Shared {
         positions: &[u64],
         pool: Option<&ReadPool>,
     ) -> Result<Vec<Bytes>, StoreError> {
+        Ok(self.record_spans(positions, pool)?.into_records())
+    }
+
+    /// The stored records at `positions`, in that order, left in the buffers they were read
+    /// into (a recent one, from memory, is a buffer of its own).
+    fn record_spans(
+        &self,
+        positions: &[u64],
+        pool: Option<&ReadPool>,
+    ) -> Result<Spans, StoreError> {
         let cached: Option<Vec<Option<Bytes>>> = {
             let recent = self.recent_read();
             recent
                 .may_hold(positions)
                 .then(|| positions.iter().map(|&p| recent.get(p)).collect())
         };
-        let Some(mut records) = cached else {
+        let Some(records) = cached else {
             // All on disk (a scan of older events): one planned read, no per-position lookups.
-            return self.disk()?.log.read_with(positions, pool);
+            return self.disk()?.log.read_spans(positions, pool);
         };
         let missing: Vec<u64> = positions
             .iter()
@@ -161,21 +199,27 @@ impl Shared {
             .filter(|(_, r)| r.is_none())
             .map(|(&p, _)| p)
             .collect();
-        if !missing.is_empty() {
-            let mut read = self.disk()?.log.read_with(&missing, pool)?.into_iter();
-            for r in records.iter_mut().filter(|r| r.is_none()) {
-                *r = read.next();
-            }
-        }
-        positions
-            .iter()
-            .zip(records)
-            .map(|(&p, r)| {
-                r.ok_or_else(|| {
+        let Spans { mut buffers, spans } = if missing.is_empty() {
+            Spans::default()
+        } else {
+            self.disk()?.log.read_spans(&missing, pool)?
+        };
+        let mut read = spans.into_iter();
+        let mut spans = Vec::with_capacity(positions.len());
+        for (&p, r) in positions.iter().zip(records) {
+            let span = match r {
+                Some(record) => {
+                    let len = record.len();
+                    buffers.push(record);
+                    (buffers.len() - 1, 0..len)
+                }
+                None => read.next().ok_or_else(|| {
                     StoreError::Corrupted(format!("indexed event at position {p} is missing"))
-                })
-            })
-            .collect()
+                })?,
+            };
+            spans.push(span);
+        }
+        Ok(Spans { buffers, spans })
     }
 }
 
@@ -271,11 +315,7 @@ impl ReadState {
         if let Some(e) = self.failed.take() {
             return Some(Err(e));
         }
-        let buffer = &mut self.buffer;
-        let batch = std::iter::from_fn(|| buffer.pop_front())
-            .take(codec::BATCH)
-            .map(|(p, record)| (Position::from_u64(p), record));
-        if let Err(e) = codec::decode_sequenced_batch(batch, &mut self.decoded) {
+        if let Err(e) = self.buffer.decode_into(codec::BATCH, &mut self.decoded) {
             self.buffer = Buffer::default();
             self.ahead = None;
             self.span = None;
@@ -299,11 +339,7 @@ impl ReadState {
         }
         while left > 0 {
             let before = out.len();
-            let buffer = &mut self.buffer;
-            let batch = std::iter::from_fn(|| buffer.pop_front())
-                .take(left.min(codec::BATCH))
-                .map(|(p, record)| (Position::from_u64(p), record));
-            let decoded = codec::decode_sequenced_batch(batch, out);
+            let decoded = self.buffer.decode_into(left.min(codec::BATCH), out);
             let got = out.len() - before;
             if let Err(e) = decoded {
                 self.buffer = Buffer::default();

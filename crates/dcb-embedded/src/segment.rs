@@ -55,6 +55,7 @@ mod read;
 pub(crate) use frame::encode_frame;
 use frame::{intact_frame_after, scan};
 use offsets::{check_off, write_off};
+pub(crate) use read::Spans;
 
 /// The directory of the segment files, inside the data directory.
 pub const DIR: &str = "segments";

@@ -109,17 +109,18 @@ impl Log {
     /// closer together than [`GAP`] are fetched with one read; all the reads of a call land in
     /// one buffer, and the records are handed out as slices of it.
     pub(crate) fn read(&self, positions: &[u64]) -> Result<Vec<Bytes>, StoreError> {
-        self.read_with(positions, None)
+        Ok(self.read_spans(positions, None)?.into_records())
     }
 
     /// As [`Log::read`], with the `pread`s of a read whose records lie in at least
     /// [`FAN_OUT_RUNS`] separate places split into groups (one buffer each) fetched in parallel
-    /// by the caller and `pool`'s threads.
-    pub(crate) fn read_with(
+    /// by the caller and `pool`'s threads; the records are left in their buffers (see
+    /// [`Spans`]).
+    pub(crate) fn read_spans(
         &self,
         positions: &[u64],
         pool: Option<&ReadPool>,
-    ) -> Result<Vec<Bytes>, StoreError> {
+    ) -> Result<Spans, StoreError> {
         let parts = self.plan(positions)?;
         // Plan the runs first: records close together share one `pread`.
         let mut runs = Vec::new();
@@ -164,9 +165,7 @@ impl Log {
             }
             _ => vec![fetch(&parts, &runs)?],
         };
-        let mut out: Vec<Bytes> = std::iter::repeat_with(Bytes::new)
-            .take(positions.len())
-            .collect();
+        let mut spans = vec![(0, 0..0); positions.len()];
         for (g, buf) in buffers.iter().enumerate() {
             let mut at = 0usize;
             for run in &runs[bounds[g]..bounds[g + 1]] {
@@ -174,17 +173,41 @@ impl Log {
                 for &(idx, p, a, b) in &part.items[run.first..=run.last] {
                     let a = at + (a - run.start) as usize;
                     let b = at + (b - run.start) as usize;
-                    out[idx] = record_in(buf, a, b, p).ok_or_else(|| {
-                        corrupt(format!(
-                            "event at position {p}: record damaged in segment {}",
-                            seg_name(part.base)
-                        ))
-                    })?;
+                    spans[idx] = (
+                        g,
+                        record_in(buf, a, b, p).ok_or_else(|| {
+                            corrupt(format!(
+                                "event at position {p}: record damaged in segment {}",
+                                seg_name(part.base)
+                            ))
+                        })?,
+                    );
                 }
                 at += (run.end - run.start) as usize;
             }
         }
-        Ok(out)
+        Ok(Spans { buffers, spans })
+    }
+}
+
+/// Records fetched and checked, left in the buffers they were read into: record `i` is bytes
+/// `spans[i].1` of `buffers[spans[i].0]`. Slicing a record out (a handle of its own, with its
+/// buffer's reference count raised) is left to the thread that decodes it, which then alone
+/// touches that count.
+#[derive(Default)]
+pub(crate) struct Spans {
+    pub(crate) buffers: Vec<Bytes>,
+    pub(crate) spans: Vec<(usize, std::ops::Range<usize>)>,
+}
+
+impl Spans {
+    /// Each record as a slice of its buffer.
+    pub(crate) fn into_records(self) -> Vec<Bytes> {
+        let Spans { buffers, spans } = self;
+        spans
+            .into_iter()
+            .map(|(b, r)| buffers.get(b).map_or_else(Bytes::new, |buf| buf.slice(r)))
+            .collect()
     }
 }
 
@@ -245,8 +268,9 @@ pub(super) fn read_run(file: &File, at: u64, len: usize) -> Result<Bytes, StoreE
     Ok(Bytes::from(buf))
 }
 
-/// The checked record at `buf[a..b]` (record header included; `b` may lie past its end).
-fn record_in(buf: &Bytes, a: usize, b: usize, position: u64) -> Option<Bytes> {
+/// The range of the checked record at `buf[a..b]` (record header included; `b` may lie past
+/// its end), without its header.
+fn record_in(buf: &[u8], a: usize, b: usize, position: u64) -> Option<std::ops::Range<usize>> {
     let h = buf.get(a..a + RECORD_HEADER)?;
     let len = u32_at(h, 0) as usize;
     let crc = u32_at(h, 4);
@@ -254,6 +278,5 @@ fn record_in(buf: &Bytes, a: usize, b: usize, position: u64) -> Option<Bytes> {
     if s + len > b {
         return None;
     }
-    let data = buf.slice(s..s + len);
-    (record_crc(position, &data) == crc).then_some(data)
+    (record_crc(position, buf.get(s..s + len)?) == crc).then_some(s..s + len)
 }

@@ -5,6 +5,16 @@ use super::*;
 use crate::readpool::ReadPool;
 use read::read_run;
 
+/// The records at `positions`, fetched as a read step fetches them (with `pool`'s help).
+fn read_with(
+    log: &Log,
+    positions: &[u64],
+    pool: Option<&ReadPool>,
+) -> Result<Vec<Bytes>, StoreError> {
+    log.read_spans(positions, pool)
+        .map(read::Spans::into_records)
+}
+
 fn rec(p: u64) -> Vec<u8> {
     format!("record {p} {}", "x".repeat((p % 50) as usize)).into_bytes()
 }
@@ -196,7 +206,7 @@ fn scattered_records_fetched_by_the_read_pool_are_the_same() {
     for positions in [&far, &back, &mixed] {
         assert!(positions.len() >= FAN_OUT_RUNS);
         let before = pool.fan_outs();
-        let parallel = log.read_with(positions, Some(&pool)).unwrap();
+        let parallel = read_with(&log, positions, Some(&pool)).unwrap();
         assert_eq!(pool.fan_outs(), before + 1, "the read was split");
         assert_eq!(parallel, log.read(positions).unwrap());
         for (p, r) in positions.iter().zip(&parallel) {
@@ -205,8 +215,7 @@ fn scattered_records_fetched_by_the_read_pool_are_the_same() {
     }
     // A few records stay on the caller's thread.
     let before = pool.fan_outs();
-    log.read_with(&far[..FAN_OUT_RUNS - 1], Some(&pool))
-        .unwrap();
+    read_with(&log, &far[..FAN_OUT_RUNS - 1], Some(&pool)).unwrap();
     assert_eq!(pool.fan_outs(), before);
 }
 
@@ -236,7 +245,7 @@ fn a_damaged_record_is_corruption_when_the_read_pool_fetches_it() {
     let pool = ReadPool::start(2).unwrap();
     let positions: Vec<u64> = (1..=20_000).step_by(40).collect();
     assert!(positions.contains(&victim));
-    match log.read_with(&positions, Some(&pool)) {
+    match read_with(&log, &positions, Some(&pool)) {
         Err(StoreError::Corrupted(m)) => assert!(m.contains("position 19801"), "{m}"),
         other => panic!("expected Corrupted, got {other:?}"),
     }
