@@ -2,7 +2,7 @@
 //!
 //! The postings of the active segment are in memory (`HashMap`s of sorted position lists, and
 //! the ids); those of each sealed segment are in its immutable index file (`segindex`), of which
-//! only a small summary is in memory. A lookup asks the in-memory part for positions in the
+//! a small summary is in memory, and for the newest segments the blocks too. A lookup asks the in-memory part for positions in the
 //! active segment and the sealed segments' files for older ones, skipping every segment whose
 //! range lies outside the span: conditions, which usually ask about the last few positions, stay
 //! in memory. An item is driven by its shortest posting list, filtered by binary search in the
@@ -117,10 +117,18 @@ impl Index {
 
     /// Adds the index file of the segment just sealed and drops its postings from memory (they
     /// were written to the file first).
-    pub(crate) fn seal(&mut self, segment: Arc<SegIndex>) {
+    /// The sealed segments' blocks held in memory beyond `budget` bytes are let go of (see
+    /// [`crate::segindex::keep_newest`]).
+    pub(crate) fn seal(&mut self, segment: Arc<SegIndex>, budget: u64) {
         let end = segment.end();
         self.sealed.push(segment);
+        crate::segindex::keep_newest(&mut self.sealed, budget);
         self.drop_below(end);
+    }
+
+    /// Bytes of the sealed segments' index blocks held in memory.
+    pub(crate) fn index_memory(&self) -> u64 {
+        crate::segindex::resident(&self.sealed)
     }
 
     /// Replaces the sealed segments' index files (after a reopen) and drops from memory the

@@ -28,8 +28,9 @@
 //! The type, tag and id indexes are derived data (one posting per type and per tag of each
 //! event: linear in tags). Those of the active segment are kept in memory; when a segment is
 //! sealed, its postings and ids are written to an immutable, checksummed index file next to it
-//! (`segments/*.idx`) and leave memory, which keeps only a small summary per sealed segment (a
-//! sparse key directory and a bloom filter): index memory is bounded by the active segment.
+//! (`segments/*.idx`) and leave memory, which keeps a small summary per sealed segment (a sparse
+//! key directory and a bloom filter) and the blocks of the newest ones, up to
+//! [`Options::index_memory_bytes`]: index memory is bounded by the active segment and that budget.
 //! Lookups read the sealed segments' files (through the page cache) only for positions older than
 //! the active segment, and skip segments outside the span or without the key. The in-memory part
 //! is saved to an index snapshot when the store closes and every million events, and at open it

@@ -2,10 +2,12 @@
 //!
 //! When a segment is sealed, the postings of its events move out of memory into
 //! `segments/BBBBBBBBBBBBBBBBBBBB.idx` (B: the segment's base, as for `.seg` and `.off`). In
-//! memory stays only a small summary per sealed segment: the block directory (the first key of
-//! each ~1 KiB block) and a bloom filter over its keys and ids, so that a key absent from a
-//! segment costs no read. Lookups `pread` the blocks they need; the operating system's page
-//! cache is the cache.
+//! memory stays a small summary per sealed segment: the block directory (the first key of each
+//! ~1 KiB block) and a bloom filter over its keys and ids, so that a key absent from a segment
+//! costs no read. The blocks of the newest sealed segments are held in memory too, as many
+//! segments' as fit in `Options::index_memory_bytes` ([`keep_newest`]): loaded whole, every block
+//! checked, when the store opens and when a segment is sealed. Lookups in other segments `pread`
+//! the blocks they need, through the operating system's page cache.
 //!
 //! ```text
 //! segments/BBBBBBBBBBBBBBBBBBBB.idx   (all integers little endian)
@@ -32,6 +34,7 @@
 //! is missing or damaged. A block is checked (crc32) each time it is read: a damaged block found
 //! after open is [`StoreError::Corrupted`], never a wrong answer.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -114,8 +117,17 @@ struct IdBlock {
     first: [u8; 16],
 }
 
-/// The in-memory summary of a sealed segment's index file, and the file, for lookups.
+/// A sealed segment's index file, for lookups: its in-memory summary and, for the newest
+/// segments (see [`keep_newest`]), its blocks.
 pub(crate) struct SegIndex {
+    s: Arc<Summary>,
+    /// The blocks region (every block checked once, when it was loaded): lookups then read no
+    /// file and check no checksum. `None`: blocks are `pread` (and checked) as needed.
+    blocks: Option<Box<[u8]>>,
+}
+
+/// The in-memory summary of a sealed segment's index file, and the file.
+struct Summary {
     base: u64,
     count: u64,
     postings: u64,
@@ -126,6 +138,8 @@ pub(crate) struct SegIndex {
     /// these and looks at a block's key only on a tie.
     prefixes: Vec<u64>,
     iblocks: Vec<IdBlock>,
+    /// Bytes of the blocks region (from byte [`HEADER`] of the file).
+    blocks_len: u64,
 }
 
 /// Builds the blocks and directory of an index file from the in-memory postings of one segment.
@@ -392,47 +406,109 @@ impl SegIndex {
             return Err("directory does not match the blocks".into());
         }
         Ok(SegIndex {
-            base,
-            count,
-            postings,
-            file,
-            bloom: Bloom { k, words },
-            prefixes: pblocks
-                .iter()
-                .map(|b| prefix(b.kind, b.key.as_bytes()))
-                .collect(),
-            pblocks,
-            iblocks,
+            s: Arc::new(Summary {
+                base,
+                count,
+                postings,
+                file,
+                bloom: Bloom { k, words },
+                prefixes: pblocks
+                    .iter()
+                    .map(|b| prefix(b.kind, b.key.as_bytes()))
+                    .collect(),
+                pblocks,
+                iblocks,
+                blocks_len,
+            }),
+            blocks: None,
         })
+    }
+
+    /// The same index with its blocks in memory: the blocks region read whole and every block
+    /// checked. The reason when it cannot be (the file is then to be rebuilt, as at open).
+    pub(crate) fn with_blocks(&self) -> Result<SegIndex, String> {
+        let len = usize::try_from(self.s.blocks_len).map_err(|_| "too large".to_string())?;
+        let mut b = vec![0u8; len];
+        self.s
+            .file
+            .read_exact_at(&mut b, HEADER as u64)
+            .map_err(|e| e.to_string())?;
+        let extents = self
+            .s
+            .pblocks
+            .iter()
+            .map(|p| (p.at, p.len, p.crc))
+            .chain(self.s.iblocks.iter().map(|i| (i.at, i.len, i.crc)));
+        for (at, len, crc) in extents {
+            let a = (at - HEADER as u64) as usize;
+            let block = b
+                .get(a..a + len as usize)
+                .ok_or("a block past the blocks")?;
+            if crc32fast::hash(block) != crc {
+                return Err(format!("block at byte {at} is damaged"));
+            }
+        }
+        Ok(SegIndex {
+            s: self.s.clone(),
+            blocks: Some(b.into_boxed_slice()),
+        })
+    }
+
+    /// The same index with its blocks read from the file as needed.
+    pub(crate) fn without_blocks(&self) -> SegIndex {
+        SegIndex {
+            s: self.s.clone(),
+            blocks: None,
+        }
+    }
+
+    /// Bytes of blocks this index holds in memory.
+    pub(crate) fn resident(&self) -> u64 {
+        self.blocks.as_ref().map_or(0, |b| b.len() as u64)
+    }
+
+    /// Bytes of blocks in the file (what [`SegIndex::with_blocks`] would hold).
+    pub(crate) fn blocks_len(&self) -> u64 {
+        self.s.blocks_len
     }
 
     /// The first position of the segment.
     pub(crate) fn base(&self) -> u64 {
-        self.base
+        self.s.base
     }
 
     /// The position after the segment's last.
     pub(crate) fn end(&self) -> u64 {
-        self.base + self.count
+        self.s.base + self.s.count
     }
 
     /// Type and tag postings in the file.
     pub(crate) fn postings(&self) -> u64 {
-        self.postings
+        self.s.postings
     }
 
-    fn read_block(&self, at: u64, len: u32, crc: u32) -> Result<Vec<u8>, StoreError> {
+    /// The block at byte `at` of the file: from memory when the blocks are held, else read
+    /// and checked.
+    fn read_block(&self, at: u64, len: u32, crc: u32) -> Result<Cow<'_, [u8]>, StoreError> {
+        if let Some(blocks) = &self.blocks {
+            let a = (at - HEADER as u64) as usize;
+            return blocks
+                .get(a..a + len as usize)
+                .map(Cow::Borrowed)
+                .ok_or_else(|| corrupt(self.s.base, &format!("no block at byte {at}")));
+        }
         let mut b = vec![0u8; len as usize];
-        self.file
+        self.s
+            .file
             .read_exact_at(&mut b, at)
             .map_err(StoreError::storage)?;
         if crc32fast::hash(&b) != crc {
             return Err(corrupt(
-                self.base,
+                self.s.base,
                 &format!("block at byte {at} is damaged"),
             ));
         }
-        Ok(b)
+        Ok(Cow::Owned(b))
     }
 
     /// The positions of `key` in `lo..=hi` (absolute, inside this segment), ascending. With
@@ -447,19 +523,19 @@ impl SegIndex {
         cap: Option<usize>,
         backwards: bool,
     ) -> Result<Vec<u64>, StoreError> {
-        let (lo, hi) = (lo.max(self.base), hi.min(self.end().saturating_sub(1)));
-        if lo > hi || !self.bloom.may_contain(&key_bytes(kind, key)) {
+        let (lo, hi) = (lo.max(self.s.base), hi.min(self.end().saturating_sub(1)));
+        if lo > hi || !self.s.bloom.may_contain(&key_bytes(kind, key)) {
             return Ok(Vec::new());
         }
-        let (rlo, rhi) = ((lo - self.base) as u32, (hi - self.base) as u32);
+        let (rlo, rhi) = ((lo - self.s.base) as u32, (hi - self.s.base) as u32);
         let tp = prefix(kind as u8, key.as_bytes());
         // Whether block `i` starts at or before (kind, key, rel).
-        let le = |i: usize, rel: u32| match self.prefixes[i].cmp(&tp) {
+        let le = |i: usize, rel: u32| match self.s.prefixes[i].cmp(&tp) {
             std::cmp::Ordering::Less => true,
             std::cmp::Ordering::Greater => false,
-            std::cmp::Ordering::Equal => self.pblocks[i].first_cmp(kind, key, rel).is_le(),
+            std::cmp::Ordering::Equal => self.s.pblocks[i].first_cmp(kind, key, rel).is_le(),
         };
-        let n = self.pblocks.len();
+        let n = self.s.pblocks.len();
         // The first block in `a..b` starting past (kind, key, rel) (blocks are sorted).
         let first_past = |(mut a, mut b): (usize, usize), rel: u32| {
             while a < b {
@@ -491,7 +567,7 @@ impl SegIndex {
             Box::new(start..end)
         };
         for i in order {
-            let b = &self.pblocks[i];
+            let b = &self.s.pblocks[i];
             let bytes = self.read_block(b.at, b.len, b.crc)?;
             let found = self.runs_of(&bytes, kind, key, rlo, rhi)?;
             got += found.len();
@@ -515,7 +591,7 @@ impl SegIndex {
         rlo: u32,
         rhi: u32,
     ) -> Result<Vec<u64>, StoreError> {
-        let bad = || corrupt(self.base, "malformed posting block");
+        let bad = || corrupt(self.s.base, "malformed posting block");
         let mut c = Cursor::new(block);
         let mut out = Vec::new();
         while !c.done() {
@@ -546,14 +622,14 @@ impl SegIndex {
                     }
                     p = p.checked_add(d).ok_or_else(bad)?;
                 }
-                if p >= self.count {
+                if p >= self.s.count {
                     return Err(bad());
                 }
                 if p > u64::from(rhi) {
                     break;
                 }
                 if p >= u64::from(rlo) {
-                    out.push(self.base + p);
+                    out.push(self.s.base + p);
                 }
             }
         }
@@ -563,25 +639,25 @@ impl SegIndex {
     /// The position of the event with id `id` in this segment, if any.
     /// `hash` is [`id_hash`] of `id`, computed once for all the segments asked.
     pub(crate) fn id(&self, id: &Uuid, hash: u128) -> Result<Option<u64>, StoreError> {
-        if !self.bloom.may_contain_hash(hash) {
+        if !self.s.bloom.may_contain_hash(hash) {
             return Ok(None);
         }
         let want = id.as_bytes();
-        let i = self.iblocks.partition_point(|b| &b.first <= want);
-        let Some(b) = i.checked_sub(1).and_then(|i| self.iblocks.get(i)) else {
+        let i = self.s.iblocks.partition_point(|b| &b.first <= want);
+        let Some(b) = i.checked_sub(1).and_then(|i| self.s.iblocks.get(i)) else {
             return Ok(None);
         };
         let bytes = self.read_block(b.at, b.len, b.crc)?;
-        let bad = || corrupt(self.base, "malformed id block");
+        let bad = || corrupt(self.s.base, "malformed id block");
         let mut c = Cursor::new(&bytes);
         while !c.done() {
             let u = c.bytes(16).ok_or_else(bad)?;
             let p = c.varint().ok_or_else(bad)?;
-            if p >= self.count {
+            if p >= self.s.count {
                 return Err(bad());
             }
             if u == want {
-                return Ok(Some(self.base + p));
+                return Ok(Some(self.s.base + p));
             }
         }
         Ok(None)
@@ -614,26 +690,71 @@ fn index_segment(log: &Log, base: u64, count: u64) -> Result<Index, StoreError> 
 
 /// The summaries of every sealed segment's index file in `dir`, in position order: each file
 /// checked, and rebuilt from its segment when missing or damaged. A stale file of the active
-/// segment (from a seal that did not complete) is removed.
-pub(crate) fn load_all(dir: &Path, log: &Log) -> Result<Vec<Arc<SegIndex>>, StoreError> {
+/// segment (from a seal that did not complete) is removed. The newest segments' blocks are
+/// loaded into memory, `budget` bytes at most (see [`keep_newest`]); a damaged block found
+/// while loading them is a damaged file, rebuilt too.
+pub(crate) fn load_all(
+    dir: &Path,
+    log: &Log,
+    budget: u64,
+) -> Result<Vec<Arc<SegIndex>>, StoreError> {
     let stale = dir.join(idx_name(log.active_base()));
     if stale.exists() {
         std::fs::remove_file(&stale).map_err(StoreError::storage)?;
     }
+    let rebuild = |base: u64, count: u64, reason: &str| -> Result<SegIndex, StoreError> {
+        tracing::warn!(segment = %idx_name(base), %reason, "segment index unusable; rebuilding it from the segment");
+        let ix = index_segment(log, base, count)?;
+        write(dir, base, count, &ix)?;
+        SegIndex::open(dir, base, count).map_err(|r| corrupt(base, &r))
+    };
     let mut out = Vec::new();
     for (base, count) in log.sealed_segments() {
         let seg = match SegIndex::open(dir, base, count) {
             Ok(s) => s,
+            Err(reason) => rebuild(base, count, &reason)?,
+        };
+        out.push(seg);
+    }
+    let mut held = 0u64;
+    for seg in out.iter_mut().rev() {
+        if held + seg.blocks_len() > budget {
+            break;
+        }
+        held += seg.blocks_len();
+        *seg = match seg.with_blocks() {
+            Ok(s) => s,
             Err(reason) => {
-                tracing::warn!(segment = %idx_name(base), %reason, "segment index unusable; rebuilding it from the segment");
-                let ix = index_segment(log, base, count)?;
-                write(dir, base, count, &ix)?;
-                SegIndex::open(dir, base, count).map_err(|r| corrupt(base, &r))?
+                let (base, count) = (seg.base(), seg.end() - seg.base());
+                rebuild(base, count, &reason)?
+                    .with_blocks()
+                    .map_err(|r| corrupt(base, &r))?
             }
         };
-        out.push(Arc::new(seg));
     }
-    Ok(out)
+    Ok(out.into_iter().map(Arc::new).collect())
+}
+
+/// Lets go of the blocks of the sealed segments (`sealed`, in position order) past the
+/// newest ones whose blocks fit in `budget` bytes together: the blocks held in memory are
+/// always those of a run of the newest segments, at most `budget` bytes. Readers that hold an
+/// index let go of its blocks when they are done with it.
+pub(crate) fn keep_newest(sealed: &mut [Arc<SegIndex>], budget: u64) {
+    let mut held = 0u64;
+    let mut fits = true;
+    for seg in sealed.iter_mut().rev() {
+        fits = fits && held + seg.blocks_len() <= budget;
+        if fits {
+            held += seg.blocks_len();
+        } else if seg.resident() > 0 {
+            *seg = Arc::new(seg.without_blocks());
+        }
+    }
+}
+
+/// Bytes of index blocks `sealed` holds in memory.
+pub(crate) fn resident(sealed: &[Arc<SegIndex>]) -> u64 {
+    sealed.iter().map(|s| s.resident()).sum()
 }
 
 #[cfg(test)]

@@ -573,7 +573,20 @@ fn roll(shared: &Shared, disk: &Disk) -> Result<(), StoreError> {
             segindex::idx_name(base)
         ))
     })?;
-    shared.index_write().seal(Arc::new(sealed));
+    // Its blocks are held in memory when they fit (see `Options::index_memory_bytes`).
+    let sealed = if sealed.blocks_len() <= shared.index_memory {
+        sealed.with_blocks().map_err(|reason| {
+            StoreError::Corrupted(format!(
+                "segment index {} just written: {reason}",
+                segindex::idx_name(base)
+            ))
+        })?
+    } else {
+        sealed
+    };
+    shared
+        .index_write()
+        .seal(Arc::new(sealed), shared.index_memory);
     Ok(())
 }
 
@@ -617,7 +630,7 @@ fn recover(shared: &Shared) -> Result<u64, StoreError> {
     let head = shared.index_read().head;
     let mut newer = Index::continuing_after(head);
     disk.scan_into(&mut newer)?;
-    let sealed = segindex::load_all(disk.log.dir(), &disk.log)?;
+    let sealed = segindex::load_all(disk.log.dir(), &disk.log, shared.index_memory)?;
     let checkpoints = disk.checkpoints()?;
     let head = {
         let mut index = shared.index_write();

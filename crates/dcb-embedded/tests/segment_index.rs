@@ -1,8 +1,9 @@
 //! Segment index files: the postings of sealed segments live in `segments/*.idx`, only the active
 //! segment's in memory. Reads, conditions and idempotent retries answer exactly like the
 //! reference store across many sealed segments and a reopen; a missing or damaged index file is
-//! rebuilt at open; a damaged block found later is `Corrupted`; memory holds only the active
-//! segment's postings.
+//! rebuilt at open; a damaged block found later is `Corrupted` (or, for the newest segments'
+//! blocks, held in memory, checked when loaded); memory holds only the active segment's postings
+//! and, within their budget, the newest sealed segments' blocks.
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
@@ -18,6 +19,32 @@ use rand::{Rng, SeedableRng};
 /// The smallest segments allowed: a few dozen events each.
 fn small() -> Options {
     Options::default().segment_bytes(4096).recent_bytes(0)
+}
+
+/// As [`small`], with no index blocks held in memory: every lookup in a sealed segment reads
+/// (and checks) its blocks from the file.
+fn from_files() -> Options {
+    small().index_memory_bytes(0)
+}
+
+/// The `blocks_len` of an index file's header: the bytes of blocks it would hold in memory.
+fn blocks_len(file: &Path) -> u64 {
+    let b = std::fs::read(file).unwrap();
+    u64::from_le_bytes(b[40..48].try_into().unwrap())
+}
+
+/// The bytes of blocks held in memory with `budget`: those of the newest index files whose
+/// blocks fit together.
+fn expected_resident(dir: &Path, budget: u64) -> u64 {
+    let mut held = 0;
+    for f in segment_files(dir, "idx").iter().rev() {
+        let n = blocks_len(f);
+        if held + n > budget {
+            break;
+        }
+        held += n;
+    }
+    held
 }
 
 const TYPES: [&str; 3] = ["A", "B", "C"];
@@ -363,7 +390,7 @@ async fn missing_or_damaged_index_files_are_rebuilt_at_open() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_block_read_after_open_is_corruption_not_a_wrong_answer() {
     let (dir, reference) = populated(13, 300).await;
-    let store = EmbeddedStore::open_with(dir.path(), small()).unwrap();
+    let store = EmbeddedStore::open_with(dir.path(), from_files()).unwrap();
     // The newest "A" is in the active segment (in memory).
     let a = Event::new("A", b"newest".to_vec());
     store.append(vec![a.clone()], vec![]).await.unwrap();
@@ -448,7 +475,7 @@ async fn an_index_file_of_the_active_segment_is_a_leftover_and_removed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recent_conditions_and_absent_keys_read_no_index_block() {
     let (dir, reference) = populated(23, 400).await;
-    let store = EmbeddedStore::open_with(dir.path(), small()).unwrap();
+    let store = EmbeddedStore::open_with(dir.path(), from_files()).unwrap();
     let recent = Event::new("Recent", b"r".to_vec()).tag("recent-only");
     store.append(vec![recent], vec![]).await.unwrap();
     let head = store.stats().head.unwrap();
@@ -509,4 +536,91 @@ async fn recent_conditions_and_absent_keys_read_no_index_block() {
         )
         .await;
     assert!(matches!(r, Err(StoreError::Corrupted(_))), "{r:?}");
+}
+
+/// The newest sealed segments' blocks are held in memory within the budget, from the newest
+/// back, after seals and after a reopen; reads and conditions answer exactly as with every block
+/// read from the files, and as the reference store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_newest_segments_blocks_are_held_in_memory_within_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = StdRng::seed_from_u64(29);
+    let reference = MemoryStore::new();
+    let (mut next, mut batches) = (1, Vec::new());
+    // About three segments' blocks.
+    let budget = {
+        let store = EmbeddedStore::open_with(dir.path(), small()).unwrap();
+        fill_both(&mut rng, &store, &reference, 600, &mut next, &mut batches).await;
+        drop(store);
+        let files = segment_files(dir.path(), "idx");
+        assert!(files.len() >= 8, "{} segments", files.len());
+        files.iter().map(|f| blocks_len(f)).sum::<u64>() * 3 / files.len() as u64
+    };
+    let options = small().index_memory_bytes(budget);
+    let store = EmbeddedStore::open_with(dir.path(), options).unwrap();
+    let held = store.stats().index_memory;
+    assert_eq!(held, expected_resident(dir.path(), budget));
+    assert!(held > 0 && held <= budget, "{held} of {budget}");
+    compare_reads(&mut rng, &store, &reference, 150).await;
+    // Seals: the new segments' blocks come in, the oldest held go.
+    let sealed = segment_files(dir.path(), "idx").len();
+    fill_both(&mut rng, &store, &reference, 300, &mut next, &mut batches).await;
+    assert!(segment_files(dir.path(), "idx").len() > sealed + 3);
+    let held = store.stats().index_memory;
+    assert_eq!(held, expected_resident(dir.path(), budget));
+    assert!(held > 0 && held <= budget, "{held} of {budget}");
+    compare_reads(&mut rng, &store, &reference, 150).await;
+    let good = answers(&store).await;
+    let figures =
+        |s: dcb_embedded::Stats| (s.events, s.postings, s.sealed_postings, s.index_memory);
+    let stats = figures(store.stats());
+    drop(store);
+    // The same after a reopen; and with every block read from the files, or all of them held.
+    let store = EmbeddedStore::open_with(dir.path(), options).unwrap();
+    assert_eq!(figures(store.stats()), stats);
+    assert_eq!(answers(&store).await, good);
+    drop(store);
+    let store = EmbeddedStore::open_with(dir.path(), from_files()).unwrap();
+    assert_eq!(store.stats().index_memory, 0);
+    assert_eq!(answers(&store).await, good);
+    compare_reads(&mut rng, &store, &reference, 100).await;
+    drop(store);
+    let all = small().index_memory_bytes(u64::MAX);
+    let store = EmbeddedStore::open_with(dir.path(), all).unwrap();
+    assert_eq!(
+        store.stats().index_memory,
+        expected_resident(dir.path(), u64::MAX)
+    );
+    assert_eq!(answers(&store).await, good);
+    fill_both(&mut rng, &store, &reference, 100, &mut next, &mut batches).await;
+    compare_reads(&mut rng, &store, &reference, 100).await;
+}
+
+/// Blocks held in memory were checked when they were loaded: damage to the file after that
+/// changes no answer, and the next open, which loads them again, finds it and rebuilds the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_blocks_are_checked_when_loaded_and_a_damaged_file_is_rebuilt() {
+    let (dir, _reference) = populated(31, 300).await;
+    let store = EmbeddedStore::open_with(dir.path(), small()).unwrap();
+    let good = answers(&store).await;
+    assert_eq!(
+        store.stats().index_memory,
+        expected_resident(dir.path(), u64::MAX),
+        "all held"
+    );
+    let files = segment_files(dir.path(), "idx");
+    let originals: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    // A flipped byte in a block of every file (the directory and header are intact).
+    for (f, o) in files.iter().zip(&originals) {
+        let mut b = o.clone();
+        b[64 + 3] ^= 0x04;
+        std::fs::write(f, &b).unwrap();
+    }
+    assert_eq!(answers(&store).await, good, "answered from memory");
+    drop(store);
+    let store = EmbeddedStore::open_with(dir.path(), small()).unwrap();
+    assert_eq!(answers(&store).await, good);
+    for (f, o) in files.iter().zip(&originals) {
+        assert_eq!(&std::fs::read(f).unwrap(), o, "{} rebuilt", f.display());
+    }
 }

@@ -24,8 +24,19 @@ fn lists_and_ids_read_back_exactly() {
     let (base, n) = (1001, 5000);
     let ix = sample(base, n);
     write(dir.path(), base, n, &ix).unwrap();
-    let seg = SegIndex::open(dir.path(), base, n).unwrap();
-    assert!(seg.pblocks.len() > 3 && seg.iblocks.len() > 3);
+    let from_file = SegIndex::open(dir.path(), base, n).unwrap();
+    assert_eq!(from_file.resident(), 0);
+    let held = from_file.with_blocks().unwrap();
+    assert_eq!(held.resident(), held.blocks_len());
+    assert_eq!(held.without_blocks().resident(), 0);
+    // The same answers with the blocks read from the file and held in memory.
+    for seg in [from_file, held] {
+        read_back(&seg, &ix, base, n);
+    }
+}
+
+fn read_back(seg: &SegIndex, ix: &Index, base: u64, n: u64) {
+    assert!(seg.s.pblocks.len() > 3 && seg.s.iblocks.len() > 3);
     assert_eq!(seg.postings(), ix.postings() as u64);
     let (types, tags, _) = ix.parts();
     for (kind, (key, list)) in types
@@ -88,7 +99,7 @@ fn damage_is_refused_at_open_or_read() {
     b[HEADER + 100] ^= 0x01;
     std::fs::write(&path, &b).unwrap();
     let seg = SegIndex::open(dir.path(), 1, 3000).unwrap();
-    let first = &seg.pblocks[0];
+    let first = &seg.s.pblocks[0];
     let kind = if first.kind == 0 {
         Kind::Type
     } else {
@@ -97,6 +108,11 @@ fn damage_is_refused_at_open_or_read() {
     match seg.list(kind, &first.key.clone(), 0, u64::MAX, None, false) {
         Err(StoreError::Corrupted(m)) => assert!(m.contains("damaged"), "{m}"),
         other => panic!("expected Corrupted, got {other:?}"),
+    }
+    // Loading the blocks into memory checks every one of them.
+    match seg.with_blocks() {
+        Err(reason) => assert!(reason.contains("damaged"), "{reason}"),
+        Ok(_) => panic!("a damaged block was loaded"),
     }
 }
 

@@ -14,7 +14,8 @@ use crate::{BenchError, BenchEvent, BenchStore, Guard, Outcome, ReadSummary};
 pub(super) const SETTINGS: &str = "EmbeddedStore::open defaults: each group commit is one frame of \
 the segment log, fdatasync'd before any acknowledgement; one writer thread groups up to 512 queued \
 appends / 16 MiB; a read pool of one thread fewer than the cores (at least one) shares long or \
-scattered read steps with the caller. Appends use EmbeddedStore::append_blocking (the caller \
+scattered read steps with the caller; the newest sealed segments' index blocks (64 MiB at most) \
+are held in memory. Appends use EmbeddedStore::append_blocking (the caller \
 commits on its own thread when the writer is idle, else joins the queue); reads are taken in \
 batches of 32 (ReadStream::next_batch), driven with futures::executor::block_on (no async \
 runtime needed).";
