@@ -2,12 +2,12 @@
 //!
 //! The postings of the active segment are in memory (`HashMap`s of sorted position lists, and
 //! the ids); those of each sealed segment are in its immutable index file (`segindex`), of which
-//! a small summary is in memory, and for the newest segments the blocks too. A lookup asks the in-memory part for positions in the
-//! active segment and the sealed segments' files for older ones, skipping every segment whose
-//! range lies outside the span: conditions, which usually ask about the last few positions, stay
-//! in memory. An item is driven by its shortest posting list, filtered by binary search in the
-//! others (a merge join); items are OR'ed by a sorted merge. Index entries per event: one for its
-//! type plus one per tag (linear in tags).
+//! a small summary is in memory, and for the newest segments the blocks too. A lookup asks the
+//! in-memory part for positions in the active segment and the sealed segments' files for older
+//! ones, skipping every segment whose range lies outside the span: conditions, which usually ask
+//! about the last few positions, stay in memory. An item is driven by its shortest posting list,
+//! filtered by binary search in the others (a merge join); items are OR'ed by a sorted merge.
+//! Index entries per event: one for its type plus one per tag (linear in tags).
 
 use std::borrow::Cow;
 use std::collections::HashMap;

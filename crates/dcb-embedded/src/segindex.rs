@@ -84,6 +84,29 @@ fn id_key(id: &Uuid) -> [u8; 17] {
     k
 }
 
+/// Whether the block read from byte `at` of the file matches its checksum: the reason when not.
+fn check_block(block: &[u8], at: u64, crc: u32) -> Result<(), String> {
+    if crc32fast::hash(block) == crc {
+        Ok(())
+    } else {
+        Err(format!("block at byte {at} is damaged"))
+    }
+}
+
+/// How many of the newest sealed segments have their blocks held in memory: the longest run of
+/// them, from the newest back, whose blocks (`lens`, newest first) fit in `budget` bytes
+/// together. The one rule for what is held, at open ([`load_all`]) and at a seal
+/// ([`keep_newest`]).
+pub(crate) fn held_run(lens: impl IntoIterator<Item = u64>, budget: u64) -> usize {
+    let mut held = 0u64;
+    lens.into_iter()
+        .take_while(|&len| {
+            held = held.saturating_add(len);
+            held <= budget
+        })
+        .count()
+}
+
 /// The first run of a posting block: where it starts in (kind, key, position) order.
 struct PostingBlock {
     at: u64,
@@ -444,9 +467,7 @@ impl SegIndex {
             let block = b
                 .get(a..a + len as usize)
                 .ok_or("a block past the blocks")?;
-            if crc32fast::hash(block) != crc {
-                return Err(format!("block at byte {at} is damaged"));
-            }
+            check_block(block, at, crc)?;
         }
         Ok(SegIndex {
             s: self.s.clone(),
@@ -502,12 +523,7 @@ impl SegIndex {
             .file
             .read_exact_at(&mut b, at)
             .map_err(StoreError::storage)?;
-        if crc32fast::hash(&b) != crc {
-            return Err(corrupt(
-                self.s.base,
-                &format!("block at byte {at} is damaged"),
-            ));
-        }
+        check_block(&b, at, crc).map_err(|what| corrupt(self.s.base, &what))?;
         Ok(Cow::Owned(b))
     }
 
@@ -716,12 +732,8 @@ pub(crate) fn load_all(
         };
         out.push(seg);
     }
-    let mut held = 0u64;
-    for seg in out.iter_mut().rev() {
-        if held + seg.blocks_len() > budget {
-            break;
-        }
-        held += seg.blocks_len();
+    let held = held_run(out.iter().rev().map(SegIndex::blocks_len), budget);
+    for seg in out.iter_mut().rev().take(held) {
         *seg = match seg.with_blocks() {
             Ok(s) => s,
             Err(reason) => {
@@ -740,13 +752,9 @@ pub(crate) fn load_all(
 /// always those of a run of the newest segments, at most `budget` bytes. Readers that hold an
 /// index let go of its blocks when they are done with it.
 pub(crate) fn keep_newest(sealed: &mut [Arc<SegIndex>], budget: u64) {
-    let mut held = 0u64;
-    let mut fits = true;
-    for seg in sealed.iter_mut().rev() {
-        fits = fits && held + seg.blocks_len() <= budget;
-        if fits {
-            held += seg.blocks_len();
-        } else if seg.resident() > 0 {
+    let held = held_run(sealed.iter().rev().map(|s| s.blocks_len()), budget);
+    for seg in sealed.iter_mut().rev().skip(held) {
+        if seg.resident() > 0 {
             *seg = Arc::new(seg.without_blocks());
         }
     }

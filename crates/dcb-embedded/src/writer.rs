@@ -574,7 +574,7 @@ fn roll(shared: &Shared, disk: &Disk) -> Result<(), StoreError> {
         ))
     })?;
     // Its blocks are held in memory when they fit (see `Options::index_memory_bytes`).
-    let sealed = if sealed.blocks_len() <= shared.index_memory {
+    let sealed = if segindex::held_run([sealed.blocks_len()], shared.index_memory) == 1 {
         sealed.with_blocks().map_err(|reason| {
             StoreError::Corrupted(format!(
                 "segment index {} just written: {reason}",

@@ -161,3 +161,15 @@ fn any_flipped_byte_is_refused_or_found_never_a_wrong_answer() {
         }
     }
 }
+
+#[test]
+fn the_held_run_is_the_newest_segments_that_fit_together() {
+    assert_eq!(held_run([10, 20, 30], 0), 0);
+    assert_eq!(held_run([10, 20, 30], 29), 1);
+    assert_eq!(held_run([10, 20, 30], 30), 2);
+    assert_eq!(held_run([10, 20, 30], u64::MAX), 3);
+    // A segment that does not fit ends the run, even when an older one would.
+    assert_eq!(held_run([10, 50, 5], 20), 1);
+    assert_eq!(held_run([u64::MAX, 1], u64::MAX - 1), 0);
+    assert_eq!(held_run(std::iter::empty(), 5), 0);
+}
