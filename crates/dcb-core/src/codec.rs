@@ -309,8 +309,10 @@ fn event_in(
     let mut r = Reader::new(body);
     // `body` is `buffer[at + 1..]`: a span of `body` is the same span of `buffer` shifted by
     // `at + 1`.
-    let share = |(a, b): (usize, usize)| buffer.slice(at + a + 1..at + b + 1);
-    let text = |span| Text::from_utf8(share(span)).map_err(|_| NOT_UTF8);
+    let within = |(a, b): (usize, usize)| at + a + 1..at + b + 1;
+    let share = |span| buffer.slice(within(span));
+    // Short strings are copied into the event, longer ones are slices of the buffer.
+    let text = |span| Text::from_utf8_within(buffer, within(span)).ok_or(NOT_UTF8);
     let event_type = text(r.span()?)?;
     let n = r.len()?;
     let tags = match shared {
@@ -496,11 +498,15 @@ mod tests {
 
     #[test]
     fn decode_event_bytes_slices_the_record() {
-        let e = Event::new("BookBorrowed", br#"{"book":42}"#.to_vec())
-            .tag("book:42")
-            .tag("reader:7")
-            .meta("recorded-at", "1")
-            .with_id(Uuid::from_u128(9));
+        let e = Event::new(
+            "BookBorrowedByAReaderOfTheLibrary",
+            br#"{"book":42}"#.to_vec(),
+        )
+        .tag("book:42")
+        .tag("reader:7")
+        .tag("library:the-one-with-the-long-name")
+        .meta("recorded-at", "1")
+        .with_id(Uuid::from_u128(9));
         let record = Bytes::from(encode_event(&e, 1, 2));
         let stored = decode_event_bytes(&record);
         let Ok(stored) = stored else {
@@ -508,12 +514,17 @@ mod tests {
         };
         assert_eq!(stored.event, e);
         assert_eq!((stored.batch_index, stored.batch_len), (1, 2));
+        // Strings longer than `Text::INLINE` and the data are slices of the record; shorter
+        // strings are held in the event.
         let inside = record.as_ptr_range();
         let ev = &stored.event;
-        let mut pointers = vec![ev.event_type.as_ptr(), ev.data.as_ptr()];
-        pointers.extend(ev.tags.iter().map(|t| t.as_ptr()));
-        for p in pointers {
+        let long = [&ev.event_type, &ev.tags[2]];
+        for p in long.iter().map(|t| t.as_ptr()).chain([ev.data.as_ptr()]) {
             assert!(inside.contains(&p), "a field was copied out of the record");
+        }
+        assert!(long.iter().all(|t| !t.is_inline()));
+        for short in &ev.tags[..2] {
+            assert!(short.is_inline() && !inside.contains(&short.as_ptr()));
         }
         // The read path's form: the same event, at the position given.
         let at = Position::from_u64(5);
@@ -523,13 +534,20 @@ mod tests {
         // The slices keep the buffer alive on their own.
         drop(record);
         assert_eq!(stored.event.tags[1], "reader:7");
+        assert_eq!(stored.event.tags[2], "library:the-one-with-the-long-name");
     }
 
     #[test]
     fn a_batch_decodes_as_each_record_alone_and_its_events_share_one_tag_list() {
         let events: Vec<Event> = (0..40u64)
             .map(|i| {
-                let mut e = Event::new(format!("T{}", i % 3), vec![i as u8; i as usize]);
+                // Types of 2 and of 27 bytes: held in the event, and slices of the buffer.
+                let long = if i % 2 == 0 {
+                    ""
+                } else {
+                    "-of-a-long-name-really"
+                };
+                let mut e = Event::new(format!("T{}{long}", i % 3), vec![i as u8; i as usize]);
                 for t in 0..i % 4 {
                     e = e.tag(format!("t{i}-{t}"));
                 }
@@ -605,11 +623,48 @@ mod tests {
         assert!(out.iter().all(|e| e.event.tags == ["x"]));
     }
 
+    /// A read model that keeps the types and tags of the events it saw (as keys, say) and
+    /// drops the rest must not keep the buffers they were read from alive: short strings are
+    /// held in the value. A long one, or the data, keeps its buffer, as documented.
+    #[test]
+    fn short_types_and_tags_kept_from_read_events_do_not_keep_their_buffer_alive() {
+        let short = Event::new("BookBorrowed", b"{}".to_vec()).tags(["book:42", "reader:7"]);
+        let long = Event::new("BookBorrowed", Vec::new()).tag("library:the-one-with-the-long-name");
+        for (e, pinned) in [(short, false), (long, true)] {
+            let record = encode_event(&e, 0, 1);
+            let buffers = vec![Bytes::from([b"junk".as_slice(), &record].concat())];
+            let mut out = Vec::new();
+            let span = (Position::from_u64(1), 0, 4..4 + record.len());
+            let r = decode_sequenced_spans(&buffers, [span], &mut out);
+            assert!(r.is_ok(), "{r:?}");
+            let kept: Vec<Text> = out
+                .drain(..)
+                .flat_map(|s| {
+                    let mut t = s.event.tags.to_vec();
+                    t.push(s.event.event_type);
+                    t
+                })
+                .collect();
+            let mut buffers = buffers;
+            let Some(buffer) = buffers.pop() else {
+                panic!("one buffer")
+            };
+            assert_eq!(!buffer.is_unique(), pinned, "{kept:?}");
+            assert_eq!(kept.len(), e.tags.len() + 1);
+        }
+    }
+
     #[test]
     fn records_in_shared_buffers_decode_as_each_record_alone_and_slice_their_buffer() {
         let events: Vec<Event> = (0..20u64)
             .map(|i| {
-                let mut e = Event::new(format!("T{}", i % 3), vec![i as u8; i as usize]);
+                // Types of 2 and of 27 bytes: held in the event, and slices of the buffer.
+                let long = if i % 2 == 0 {
+                    ""
+                } else {
+                    "-of-a-long-name-really"
+                };
+                let mut e = Event::new(format!("T{}{long}", i % 3), vec![i as u8; i as usize]);
                 for t in 0..i % 3 {
                     e = e.tag(format!("t{i}-{t}"));
                 }
@@ -640,10 +695,12 @@ mod tests {
             let alone = decode_sequenced(*at, &buffers[*b].slice(range.clone()));
             assert_eq!(alone.map(|s| s.event).ok().as_ref(), Some(&got.event));
             let inside = buffers[*b].as_ptr_range();
-            assert!(
-                inside.contains(&got.event.event_type.as_ptr()),
-                "type copied"
-            );
+            let t = &got.event.event_type;
+            assert_eq!(inside.contains(&t.as_ptr()), t.len() > Text::INLINE, "{t}");
+            assert_eq!(t.is_inline(), t.len() <= Text::INLINE);
+            if !got.event.data.is_empty() {
+                assert!(inside.contains(&got.event.data.as_ptr()), "data copied");
+            }
         }
         // A bad record (cut short), a range past its buffer and a buffer that does not exist
         // each end the batch with an error naming the position, after the events before it.

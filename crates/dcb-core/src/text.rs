@@ -1,25 +1,36 @@
-//! [`Text`]: an immutable, cheaply cloned UTF-8 string over a shared [`Bytes`] buffer.
+//! [`Text`]: an immutable, cheaply cloned UTF-8 string, held in the value itself when short and
+//! over a shared [`Bytes`] buffer otherwise.
 //!
-//! Event types and tags are `Text`, so a store can hand out events whose strings are slices of
-//! the record (or block) they were read from: cloning one bumps a reference count, it never
-//! copies. The storage is [`bytestring::ByteString`] (actix's), which guarantees the bytes are
-//! valid UTF-8 from construction on; this crate adds the conversions and serde form that events
-//! need.
+//! Event types and tags are `Text`, so a store can hand out events whose strings cost no
+//! allocation and, once read, nothing to clone or drop: a string of at most [`Text::INLINE`]
+//! bytes is copied into the value (a [`smol_str::SmolStr`] held inline), a longer one is a slice
+//! of the record (or block) it was read from ([`bytestring::ByteString`], actix's, which keeps
+//! the bytes valid UTF-8 from construction on), and cloning it bumps a reference count. This
+//! crate adds the conversions and serde form that events need.
 
 use std::borrow::Borrow;
+use std::cmp::Ordering;
 use std::fmt;
-use std::ops::Deref;
+use std::hash::{Hash, Hasher};
+use std::ops::{Deref, Range};
 use std::str::Utf8Error;
 
 use bytes::Bytes;
 use bytestring::ByteString;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use smol_str::SmolStr;
 
-/// An immutable UTF-8 string sharing a reference-counted [`Bytes`] buffer.
+/// An immutable UTF-8 string: short ones held in the value, longer ones over a shared,
+/// reference-counted [`Bytes`] buffer.
 ///
 /// It behaves like a `str` (it dereferences to one; equality, ordering and hashing are those of
-/// the `str`), compares equal to `&str` and `String`, serialises as a plain string, and clones
-/// in O(1) without copying.
+/// the `str`, whatever the form), compares equal to `&str` and `String`, serialises as a plain
+/// string, and clones in O(1) without copying a buffer.
+///
+/// A string read out of a buffer ([`Text::from_utf8_within`]) is copied into the value when it
+/// is at most [`Text::INLINE`] bytes long (most event types and tags are): cloning and dropping
+/// it then touch no reference count, which a scan handing out millions of events a second
+/// notices. A longer one shares the buffer. `Text` is 32 bytes either way.
 ///
 /// ```
 /// use dcb_core::Text;
@@ -28,45 +39,126 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// assert!(t.starts_with("Book"));
 /// let owned = Text::from(format!("book:{}", 42)); // takes the String's buffer
 /// assert_eq!(owned.len(), 7);
+/// assert_eq!(Text::copy_from_str("book:42"), owned); // the same string in any form
 /// ```
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Text(ByteString);
+#[derive(Clone)]
+pub struct Text(Repr);
+
+/// The two forms of a [`Text`].
+#[derive(Clone)]
+enum Repr {
+    /// At most [`Text::INLINE`] bytes, copied into the value.
+    Inline(SmolStr),
+    /// A buffer: a slice of a shared one, a `String`'s, or static memory.
+    Shared(ByteString),
+}
 
 impl Text {
+    /// The longest string held in the value itself rather than in a buffer (23 bytes).
+    pub const INLINE: usize = SmolStr::INLINE_CAP;
+
     /// The empty string.
     pub const fn new() -> Text {
-        Text(ByteString::new())
+        Text(Repr::Shared(ByteString::new()))
     }
 
     /// A string over static memory: no allocation, no copy.
     pub const fn from_static(s: &'static str) -> Text {
-        Text(ByteString::from_static(s))
+        Text(Repr::Shared(ByteString::from_static(s)))
     }
 
-    /// A copy of a borrowed string (for a `&str` that is not `'static`).
+    /// A copy of a borrowed string (for a `&str` that is not `'static`): held in the value when
+    /// it is at most [`Text::INLINE`] bytes, in a new buffer otherwise.
     pub fn copy_from_str(s: &str) -> Text {
-        Text(ByteString::from(s))
+        if s.len() <= Text::INLINE {
+            Text(Repr::Inline(SmolStr::new_inline(s)))
+        } else {
+            Text(Repr::Shared(ByteString::from(s)))
+        }
     }
 
     /// The string over `bytes`, without copying, when they are valid UTF-8.
     #[inline]
     pub fn from_utf8(bytes: Bytes) -> Result<Text, Utf8Error> {
-        ByteString::try_from(bytes).map(Text)
+        ByteString::try_from(bytes).map(|s| Text(Repr::Shared(s)))
+    }
+
+    /// The string at `range` of `buffer`, when it lies within the buffer and is valid UTF-8
+    /// (`None` otherwise): copied into the value when it is at most [`Text::INLINE`] bytes, a
+    /// slice of the buffer (no copy) when longer. What a store's decoder calls for the strings
+    /// of a record it has read into `buffer`.
+    #[inline]
+    pub fn from_utf8_within(buffer: &Bytes, range: Range<usize>) -> Option<Text> {
+        let bytes = buffer.get(range.clone())?;
+        if bytes.len() <= Text::INLINE {
+            let s = std::str::from_utf8(bytes).ok()?;
+            // `new_inline` copies and asserts the length, which was just checked.
+            Some(Text(Repr::Inline(SmolStr::new_inline(s))))
+        } else {
+            ByteString::try_from(buffer.slice(range))
+                .ok()
+                .map(|s| Text(Repr::Shared(s)))
+        }
+    }
+
+    /// Whether the string is held in the value (no buffer behind it; see [`Text::INLINE`]).
+    pub fn is_inline(&self) -> bool {
+        matches!(self.0, Repr::Inline(_))
     }
 
     /// The string.
+    #[inline]
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            Repr::Inline(s) => s.as_str(),
+            Repr::Shared(s) => s,
+        }
     }
 
-    /// The underlying buffer (shared, not copied).
-    pub fn as_bytes(&self) -> &Bytes {
-        self.0.as_bytes()
+    /// The string's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.as_str().as_bytes()
     }
 
-    /// The underlying buffer.
+    /// The string as a buffer: the shared one, or a copy of a string held in the value.
     pub fn into_bytes(self) -> Bytes {
-        self.0.into_bytes()
+        match self.0 {
+            Repr::Inline(s) => Bytes::copy_from_slice(s.as_bytes()),
+            Repr::Shared(s) => s.into_bytes(),
+        }
+    }
+}
+
+impl Default for Text {
+    fn default() -> Text {
+        Text::new()
+    }
+}
+
+impl PartialEq for Text {
+    #[inline]
+    fn eq(&self, other: &Text) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Text {}
+
+impl PartialOrd for Text {
+    fn partial_cmp(&self, other: &Text) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Text {
+    fn cmp(&self, other: &Text) -> Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl Hash for Text {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
     }
 }
 
@@ -75,7 +167,7 @@ impl Deref for Text {
 
     #[inline]
     fn deref(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 
@@ -87,7 +179,7 @@ impl AsRef<str> for Text {
 
 impl AsRef<[u8]> for Text {
     fn as_ref(&self) -> &[u8] {
-        self.0.as_bytes()
+        self.as_bytes()
     }
 }
 
@@ -113,7 +205,7 @@ impl From<&'static str> for Text {
 
 impl From<String> for Text {
     fn from(s: String) -> Text {
-        Text(ByteString::from(s))
+        Text(Repr::Shared(ByteString::from(s)))
     }
 }
 
@@ -125,7 +217,7 @@ impl From<&String> for Text {
 
 impl From<Box<str>> for Text {
     fn from(s: Box<str>) -> Text {
-        Text(ByteString::from(s))
+        Text(Repr::Shared(ByteString::from(s)))
     }
 }
 
@@ -137,7 +229,10 @@ impl From<&Text> for Text {
 
 impl From<Text> for String {
     fn from(t: Text) -> String {
-        String::from(t.0)
+        match t.0 {
+            Repr::Inline(s) => String::from(s.as_str()),
+            Repr::Shared(s) => String::from(s),
+        }
     }
 }
 
@@ -296,5 +391,79 @@ mod tests {
             "half a code point"
         );
         assert!(Text::try_from(Bytes::from_static(b"\xff")).is_err());
+    }
+
+    #[test]
+    fn short_strings_read_from_a_buffer_are_held_in_the_value_and_equal_in_every_form() {
+        let long = "a-tag-longer-than-twenty-three-bytes";
+        let buf = Bytes::from(format!("xxbook:42yy{long}\u{e9}").into_bytes());
+        let range = buf.as_ptr_range();
+        let short = Text::from_utf8_within(&buf, 2..9).unwrap_or_default();
+        assert_eq!(short, "book:42");
+        assert!(
+            short.is_inline() && !range.contains(&short.as_ptr()),
+            "copied"
+        );
+        let at = 11..11 + long.len();
+        let shared = Text::from_utf8_within(&buf, at.clone()).unwrap_or_default();
+        assert_eq!(shared, long);
+        assert!(
+            !shared.is_inline() && range.contains(&shared.as_ptr()),
+            "a slice"
+        );
+        // The boundary: `INLINE` bytes are held, one more is a slice.
+        let edge = 11..11 + Text::INLINE;
+        let held = Text::from_utf8_within(&buf, edge.clone()).unwrap_or_default();
+        let sliced = Text::from_utf8_within(&buf, edge.start..edge.end + 1).unwrap_or_default();
+        assert_eq!((held.len(), held.is_inline()), (Text::INLINE, true));
+        assert_eq!(
+            (sliced.len(), sliced.is_inline()),
+            (Text::INLINE + 1, false)
+        );
+        // Out of the buffer, not UTF-8, half a code point: nothing.
+        let end = buf.len();
+        for bad in [end - 1..end + 1, 9..end + 3, end - 1..end, 0..end - 1] {
+            assert!(
+                Text::from_utf8_within(&buf, bad.clone()).is_none(),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            Text::from_utf8_within(&buf, end - 2..end).as_deref(),
+            Some("\u{e9}")
+        );
+        // Every form of one string is the same string: equal, same order, same hash.
+        let forms = [
+            Text::from_utf8_within(&buf, 2..9).unwrap_or_default(),
+            Text::from_utf8(buf.slice(2..9)).unwrap_or_default(),
+            Text::from("book:42"),
+            Text::from(String::from("book:42")),
+            Text::copy_from_str("book:42"),
+        ];
+        assert!(forms[0].is_inline() && forms[4].is_inline());
+        assert!(!forms[1].is_inline() && !forms[2].is_inline() && !forms[3].is_inline());
+        let set: HashSet<Text> = forms.iter().cloned().collect();
+        assert_eq!(set.len(), 1);
+        for f in &forms {
+            assert_eq!(f, &short);
+            assert!(set.contains(f) && set.contains("book:42"));
+            assert_eq!(f.cmp(&Text::from("book:5")), "book:42".cmp("book:5"));
+            assert_eq!(f.clone().into_bytes(), &b"book:42"[..]);
+            assert_eq!(String::from(f.clone()), "book:42");
+            assert_eq!(f.as_bytes(), b"book:42");
+        }
+        assert_eq!(
+            serde_json::to_string(&short).unwrap_or_default(),
+            "\"book:42\""
+        );
+        let back: Text = serde_json::from_str("\"book:42\"").unwrap_or_default();
+        assert!(back.is_inline() && back == short);
+        assert_eq!(Text::copy_from_str(long), long);
+        assert!(!Text::copy_from_str(long).is_inline());
+    }
+
+    #[test]
+    fn a_text_is_32_bytes() {
+        assert_eq!(std::mem::size_of::<Text>(), 32);
     }
 }
