@@ -199,6 +199,10 @@ pub fn decode_sequenced_spans(
 ) -> Result<(), StoreError> {
     let first = out.len();
     let mut tags = Vec::with_capacity(BATCH);
+    let mut batch = Batch {
+        tags: &mut tags,
+        last_type: Text::new(),
+    };
     let mut failed = None;
     for (position, buffer, range) in records {
         let at = range.start;
@@ -208,7 +212,7 @@ pub fn decode_sequenced_spans(
             break;
         };
         let decoded = match record.split_first() {
-            Some((&RECORD_VERSION, body)) => event_in(buffer, at, body, Some(&mut tags)),
+            Some((&RECORD_VERSION, body)) => event_in(buffer, at, body, Some(&mut batch)),
             Some(_) | None => Err(""),
         };
         match decoded {
@@ -285,16 +289,24 @@ fn batch_failure(position: Position, record: &[u8], what: &str) -> StoreError {
     .at_position(position)
 }
 
-/// The event of `record`, whose body (after the version byte) is `body`. With `shared`, its
-/// tags are pushed onto that list and the event's [`Tags`] are pending (see
-/// [`Tags::pending`]); without, the event gets a list of its own.
+/// The event of `record`, whose body (after the version byte) is `body`. With `shared` (the
+/// batch it is decoded in), its tags are pushed onto the batch's list and the event's [`Tags`]
+/// are pending (see [`Tags::pending`]), and a type equal to the one before is that one again;
+/// without, the event gets a list of its own.
 #[inline(always)]
 fn event_of(
     record: &Bytes,
     body: &[u8],
-    shared: Option<&mut Vec<Text>>,
+    shared: Option<&mut Batch<'_>>,
 ) -> Result<StoredEvent, &'static str> {
     event_in(record, 0, body, shared)
+}
+
+/// What the records of one batch decode into together: one list of their tags (see
+/// [`SharedTags`]) and the type of the record before.
+struct Batch<'a> {
+    tags: &'a mut Vec<Text>,
+    last_type: Text,
 }
 
 /// [`event_of`] for a record that starts at byte `at` of `buffer` (`body` is the record after
@@ -304,7 +316,7 @@ fn event_in(
     buffer: &Bytes,
     at: usize,
     body: &[u8],
-    shared: Option<&mut Vec<Text>>,
+    mut shared: Option<&mut Batch<'_>>,
 ) -> Result<StoredEvent, &'static str> {
     let mut r = Reader::new(body);
     // `body` is `buffer[at + 1..]`: a span of `body` is the same span of `buffer` shifted by
@@ -313,9 +325,22 @@ fn event_in(
     let share = |span| buffer.slice(within(span));
     // Short strings are copied into the event, longer ones are slices of the buffer.
     let text = |span| Text::from_utf8_within(buffer, within(span)).ok_or(NOT_UTF8);
-    let event_type = text(r.span()?)?;
+    let span = r.span()?;
+    let event_type = match &mut shared {
+        // Events read together are mostly of a few types: a type with the bytes of the one
+        // before is that one again (checked once, a copy or a shared clone).
+        Some(batch) if body.get(span.0..span.1) == Some(batch.last_type.as_bytes()) => {
+            batch.last_type.clone()
+        }
+        Some(batch) => {
+            let t = text(span)?;
+            batch.last_type = t.clone();
+            t
+        }
+        None => text(span)?,
+    };
     let n = r.len()?;
-    let tags = match shared {
+    let tags = match shared.map(|b| &mut *b.tags) {
         Some(list) => {
             let start = list.len();
             for _ in 0..n {
@@ -621,6 +646,60 @@ mod tests {
             "the events before the bad record, nothing after"
         );
         assert!(out.iter().all(|e| e.event.tags == ["x"]));
+    }
+
+    /// Runs of one type in a batch are decoded once per run; each event still has its own
+    /// type, equal to decoding its record alone, whatever the runs and lengths.
+    #[test]
+    fn runs_of_one_type_in_a_batch_decode_as_each_record_alone() {
+        let long = "ATypeLongerThanTwentyThreeBytes";
+        let types = [
+            "A", "A", "A", "Bb", "A", long, long, "Bb", long, "A", "", "A",
+        ];
+        let events: Vec<Event> = types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Event::new(*t, vec![i as u8]).tag(format!("t{i}")))
+            .collect();
+        let mut buf = Vec::new();
+        let mut records = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            let start = buf.len();
+            buf.extend_from_slice(&encode_event(e, 0, 1));
+            records.push((Position::from_u64(i as u64 + 1), 0, start..buf.len()));
+        }
+        let buffers = vec![Bytes::from(buf)];
+        let mut out = Vec::new();
+        let r = decode_sequenced_spans(&buffers, records.iter().cloned(), &mut out);
+        assert!(r.is_ok(), "{r:?}");
+        let got: Vec<&str> = out.iter().map(|e| e.event.event_type.as_str()).collect();
+        assert_eq!(got, types);
+        for ((e, (at, _, range)), got) in events.iter().zip(&records).zip(&out) {
+            assert_eq!(&got.event, e);
+            let alone = decode_sequenced(*at, &buffers[0].slice(range.clone()));
+            assert_eq!(alone.map(|s| s.event).ok().as_ref(), Some(&got.event));
+        }
+        // A type that differs from the one before only in its bytes past a valid prefix is
+        // checked on its own: invalid UTF-8 there is still corruption.
+        let mut bad = encode_event(&Event::new("Ab", Vec::new()), 0, 1);
+        let Some(at) = bad.windows(2).position(|w| w == b"Ab") else {
+            panic!("the type is in the record")
+        };
+        bad[at + 1] = 0xff;
+        let mut buf = encode_event(&Event::new("Ab", Vec::new()), 0, 1);
+        let first = buf.len();
+        buf.extend_from_slice(&bad);
+        let buffers = vec![Bytes::from(buf)];
+        let batch = [
+            (Position::from_u64(1), 0, 0..first),
+            (Position::from_u64(2), 0, first..buffers[0].len()),
+        ];
+        let mut out = Vec::new();
+        match decode_sequenced_spans(&buffers, batch, &mut out) {
+            Err(StoreError::Corrupted(m)) => assert!(m.contains("position 2"), "{m}"),
+            other => panic!("expected corruption, got {other:?}"),
+        }
+        assert_eq!(out.len(), 1);
     }
 
     /// A read model that keeps the types and tags of the events it saw (as keys, say) and
