@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use dcb_core::{Event, Query, QueryItem, StoreError, Uuid};
+use dcb_core::{Event, Query, QueryItem, StoreError, Text, Uuid};
 
 use crate::segindex::SegIndex;
 
@@ -31,8 +31,8 @@ pub(crate) enum Kind {
 /// segments' as file summaries.
 #[derive(Default)]
 pub(crate) struct Index {
-    types: HashMap<Box<str>, Vec<u64>>,
-    tags: HashMap<Box<str>, Vec<u64>>,
+    types: Postings,
+    tags: Postings,
     pub(crate) ids: HashMap<Uuid, u64>,
     /// The sealed segments' index files, in position order; they cover positions below
     /// [`Index::base`].
@@ -152,7 +152,7 @@ impl Index {
             self.count = 0;
             return;
         }
-        let keep = |map: HashMap<Box<str>, Vec<u64>>| -> HashMap<Box<str>, Vec<u64>> {
+        let keep = |map: Postings| -> Postings {
             map.into_iter()
                 .filter_map(|(k, v)| {
                     let v: Vec<u64> = v.into_iter().filter(|&p| p >= end).collect();
@@ -179,20 +179,20 @@ impl Index {
         impl Iterator<Item = (&Uuid, u64)>,
     ) {
         (
-            self.types.iter().map(|(k, v)| (&**k, v.as_slice())),
-            self.tags.iter().map(|(k, v)| (&**k, v.as_slice())),
+            self.types.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
+            self.tags.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
             self.ids.iter().map(|(k, v)| (k, *v)),
         )
     }
 
     /// Sets the posting list of a type (snapshot loading).
     pub(crate) fn put_type(&mut self, key: String, list: Vec<u64>) {
-        self.types.insert(key.into_boxed_str(), list);
+        self.types.insert(Text::copy_from_str(&key), list);
     }
 
     /// Sets the posting list of a tag (snapshot loading).
     pub(crate) fn put_tag(&mut self, key: String, list: Vec<u64>) {
-        self.tags.insert(key.into_boxed_str(), list);
+        self.tags.insert(Text::copy_from_str(&key), list);
     }
 
     /// Number of index entries (type + tag postings) held in memory.
@@ -449,11 +449,16 @@ fn item_matches<'a, E>(
     Ok(())
 }
 
-fn push(map: &mut HashMap<Box<str>, Vec<u64>>, key: &str, position: u64) {
+/// Posting lists by key. A key of at most [`Text::INLINE`] bytes (most types and tags) is held
+/// in the table's slot itself: a lookup compares it there instead of following a pointer to
+/// it, and a new key allocates nothing.
+type Postings = HashMap<Text, Vec<u64>>;
+
+fn push(map: &mut Postings, key: &str, position: u64) {
     match map.get_mut(key) {
         Some(v) => v.push(position),
         None => {
-            map.insert(key.into(), vec![position]);
+            map.insert(Text::copy_from_str(key), vec![position]);
         }
     }
 }
@@ -494,6 +499,40 @@ mod tests {
         hi: 5,
         backwards: false,
     };
+
+    /// Keys held in the table's slots (short) and in buffers (longer than `Text::INLINE`) are
+    /// found alike, by events, by snapshot loading and after an append of a newer index.
+    #[test]
+    fn short_and_long_keys_are_found_alike() {
+        let long = "tag-longer-than-the-inline-twenty-three-bytes";
+        let mut ix = Index::default();
+        ix.add(1, &Event::new("A", vec![]).tags(["s", long]));
+        ix.add(
+            2,
+            &Event::new("ATypeLongerThanTwentyThreeBytes", vec![]).tag(long),
+        );
+        let mut newer = Index::continuing_after(2);
+        newer.add(3, &Event::new("A", vec![]).tag("s"));
+        newer.put_tag(long.to_owned(), vec![3]);
+        ix.append(newer);
+        let span = Span {
+            lo: 1,
+            hi: 3,
+            backwards: false,
+        };
+        let q = |i: QueryItem| ix.matches(&[i], span, 100).unwrap();
+        assert_eq!(q(QueryItem::new().tag(long)), vec![1, 2, 3]);
+        assert_eq!(q(QueryItem::new().tag("s")), vec![1, 3]);
+        assert_eq!(
+            q(QueryItem::new().r#type("ATypeLongerThanTwentyThreeBytes")),
+            vec![2]
+        );
+        assert_eq!(q(QueryItem::new().r#type("A").tag(long)), vec![1, 3]);
+        let (types, tags, _) = ix.parts();
+        let mut keys: Vec<&str> = types.chain(tags).map(|(k, _)| k).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["A", "ATypeLongerThanTwentyThreeBytes", "s", long]);
+    }
 
     #[test]
     fn items_and_merge() {
