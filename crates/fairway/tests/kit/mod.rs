@@ -11,8 +11,7 @@
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 #[path = "../wire/mod.rs"]
@@ -63,35 +62,11 @@ impl Served {
             }
             None => Command::new(&bin),
         };
-        let mut child = cmd
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let line = loop {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(l) if l.contains("listening on http://") => break l,
-                Ok(_) => continue,
-                Err(_) => {
-                    let _ = child.kill();
-                    let status = child.wait().ok();
-                    panic!("fairway did not print its address (exit: {status:?})");
-                }
-            }
-        };
+        let (child, line) = wire::spawn_serve(
+            cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+                .arg(dir)
+                .args(extra),
+        );
         let addr = addr_after(&line, "listening on http://").unwrap();
         let console = addr_after(&line, "console: http://").unwrap_or(addr);
         let served = Served {

@@ -1,7 +1,47 @@
 //! HTTP/1.1 on the wire for the binary's integration tests (`kit` and `support` both use it):
-//! a parsed [`Response`], the parsing of a raw response (chunked bodies included) and of a head.
+//! a parsed [`Response`], the parsing of a raw response (chunked bodies included) and of a head,
+//! and the start of a `fairway serve` process up to its startup line.
 
 #![allow(dead_code)]
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Spawns `cmd` (a `fairway serve ...` command line) with its stdout piped and `RUST_LOG=warn`,
+/// and waits for its startup line ("fairway listening on http://ADDR ..."), up to 90 s: the
+/// child and that line. When the line never comes, the child is killed and this panics.
+pub fn spawn_serve(cmd: &mut Command) -> (Child, String) {
+    let mut child = cmd
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start fairway: {e}"));
+    let Some(stdout) = child.stdout.take() else {
+        panic!("fairway's stdout is not piped")
+    };
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(l) if l.contains("listening on http://") => return (child, l),
+            Ok(_) => continue,
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                panic!("fairway did not print its address (exit: {status:?})");
+            }
+        }
+    }
+}
 
 /// An HTTP response.
 #[derive(Debug, Clone)]
