@@ -4,8 +4,9 @@
 //! [`StoredEvent`]. Unknown versions and undecodable bytes are [`StoreError::Corrupted`], never a
 //! panic.
 //!
-//! [`decode_event_bytes`] is the zero-copy decode: the event's type, tags and data are slices of
-//! the record's own [`Bytes`] (no per-field allocation; only the tag list and any metadata are
+//! [`decode_event_bytes`] is the zero-copy decode: the event's data, and a type or tag longer
+//! than [`Text::INLINE`], are slices of the record's own [`Bytes`]; shorter strings are copied
+//! into the event (no per-field allocation either way; only the tag list and any metadata are
 //! allocated). [`decode_keys`] borrows the indexed fields for index rebuilds.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -137,8 +138,9 @@ pub fn decode_event(bytes: &[u8]) -> Result<StoredEvent, StoreError> {
     decode_event_bytes(&Bytes::copy_from_slice(bytes))
 }
 
-/// Decodes a record written by [`encode_event`] without copying: the event's type, tags and
-/// data are slices of `record` ([`Bytes::slice`]), so they share (and keep alive) its buffer.
+/// Decodes a record written by [`encode_event`] without copying its buffer: the event's data,
+/// and a type or tag longer than [`Text::INLINE`], are slices of `record` ([`Bytes::slice`]), so
+/// they share (and keep alive) its buffer; shorter strings are copied into the event.
 ///
 /// The record is read field by field in postcard's wire form (LEB128 lengths and integers, raw
 /// bytes), without serde: this is the hot path of every read. It accepts exactly what postcard
@@ -188,7 +190,8 @@ pub fn decode_sequenced_batch(
 
 /// Decodes records that lie in shared buffers as [`decode_sequenced_batch`] does: each of
 /// `records` is a position, the index of its buffer in `buffers` and the record's byte range
-/// there. The events' fields are slices of those buffers, and the records themselves are never
+/// there. The events' data and long strings are slices of those buffers (short strings are
+/// copied into the events, see [`Text::from_utf8_within`]), and the records themselves are never
 /// handles of their own: a store that fetched many records into one buffer touches that
 /// buffer's reference count only for the fields it hands out. Give it at most [`BATCH`]
 /// records. A buffer index or range outside `buffers` is a record that does not decode.
@@ -310,7 +313,7 @@ struct Batch<'a> {
 }
 
 /// [`event_of`] for a record that starts at byte `at` of `buffer` (`body` is the record after
-/// its version byte): its fields are slices of `buffer`.
+/// its version byte): its data and long strings are slices of `buffer`.
 #[inline(always)]
 fn event_in(
     buffer: &Bytes,
@@ -562,17 +565,22 @@ mod tests {
         assert_eq!(stored.event.tags[2], "library:the-one-with-the-long-name");
     }
 
+    /// Event `i` of the batch tests: of type `T0`-`T2`, 2 bytes (held in the event) for even `i`
+    /// and 27 (a slice of the buffer) for odd, with `i` bytes of data and no tags.
+    fn typed_event(i: u64) -> Event {
+        let long = if i % 2 == 0 {
+            ""
+        } else {
+            "-of-a-long-name-really"
+        };
+        Event::new(format!("T{}{long}", i % 3), vec![i as u8; i as usize])
+    }
+
     #[test]
     fn a_batch_decodes_as_each_record_alone_and_its_events_share_one_tag_list() {
         let events: Vec<Event> = (0..40u64)
             .map(|i| {
-                // Types of 2 and of 27 bytes: held in the event, and slices of the buffer.
-                let long = if i % 2 == 0 {
-                    ""
-                } else {
-                    "-of-a-long-name-really"
-                };
-                let mut e = Event::new(format!("T{}{long}", i % 3), vec![i as u8; i as usize]);
+                let mut e = typed_event(i);
                 for t in 0..i % 4 {
                     e = e.tag(format!("t{i}-{t}"));
                 }
@@ -737,13 +745,7 @@ mod tests {
     fn records_in_shared_buffers_decode_as_each_record_alone_and_slice_their_buffer() {
         let events: Vec<Event> = (0..20u64)
             .map(|i| {
-                // Types of 2 and of 27 bytes: held in the event, and slices of the buffer.
-                let long = if i % 2 == 0 {
-                    ""
-                } else {
-                    "-of-a-long-name-really"
-                };
-                let mut e = Event::new(format!("T{}{long}", i % 3), vec![i as u8; i as usize]);
+                let mut e = typed_event(i);
                 for t in 0..i % 3 {
                     e = e.tag(format!("t{i}-{t}"));
                 }

@@ -12,8 +12,9 @@ use crate::{Metadata, Position, Tags, Text};
 /// [`InputError::DuplicateTag`](crate::InputError::DuplicateTag). Their order is kept as given.
 /// The `id`, when present, makes retries idempotent (see [`EventStore::append`](crate::EventStore::append)).
 ///
-/// Type, tags and data are shared buffers ([`Text`], [`Bytes`]): an event read from a store
-/// usually points into the record it was decoded from, and cloning an event copies none of them.
+/// Type, tags and data are [`Text`] and [`Bytes`]: an event read from a store points into the
+/// record it was decoded from for its data and any type or tag longer than [`Text::INLINE`]
+/// (shorter ones are held in the event), and cloning an event copies no buffer.
 /// The tags are a [`Tags`] (two words; events read together share one list of tags) and the
 /// metadata a [`Metadata`] (one word while empty), so that a [`SequencedEvent`] is 128 bytes: a
 /// read hands out millions of them a second, and each is moved a few times on its way.

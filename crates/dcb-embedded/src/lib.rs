@@ -13,7 +13,8 @@
 //! Reads locate events by position (positions are dense from 1: segment, then the segment's
 //! offset table) and hand records out without copying: a read fetches its records in position
 //! order, records at most 4 KiB apart with one `pread`, all into one buffer per step of the read,
-//! and each event's data, type and tags are slices of that buffer (the record format is decoded
+//! and each event's data is a slice of that buffer, as are a type or tag longer than
+//! `Text::INLINE` (23 bytes; shorter ones are copied into the event; the record format is decoded
 //! by hand, without serde). A small read pool of the store's own shares long steps (loaded and
 //! checked in groups, the next one begun while the consumer works through the current one;
 //! records are left in the buffers they were read into and decoded on the consumer's thread as
