@@ -568,7 +568,7 @@ mod tests {
     /// Event `i` of the batch tests: of type `T0`-`T2`, 2 bytes (held in the event) for even `i`
     /// and 27 (a slice of the buffer) for odd, with `i` bytes of data and no tags.
     fn typed_event(i: u64) -> Event {
-        let long = if i % 2 == 0 {
+        let long = if i.is_multiple_of(2) {
             ""
         } else {
             "-of-a-long-name-really"
