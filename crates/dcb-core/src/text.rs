@@ -87,7 +87,7 @@ impl Text {
     /// (`None` otherwise): copied into the value when it is at most [`Text::INLINE`] bytes, a
     /// slice of the buffer (no copy) when longer. What a store's decoder calls for the strings
     /// of a record it has read into `buffer`.
-    #[inline]
+    #[inline(always)]
     pub fn from_utf8_within(buffer: &Bytes, range: Range<usize>) -> Option<Text> {
         let bytes = buffer.get(range.clone())?;
         if bytes.len() <= Text::INLINE {
