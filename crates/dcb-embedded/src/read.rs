@@ -18,11 +18,20 @@ use crate::readpool::ReadPool;
 use crate::segment::Spans;
 use crate::store::Shared;
 
-/// Events fetched per step of a read: a read holds at most two steps in memory (the one handed
-/// out and the one read ahead: about 600 KiB of events of 150 bytes), and a step is the
-/// synchronous work between two yields of a long read (well under a millisecond on a warm page
-/// cache).
+/// Events fetched per step of a query's read: a read holds at most two steps in memory (the one
+/// handed out and the one read ahead), and a step is the synchronous work between two yields of
+/// a long read (well under a millisecond on a warm page cache).
 const READ_CHUNK: usize = 2048;
+
+/// Events fetched per step of a read of everything (a scan): its records are adjacent, so a
+/// longer step costs no more memory per event, and each step costs the read pool a wake-up.
+/// 4 096 scanned 1.05x faster than 2 048 (1M events, alternating), 8 192 no faster than 4 096.
+const SCAN_CHUNK: usize = 4096;
+
+/// Most bytes of records in one step (at least one record): a step of large events is shorter,
+/// so that a read holds at most two steps of 4 MiB (plus, for a query whose events are spread
+/// out, up to [`crate::segment`]'s 4 KiB gap beside each record).
+const STEP_BYTES: u64 = 4 << 20;
 
 /// Events of a read step at least, before the step is split among the read pool's threads.
 const STEP_FAN_OUT: usize = 512;
@@ -272,20 +281,31 @@ fn plan(
     span: Span,
     remaining: u64,
 ) -> Result<(Vec<u64>, Option<Span>, u64), StoreError> {
-    let max = usize::try_from(remaining)
-        .unwrap_or(usize::MAX)
-        .min(READ_CHUNK);
+    let chunk = if items.is_none() {
+        SCAN_CHUNK
+    } else {
+        READ_CHUNK
+    };
+    let max = usize::try_from(remaining).unwrap_or(usize::MAX).min(chunk);
     if max == 0 {
         return Ok((Vec::new(), None, remaining));
     }
-    let positions: Vec<u64> = match items {
+    let mut positions: Vec<u64> = match items {
         None if span.backwards => (span.lo..=span.hi).rev().take(max).collect(),
         None => (span.lo..=span.hi).take(max).collect(),
         Some(items) => shared.matches(items, span, max)?,
     };
-    // Every position is fetched or the step fails: a full step may have more after it.
+    let mut more = positions.len() == max;
+    // While the store reopens, only the recent records (in memory) can be read: no bound then.
+    if let Ok(disk) = shared.disk() {
+        let keep = disk.log.within_bytes(&positions, STEP_BYTES);
+        more |= keep < positions.len();
+        positions.truncate(keep);
+    }
+    // Every position is fetched or the step fails: a full or shortened step may have more
+    // after it.
     let next = match positions.last() {
-        Some(&last) if positions.len() == max => {
+        Some(&last) if more => {
             if span.backwards {
                 last.checked_sub(1)
                     .filter(|&h| h >= span.lo)
@@ -525,5 +545,116 @@ impl EventBatches for Chunks {
                 Poll::Ready(Ok(())) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::EmbeddedStore;
+    use dcb_core::{AppendRequest, Event, EventStore, Query, Tags};
+
+    /// Walks a read of `items` over the whole log step by step, as [`ReadState`] plans it:
+    /// the positions of each step.
+    fn steps(
+        shared: &Shared,
+        items: Option<&[QueryItem]>,
+        head: u64,
+        backwards: bool,
+    ) -> Vec<Vec<u64>> {
+        let mut span = Some(Span {
+            lo: 1,
+            hi: head,
+            backwards,
+        });
+        let mut steps = Vec::new();
+        while let Some(s) = span {
+            let (positions, next, _) = plan(shared, items, s, u64::MAX).unwrap();
+            if positions.is_empty() {
+                break;
+            }
+            steps.push(positions);
+            span = next;
+        }
+        steps
+    }
+
+    #[test]
+    fn a_step_holds_at_most_its_bytes_of_large_events_and_a_read_still_gets_them_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        // 200 events of 60 KiB (12 MiB, three steps' worth), then 5 000 small ones.
+        const BIG: usize = 60 * 1024;
+        for first in (0..200).step_by(50) {
+            let events = (first..first + 50)
+                .map(|i| {
+                    let mut e = Event::new("Big", vec![b'x'; BIG]);
+                    e.tags = Tags::from([format!("n:{}", i % 2)]);
+                    e
+                })
+                .collect();
+            store.append_blocking(AppendRequest::new(events)).unwrap();
+        }
+        for _ in 0..5 {
+            let events = (0..1000)
+                .map(|i| {
+                    let mut e = Event::new("Small", b"{}".to_vec());
+                    e.tags = Tags::from([format!("n:{}", i % 2)]);
+                    e
+                })
+                .collect();
+            store.append_blocking(AppendRequest::new(events)).unwrap();
+        }
+        let head = 5200;
+        let shared = store.shared();
+        let tagged = [QueryItem::new().tag("n:0")];
+        let most_big = (STEP_BYTES / BIG as u64) as usize;
+        for items in [None, Some(&tagged[..])] {
+            for backwards in [false, true] {
+                let steps = steps(shared, items, head, backwards);
+                let all: Vec<u64> = steps.iter().flatten().copied().collect();
+                let mut expected: Vec<u64> = (1..=head)
+                    .filter(|p| items.is_none() || (p - 1) % 2 == 0)
+                    .collect();
+                if backwards {
+                    expected.reverse();
+                }
+                assert_eq!(all, expected, "{items:?} backwards: {backwards}");
+                let chunk = if items.is_none() {
+                    SCAN_CHUNK
+                } else {
+                    READ_CHUNK
+                };
+                for step in &steps {
+                    let big = step.iter().filter(|&&p| p <= 200).count();
+                    assert!(big <= most_big, "{big} large events in one step");
+                    assert!(step.len() <= chunk);
+                }
+                // The large events take as many steps as their bytes need, no more; the small
+                // ones fill whole steps.
+                let big = expected.iter().filter(|&&p| p <= 200).count();
+                let with_big = steps.iter().filter(|s| s.iter().any(|&p| p <= 200)).count();
+                assert_eq!(
+                    with_big,
+                    big.div_ceil(most_big),
+                    "{items:?} backwards: {backwards}"
+                );
+                assert!(steps.iter().any(|s| s.len() == chunk));
+            }
+        }
+        // And the stream hands every event out, in order.
+        let read = futures::executor::block_on(async {
+            let stream = store.read(Query::All, ReadOptions::new()).await.unwrap();
+            stream.collect_all().await.unwrap()
+        });
+        assert_eq!(read.len(), 5200);
+        assert!(
+            read.iter()
+                .zip(1..)
+                .all(|(e, p)| e.position == Position::from_u64(p))
+        );
+        assert!(read[..200].iter().all(|e| e.event.data.len() == BIG));
     }
 }

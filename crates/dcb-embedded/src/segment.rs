@@ -76,7 +76,7 @@ const OFF_HEADER: u64 = 40;
 const RECORD_HEADER: usize = 8;
 /// Records closer together than this are fetched with one read (copying a page costs less than
 /// a second read). It bounds a read's buffer too: at most this much beside each record, so a
-/// chunk of a read holds at most `READ_CHUNK` × (4 KiB + record) bytes.
+/// step of a read holds at most its records (4 MiB, `read::STEP_BYTES`) and 4 KiB beside each.
 const GAP: u64 = 4 * 1024;
 /// Most bytes one coalesced read covers.
 const MAX_RUN: u64 = 1 << 20;

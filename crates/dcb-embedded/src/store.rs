@@ -354,6 +354,12 @@ impl EmbeddedStore {
         })
     }
 
+    /// What the store's readers share (for the read path's own tests).
+    #[cfg(test)]
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     /// Figures about the store.
     pub fn stats(&self) -> Stats {
         let index = self.shared.index_read();

@@ -206,7 +206,7 @@ fn a_damaged_record_read_ahead_fails_its_step_where_a_read_on_one_thread_does() 
         let (got, err) = futures::executor::block_on(scan_until_error(&store));
         let err = err.unwrap_or_else(|| panic!("{threads} read threads: no error"));
         assert!(err.contains("position 4500"), "{err}");
-        // Whole steps of 2 048 before the damaged one, in order.
+        // Whole steps (a scan's are 4 096 events) before the damaged one, in order.
         assert_eq!(got.len(), 4096, "{threads} read threads");
         assert!(
             got.iter()

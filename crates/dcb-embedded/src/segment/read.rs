@@ -105,6 +105,65 @@ impl Log {
         Ok(parts)
     }
 
+    /// How many of `positions`, from the first and in the order given, have records that
+    /// together take at most `budget` bytes: at least one (a record larger than `budget` is a
+    /// step of its own). A position the log does not hold ends the count there; reading it
+    /// reports the error.
+    pub(crate) fn within_bytes(&self, positions: &[u64], budget: u64) -> usize {
+        let sealed = self.sealed.read().unwrap_or_else(|p| p.into_inner());
+        let active = self.active();
+        // The segment holding `p`: its base, offsets and the end of its last record.
+        let find = |p: u64| -> Option<(u64, &[u32], u64)> {
+            let seg = if p >= active.base {
+                (active.base, &active.offsets[..], active.len)
+            } else {
+                let s = match sealed.binary_search_by(|s| s.base.cmp(&p)) {
+                    Ok(k) => k,
+                    Err(k) => k.saturating_sub(1),
+                };
+                sealed.get(s).map(|s| (s.base, &s.offsets[..], s.len))?
+            };
+            (p >= seg.0 && p - seg.0 < seg.1.len() as u64).then_some(seg)
+        };
+        // The byte extent of the records lo..=hi of one segment.
+        let extent = |(base, offsets, len): (u64, &[u32], u64), lo: u64, hi: u64| {
+            let start = offsets
+                .get((lo - base) as usize)
+                .map_or(len, |&o| u64::from(o));
+            let end = offsets
+                .get((hi - base) as usize + 1)
+                .map_or(len, |&o| u64::from(o));
+            end.saturating_sub(start)
+        };
+        // A scan's step: consecutive positions, mostly of one segment, summed at once.
+        if let (Some(&a), Some(&b)) = (positions.first(), positions.last()) {
+            let (lo, hi) = (a.min(b), a.max(b));
+            if hi - lo + 1 == positions.len() as u64
+                && let (Some(first), Some(last)) = (find(lo), find(hi))
+                && first.0 == last.0
+                && extent(first, lo, hi) <= budget
+            {
+                return positions.len();
+            }
+        }
+        let mut seg: Option<(u64, &[u32], u64)> = None;
+        let mut total = 0u64;
+        for (k, &p) in positions.iter().enumerate() {
+            let held = |s: &(u64, &[u32], u64)| p >= s.0 && p - s.0 < s.1.len() as u64;
+            if !seg.as_ref().is_some_and(held) {
+                seg = find(p);
+            }
+            let Some(s) = seg else {
+                return k.max(1);
+            };
+            total += extent(s, p, p);
+            if total > budget {
+                return k.max(1);
+            }
+        }
+        positions.len()
+    }
+
     /// The records at `positions` (any order; each at most once), in the same order. Records
     /// closer together than [`GAP`] are fetched with one read; all the reads of a call land in
     /// one buffer, and the records are handed out as slices of it.
