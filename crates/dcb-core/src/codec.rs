@@ -9,7 +9,7 @@
 //! into the event (no per-field allocation either way; only the tag list and any metadata are
 //! allocated). [`decode_keys`] borrows the indexed fields for index rebuilds.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::ops::Range;
 
 use bytes::Bytes;
@@ -62,11 +62,7 @@ pub fn encode_event(event: &Event, batch_index: u32, batch_len: u32) -> Vec<u8> 
         event_type: &event.event_type,
         tags: event.tags.iter().map(Text::as_str).collect(),
         data: &event.data[..],
-        metadata: event
-            .metadata
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect(),
+        metadata: event.metadata.entries().collect(),
         id: event.id.map(|u| *u.as_bytes()),
         batch_index,
         batch_len,
@@ -365,13 +361,7 @@ fn event_in(
     let mut metadata = Metadata::default();
     let entries = r.len()?;
     if entries > 0 {
-        let mut map = BTreeMap::new();
-        for _ in 0..entries {
-            let k = r.str()?;
-            let v = r.str()?;
-            map.insert(k.to_owned(), v.to_owned());
-        }
-        metadata = Metadata::from(map);
+        metadata = metadata_in(buffer, at, &mut r, entries)?;
     }
     let id = r.id()?;
     let batch_index = r.u32()?;
@@ -387,6 +377,67 @@ fn event_in(
         batch_index,
         batch_len,
     })
+}
+
+/// The `entries` metadata entries of a record at `r` (a reader of `buffer[at + 1..]`), checked
+/// (valid UTF-8): in strictly ascending key order (as every record is written), held as the
+/// record stores them, a slice of `buffer` (see [`Metadata`]); otherwise (a record written some
+/// other way) a map of them, a later key winning. Out of line: most events have none.
+#[inline(never)]
+fn metadata_in(
+    buffer: &Bytes,
+    at: usize,
+    r: &mut Reader<'_>,
+    entries: usize,
+) -> Result<Metadata, &'static str> {
+    let start = r.at;
+    let mut sorted = true;
+    let mut last: Option<&str> = None;
+    for _ in 0..entries {
+        let k = r.str()?;
+        r.str()?;
+        sorted &= last.is_none_or(|l| l < k);
+        last = Some(k);
+    }
+    let span = r.buf.get(start..r.at).ok_or(ENDS_EARLY)?;
+    if !sorted {
+        return Ok(stored_entries(span, entries).collect());
+    }
+    Ok(Metadata::stored(
+        buffer.slice(at + start + 1..at + r.at + 1),
+        entries,
+    ))
+}
+
+/// The entries a record stores for its metadata: `bytes` holds `len` of them, each a key then
+/// a value, every string its length (a postcard varint) then its bytes. Ends early at anything
+/// that is not that (a decoded record's entries were checked).
+pub(crate) fn stored_entries(bytes: &[u8], len: usize) -> StoredEntries<'_> {
+    StoredEntries {
+        r: Reader::new(bytes),
+        left: len,
+    }
+}
+
+/// The iterator of [`stored_entries`].
+pub(crate) struct StoredEntries<'a> {
+    r: Reader<'a>,
+    left: usize,
+}
+
+impl<'a> Iterator for StoredEntries<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<(&'a str, &'a str)> {
+        self.left = self.left.checked_sub(1)?;
+        match (self.r.str(), self.r.str()) {
+            (Ok(k), Ok(v)) => Some((k, v)),
+            _ => {
+                self.left = 0;
+                None
+            }
+        }
+    }
 }
 
 const ENDS_EARLY: &str = "the record ends early";
@@ -493,6 +544,39 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metadata_out_of_key_order_decodes_as_postcard_does() {
+        let rec = RecordV1 {
+            event_type: "T",
+            tags: vec![],
+            data: b"{}",
+            metadata: vec![("b", "1"), ("a", "2"), ("a", "3")],
+            id: None,
+            batch_index: 0,
+            batch_len: 1,
+        };
+        let mut bytes = vec![RECORD_VERSION];
+        bytes.extend(postcard::to_allocvec(&rec).expect("encodes"));
+        agrees(&bytes);
+        let e = decode_event(&bytes).expect("decodes").event;
+        assert_eq!(
+            e.metadata.entries().collect::<Vec<_>>(),
+            [("a", "3"), ("b", "1")]
+        );
+        // In order, the same entries are held as stored and read alike.
+        let sorted = RecordV1 {
+            metadata: vec![("a", "3"), ("b", "1")],
+            ..rec
+        };
+        let mut bytes = vec![RECORD_VERSION];
+        bytes.extend(postcard::to_allocvec(&sorted).expect("encodes"));
+        agrees(&bytes);
+        assert_eq!(
+            decode_event(&bytes).expect("decodes").event.metadata,
+            e.metadata
+        );
+    }
 
     #[test]
     fn round_trip() {

@@ -3,7 +3,8 @@
 //! Both cost little when an event is read, moved and dropped, which a store does millions of
 //! times a second in a scan: `Tags` is two words, and events read together share one list of
 //! their tags (no allocation per event); `Metadata` is one word and no allocation while it is
-//! empty (as it is for most events). Together they keep a
+//! empty, and one allocation with no string copied when it was read from a store (its entries
+//! stay in the record's buffer until something needs them as a map). Together they keep a
 //! [`SequencedEvent`](crate::SequencedEvent) within 128 bytes, which the compiler moves with a
 //! few vector instructions instead of a call to `memcpy`.
 //! Both read like the standard collections they stand for: `Tags` dereferences to a slice of
@@ -12,7 +13,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -365,20 +368,47 @@ impl<'de> Deserialize<'de> for Tags {
 /// It dereferences to the map, mutably too (the first insertion allocates it), converts from
 /// one, compares equal to one, and serialises as a JSON object.
 ///
+/// Metadata read from a store is held as the record stored it (a slice of the buffer the record
+/// was read into, its entries checked when it was decoded, in key order): one allocation per
+/// event and no string copied. [`Metadata::value`], [`Metadata::entries`], [`Metadata::len`],
+/// comparing and serialising read it there; the map itself is built the first time something
+/// dereferences to it, and kept. Like an event's data, it keeps that buffer alive.
+///
 /// ```
 /// use dcb_core::Metadata;
 /// let mut m = Metadata::new();
 /// assert!(m.is_empty());
 /// m.insert("recorded-at".into(), "2026-01-01".into());
 /// assert_eq!(m.get("recorded-at").map(String::as_str), Some("2026-01-01"));
+/// assert_eq!(m.value("recorded-at"), Some("2026-01-01"));
 /// ```
 #[derive(Clone, Default)]
-// Boxed on purpose: an empty `Option<Box<_>>` is one word, a `BTreeMap` three.
-#[allow(clippy::box_collection)]
-pub struct Metadata(Option<Box<BTreeMap<String, String>>>);
+pub struct Metadata(Option<Box<Entries>>);
+
+/// What a non-empty [`Metadata`] holds.
+#[derive(Clone)]
+enum Entries {
+    /// A map: built by hand, or out of stored entries once something needed it.
+    Map(BTreeMap<String, String>),
+    /// The entries as a record stores them (see [`crate::codec::stored_entries`]): `len`
+    /// entries, checked to be valid UTF-8 and in strictly ascending key order when the record
+    /// was decoded; `map` is built from them on first use.
+    Stored {
+        bytes: Bytes,
+        len: usize,
+        map: OnceLock<BTreeMap<String, String>>,
+    },
+}
 
 /// What an empty [`Metadata`] dereferences to.
 static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+
+/// The map of `len` stored entries in `bytes`.
+fn map_of(bytes: &[u8], len: usize) -> BTreeMap<String, String> {
+    crate::codec::stored_entries(bytes, len)
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
 
 impl Metadata {
     /// No entries.
@@ -386,14 +416,84 @@ impl Metadata {
         Metadata(None)
     }
 
+    /// The `len` entries of a record at `bytes` (a slice of the buffer it was read into),
+    /// already checked: valid UTF-8, keys strictly ascending. See [`Entries::Stored`].
+    pub(crate) fn stored(bytes: Bytes, len: usize) -> Metadata {
+        Metadata((len > 0).then(|| {
+            Box::new(Entries::Stored {
+                bytes,
+                len,
+                map: OnceLock::new(),
+            })
+        }))
+    }
+
     /// Whether there are no entries.
     pub fn is_empty(&self) -> bool {
-        self.0.as_ref().is_none_or(|m| m.is_empty())
+        self.len() == 0
+    }
+
+    /// How many entries there are (without building the map).
+    pub fn len(&self) -> usize {
+        match self.0.as_deref() {
+            None => 0,
+            Some(Entries::Map(m)) => m.len(),
+            Some(Entries::Stored { len, .. }) => *len,
+        }
+    }
+
+    /// The value of `key`, if any (without building the map).
+    pub fn value(&self, key: &str) -> Option<&str> {
+        match self.0.as_deref()? {
+            Entries::Map(m) => m.get(key).map(String::as_str),
+            Entries::Stored { map, .. } if map.get().is_some() => {
+                map.get()?.get(key).map(String::as_str)
+            }
+            Entries::Stored { bytes, len, .. } => crate::codec::stored_entries(bytes, *len)
+                .find(|&(k, _)| k == key)
+                .map(|(_, v)| v),
+        }
+    }
+
+    /// The entries, in key order (without building the map).
+    pub fn entries(&self) -> MetadataEntries<'_> {
+        MetadataEntries(match self.0.as_deref() {
+            None => EntriesIter::Map(EMPTY.iter()),
+            Some(Entries::Map(m)) => EntriesIter::Map(m.iter()),
+            Some(Entries::Stored { bytes, len, .. }) => {
+                EntriesIter::Stored(crate::codec::stored_entries(bytes, *len))
+            }
+        })
     }
 
     /// The entries as a map.
     pub fn into_map(self) -> BTreeMap<String, String> {
-        self.0.map(|m| *m).unwrap_or_default()
+        match self.0.map(|e| *e) {
+            None => BTreeMap::new(),
+            Some(Entries::Map(m)) => m,
+            Some(Entries::Stored { bytes, len, map }) => {
+                map.into_inner().unwrap_or_else(|| map_of(&bytes, len))
+            }
+        }
+    }
+}
+
+/// The entries of a [`Metadata`], in key order: see [`Metadata::entries`].
+pub struct MetadataEntries<'a>(EntriesIter<'a>);
+
+enum EntriesIter<'a> {
+    Map(std::collections::btree_map::Iter<'a, String, String>),
+    Stored(crate::codec::StoredEntries<'a>),
+}
+
+impl<'a> Iterator for MetadataEntries<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<(&'a str, &'a str)> {
+        match &mut self.0 {
+            EntriesIter::Map(i) => i.next().map(|(k, v)| (k.as_str(), v.as_str())),
+            EntriesIter::Stored(i) => i.next(),
+        }
     }
 }
 
@@ -402,19 +502,34 @@ impl Deref for Metadata {
 
     #[inline]
     fn deref(&self) -> &BTreeMap<String, String> {
-        self.0.as_deref().unwrap_or(&EMPTY)
+        match self.0.as_deref() {
+            None => &EMPTY,
+            Some(Entries::Map(m)) => m,
+            Some(Entries::Stored { bytes, len, map }) => map.get_or_init(|| map_of(bytes, *len)),
+        }
     }
 }
 
 impl DerefMut for Metadata {
     fn deref_mut(&mut self) -> &mut BTreeMap<String, String> {
-        self.0.get_or_insert_with(Default::default)
+        let entries = self
+            .0
+            .get_or_insert_with(|| Box::new(Entries::Map(BTreeMap::new())));
+        // Stored entries become a map first (the one built already, if any).
+        if let Entries::Stored { bytes, len, map } = &mut **entries {
+            let built = map.take().unwrap_or_else(|| map_of(bytes, *len));
+            **entries = Entries::Map(built);
+        }
+        match &mut **entries {
+            Entries::Map(m) => m,
+            Entries::Stored { .. } => unreachable!("stored entries were made a map above"),
+        }
     }
 }
 
 impl From<BTreeMap<String, String>> for Metadata {
     fn from(map: BTreeMap<String, String>) -> Metadata {
-        Metadata((!map.is_empty()).then(|| Box::new(map)))
+        Metadata((!map.is_empty()).then(|| Box::new(Entries::Map(map))))
     }
 }
 
@@ -435,7 +550,7 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Metadata {
 
 impl PartialEq for Metadata {
     fn eq(&self, other: &Metadata) -> bool {
-        **self == **other
+        self.len() == other.len() && self.entries().eq(other.entries())
     }
 }
 
@@ -443,19 +558,22 @@ impl Eq for Metadata {}
 
 impl PartialEq<BTreeMap<String, String>> for Metadata {
     fn eq(&self, other: &BTreeMap<String, String>) -> bool {
-        **self == *other
+        self.len() == other.len()
+            && self
+                .entries()
+                .eq(other.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     }
 }
 
 impl fmt::Debug for Metadata {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self, f)
+        f.debug_map().entries(self.entries()).finish()
     }
 }
 
 impl Serialize for Metadata {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        (**self).serialize(serializer)
+        serializer.collect_map(self.entries())
     }
 }
 
@@ -591,5 +709,95 @@ mod tests {
             back.ok().map(Metadata::into_map).unwrap_or_default().len(),
             1
         );
+    }
+
+    /// Whether `m` holds stored entries whose map is not built.
+    fn unbuilt(m: &Metadata) -> bool {
+        matches!(m.0.as_deref(), Some(Entries::Stored { map, .. }) if map.get().is_none())
+    }
+
+    #[test]
+    fn read_metadata_is_read_where_it_is_stored_until_something_needs_the_map() {
+        let written: BTreeMap<String, String> = [("b", "2"), ("a", "1"), ("recorded_at_ms", "17")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let record = bytes::Bytes::from(crate::codec::encode_event(
+            &crate::Event::new("T", b"{}".to_vec()),
+            0,
+            1,
+        ));
+        assert!(
+            crate::codec::decode_event_bytes(&record)
+                .expect("decodes")
+                .event
+                .metadata
+                .is_empty()
+        );
+        let mut event = crate::Event::new("T", b"{}".to_vec());
+        event.metadata = written.clone().into();
+        let record = bytes::Bytes::from(crate::codec::encode_event(&event, 0, 1));
+        let read = crate::codec::decode_event_bytes(&record)
+            .expect("decodes")
+            .event
+            .metadata;
+        assert!(unbuilt(&read));
+        // Read without building the map.
+        assert_eq!(read.len(), 3);
+        assert!(!read.is_empty());
+        assert_eq!(read.value("recorded_at_ms"), Some("17"));
+        assert_eq!(read.value("c"), None);
+        assert_eq!(
+            read.entries().collect::<Vec<_>>(),
+            [("a", "1"), ("b", "2"), ("recorded_at_ms", "17")]
+        );
+        assert_eq!(read, written);
+        assert_eq!(read, event.metadata);
+        assert_eq!(
+            serde_json::to_string(&read).unwrap_or_default(),
+            r#"{"a":"1","b":"2","recorded_at_ms":"17"}"#
+        );
+        assert_eq!(format!("{read:?}"), format!("{written:?}"));
+        assert_eq!(
+            crate::codec::encode_event(
+                &crate::Event {
+                    metadata: read.clone(),
+                    ..event.clone()
+                },
+                0,
+                1
+            ),
+            &record[..]
+        );
+        assert!(unbuilt(&read), "none of that built the map");
+        // The map, built once and kept.
+        let copy = read.clone();
+        assert_eq!(read.get("a").map(String::as_str), Some("1"));
+        assert!(!unbuilt(&read) && unbuilt(&copy));
+        assert_eq!(*read, written);
+        assert_eq!(read.value("b"), Some("2"));
+        // Changing it makes it a map of its own; the record and the copy are untouched.
+        let mut changed = copy.clone();
+        changed.insert("c".into(), "3".into());
+        changed.remove("a");
+        assert_eq!(
+            changed.entries().collect::<Vec<_>>(),
+            [("b", "2"), ("c", "3"), ("recorded_at_ms", "17")]
+        );
+        assert_eq!(copy, written);
+        assert_eq!(copy.into_map(), written);
+        assert_eq!(read.into_map(), written);
+    }
+
+    #[test]
+    fn metadata_stored_out_of_key_order_reads_as_the_map_a_later_key_winning() {
+        // No encoder writes this (they write a map's entries in order): postcard's form of
+        // [("b", "1"), ("a", "2"), ("a", "3")], as a damaged or foreign record could hold.
+        let stored = [3u8, 1, b'b', 1, b'1', 1, b'a', 1, b'2', 1, b'a', 1, b'3'];
+        let map: Metadata = crate::codec::stored_entries(&stored[1..], 3).collect();
+        assert_eq!(map.entries().collect::<Vec<_>>(), [("a", "3"), ("b", "1")]);
+        // Ends early, never panics, on entries that are not what they claim.
+        assert_eq!(crate::codec::stored_entries(&stored[1..6], 3).count(), 1);
+        assert_eq!(crate::codec::stored_entries(&[5, b'a'], 1).count(), 0);
     }
 }

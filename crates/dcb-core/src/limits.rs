@@ -65,7 +65,7 @@ pub fn event_size(event: &Event) -> usize {
         + event.data.len()
         + event
             .metadata
-            .iter()
+            .entries()
             .map(|(k, v)| k.len() + v.len())
             .sum::<usize>()
 }
@@ -94,7 +94,11 @@ pub fn validate_event(event: &Event) -> Result<(), InputError> {
             max: MAX_DATA_LEN,
         });
     }
-    let meta: usize = event.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+    let meta: usize = event
+        .metadata
+        .entries()
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
     if meta > MAX_METADATA_LEN {
         return Err(InputError::TooLong {
             field: "metadata",
