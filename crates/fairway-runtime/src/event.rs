@@ -1,11 +1,12 @@
 //! Typed events: one struct per event ([`DomainEvent`]), one enum per reader ([`EventSet`]), the
 //! encoded form a decision returns ([`NewEvent`]) and the decoded form handlers see ([`Sequenced`]).
 
-use std::collections::BTreeMap;
 use std::fmt::{self, Debug, Display};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use dcb_core::{Event, Position, Query, QueryItem, SequencedEvent};
+use dcb_core::{
+    Event, Metadata as StoreMetadata, Position, Query, QueryItem, SequencedEvent, Tags,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -97,11 +98,8 @@ pub const SCHEMA_VERSION_KEY: &str = "schema_version";
 
 /// The schema version an event's metadata records: 1 when absent; an unreadable value is a
 /// [`DecodeError::Data`].
-pub fn stored_version(
-    event_type: &str,
-    metadata: &BTreeMap<String, String>,
-) -> Result<u32, DecodeError> {
-    match metadata.get(SCHEMA_VERSION_KEY) {
+pub fn stored_version(event_type: &str, metadata: &StoreMetadata) -> Result<u32, DecodeError> {
+    match metadata.value(SCHEMA_VERSION_KEY) {
         None => Ok(1),
         Some(v) => v
             .parse::<u32>()
@@ -464,8 +462,10 @@ pub struct Metadata {
     pub id: Option<Uuid>,
     /// When the event was recorded, when known.
     pub recorded_at: Option<SystemTime>,
-    /// Every metadata entry as stored.
-    pub entries: BTreeMap<String, String>,
+    /// Every metadata entry as stored: read where the store holds it ([`StoreMetadata::value`],
+    /// [`StoreMetadata::entries`]), or as a `BTreeMap<String, String>` it dereferences to (built
+    /// on first use).
+    pub entries: StoreMetadata,
 }
 
 /// A decoded event with its position, tags and metadata.
@@ -475,8 +475,8 @@ pub struct Sequenced<E> {
     pub position: Position,
     /// The decoded data.
     pub event: E,
-    /// Its tags.
-    pub tags: Vec<String>,
+    /// Its tags (a list of strings: see [`Tags`]).
+    pub tags: Tags,
     /// Id, recorded-at time and raw metadata.
     pub metadata: Metadata,
 }
@@ -489,17 +489,17 @@ impl<E: EventSet> Sequenced<E> {
         let decoded = E::decode_versioned(&event.event_type, version, &event.data)?;
         let recorded_at = event
             .metadata
-            .get(RECORDED_AT_KEY)
+            .value(RECORDED_AT_KEY)
             .and_then(|ms| ms.parse::<u64>().ok())
             .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
         Ok(Sequenced {
             position,
             event: decoded,
-            tags: event.tags.into_iter().map(String::from).collect(),
+            tags: event.tags,
             metadata: Metadata {
                 id: event.id,
                 recorded_at,
-                entries: event.metadata.into_map(),
+                entries: event.metadata,
             },
         })
     }
