@@ -10,6 +10,9 @@
 //! [`scale`] measures how the costs grow with the log (1M, 10M events: bytes written, memory,
 //! open time, tag and hot-tag reads, full scans), each phase in its own child process.
 //!
+//! [`framework`] measures what the id and metadata that every framework event carries cost a
+//! scan (`--framework-events`), against the same events without them.
+//!
 //! [`invoices`] is the one workload above the store: gapless invoice numbers under contention,
 //! through `fairway-runtime` and the `invoices-create-invoice` module (`--invoices`).
 //!
@@ -18,6 +21,7 @@
 //! it, and it stays out of the workspace's default members.
 
 pub mod adapters;
+pub mod framework;
 pub mod invoices;
 pub mod measure;
 pub mod scale;

@@ -6,6 +6,7 @@
 //! cargo run --release -p fairway-bench                # full run
 //! cargo run --release -p fairway-bench -- --invoices  # 50 concurrent gapless invoices, 5 rounds
 //! cargo run --release -p fairway-bench -- --scale --sizes 1m,10m  # cost growth with the log
+//! cargo run --release -p fairway-bench -- --framework-events 1m   # what ids and metadata cost
 //! ```
 
 use std::collections::BTreeMap;
@@ -57,6 +58,12 @@ struct Args {
     /// Sizes for `--scale`, comma-separated (`1m`, `250k`, `5000`).
     #[arg(long, default_value = "1m,10m")]
     sizes: String,
+    /// Framework-shaped scan: this many events (`1m`, `250k`, ...) of the scale log's shape in
+    /// two fresh embedded stores, the second's with the id and `recorded_at_ms` metadata every
+    /// framework event carries; both scanned, alternating, once per round (10 unless
+    /// `--rounds`: the first rounds run while the fresh logs are still being written back).
+    #[arg(long)]
+    framework_events: Option<String>,
     /// Internal: one phase of `--scale` (`populate` or `read`) in this process.
     #[arg(long, hide = true)]
     scale_child: Option<String>,
@@ -247,6 +254,60 @@ fn run_invoices(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--framework-events`: one line and one JSON line per round, then the medians.
+fn run_framework(args: &Args, size: &str) -> anyhow::Result<()> {
+    use fairway_bench::framework;
+    let n = *scale::parse_sizes(size)
+        .map_err(anyhow::Error::msg)?
+        .first()
+        .context("--framework-events needs a size")?;
+    let rounds = args.rounds.unwrap_or(10);
+    let dir = tempdir(&args.dir)?;
+    eprintln!(
+        "fairway-bench framework events: {n} events, {rounds} rounds, load average before {}",
+        load_average()
+    );
+    let plain = framework::populate(&dir.path().join("plain"), n, false)?;
+    let with_meta = framework::populate(&dir.path().join("framework"), n, true)?;
+    let (mut a, mut b, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for r in 1..=rounds {
+        // Alternate which store is scanned first.
+        let (p, f) = if r % 2 == 1 {
+            let p = framework::scan(&plain)?;
+            (p, framework::scan(&with_meta)?)
+        } else {
+            let f = framework::scan(&with_meta)?;
+            (framework::scan(&plain)?, f)
+        };
+        if p.events != n as u64 || f.events != n as u64 || f.recorded != n as u64 {
+            bail!("round {r}: {p:?} and {f:?}, expected {n} events each");
+        }
+        let ratio = f.per_s / p.per_s.max(1e-9);
+        println!(
+            "framework events round {r}: plain {:.2}M events/s, with id and metadata {:.2}M events/s ({ratio:.2}x)",
+            p.per_s / 1e6,
+            f.per_s / 1e6
+        );
+        println!(
+            "{}",
+            json!({"bench": "fairway-bench", "mode": "framework-events", "events": n, "round": r,
+                   "plain_events_per_s": p.per_s, "framework_events_per_s": f.per_s,
+                   "ratio_vs_plain": ratio})
+        );
+        a.push(p.per_s);
+        b.push(f.per_s);
+        ratios.push(ratio);
+    }
+    println!(
+        "framework events: median plain {:.2}M events/s, with id and metadata {:.2}M events/s, median ratio {:.2}x; load average after {}",
+        median(&a).unwrap_or(0.0) / 1e6,
+        median(&b).unwrap_or(0.0) / 1e6,
+        median(&ratios).unwrap_or(0.0),
+        load_average()
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(name) = &args.rss_child {
@@ -258,6 +319,9 @@ fn main() -> anyhow::Result<()> {
     }
     if args.invoices {
         return run_invoices(&args);
+    }
+    if let Some(size) = &args.framework_events {
+        return run_framework(&args, size);
     }
     if args.scale {
         let sizes = scale::parse_sizes(&args.sizes).map_err(anyhow::Error::msg)?;
