@@ -46,7 +46,7 @@ pub use bytes::Bytes;
 pub use delegate::Delegating;
 pub use error::{InputError, StoreError};
 pub use event::{Event, SequencedEvent};
-pub use fields::{Metadata, Tags};
+pub use fields::{Metadata, MetadataEntries, Tags};
 pub use memory::{MemoryStore, classify_retry};
 pub use position::{Position, PositionError};
 pub use query::{Query, QueryItem};
