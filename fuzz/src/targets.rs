@@ -11,6 +11,12 @@ use dcb_core::{Event, Position, PositionError, Query, StoreError, limits};
 pub fn codec(data: &[u8]) {
     match decode_event(data) {
         Ok(stored) => {
+            // Metadata read in place agrees with the map it builds.
+            let m = &stored.event.metadata;
+            assert_eq!(m.len(), m.entries().count());
+            assert!(m.entries().all(|(k, v)| m.value(k) == Some(v)));
+            assert_eq!(**m, m.clone().into_map());
+            assert_eq!(*m, **m);
             let again = encode_event(&stored.event, stored.batch_index, stored.batch_len);
             match decode_event(&again) {
                 Ok(back) => assert_eq!(back, stored, "re-encoded record differs"),

@@ -449,7 +449,9 @@ impl Metadata {
             Entries::Stored { map, .. } if map.get().is_some() => {
                 map.get()?.get(key).map(String::as_str)
             }
+            // In key order: past `key`, it is not there.
             Entries::Stored { bytes, len, .. } => crate::codec::stored_entries(bytes, *len)
+                .take_while(|&(k, _)| k <= key)
                 .find(|&(k, _)| k == key)
                 .map(|(_, v)| v),
         }
