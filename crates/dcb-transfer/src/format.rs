@@ -33,7 +33,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use dcb_core::{Event, Position, StateEntry};
+use dcb_core::{Event, Metadata, Position, StateEntry};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use uuid::Uuid;
@@ -88,8 +88,8 @@ struct EventOut<'a, T: Serialize> {
     data: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     data_base64: Option<String>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    metadata: &'a BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Metadata::is_empty")]
+    metadata: &'a Metadata,
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<Uuid>,
 }

@@ -282,7 +282,7 @@ pub(crate) fn summary(e: &SequencedEvent) -> Value {
 fn recorded_at(e: &SequencedEvent) -> Option<u64> {
     e.event
         .metadata
-        .get(RECORDED_AT_KEY)
+        .value(RECORDED_AT_KEY)
         .and_then(|v| v.parse::<u64>().ok())
 }
 

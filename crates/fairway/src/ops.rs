@@ -128,8 +128,8 @@ struct EventLine<'a> {
     event_type: &'a str,
     tags: &'a [dcb_core::Text],
     data: serde_json::Value,
-    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    metadata: &'a std::collections::BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "dcb_core::Metadata::is_empty")]
+    metadata: &'a dcb_core::Metadata,
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<dcb_core::Uuid>,
 }
