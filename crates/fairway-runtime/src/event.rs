@@ -464,7 +464,8 @@ pub struct Metadata {
     pub recorded_at: Option<SystemTime>,
     /// Every metadata entry as stored: read where the store holds it ([`StoreMetadata::value`],
     /// [`StoreMetadata::entries`]), or as a `BTreeMap<String, String>` it dereferences to (built
-    /// on first use).
+    /// on first use). Read from a store, it shares the read's buffer: keep
+    /// `entries.clone().into_map()` rather than the entries themselves in long-lived state.
     pub entries: StoreMetadata,
 }
 
