@@ -446,8 +446,8 @@ impl Metadata {
     pub fn value(&self, key: &str) -> Option<&str> {
         match self.0.as_deref()? {
             Entries::Map(m) => m.get(key).map(String::as_str),
-            Entries::Stored { map, .. } if map.get().is_some() => {
-                map.get()?.get(key).map(String::as_str)
+            Entries::Stored { map, .. } if let Some(m) = map.get() => {
+                m.get(key).map(String::as_str)
             }
             // In key order: past `key`, it is not there.
             Entries::Stored { bytes, len, .. } => crate::codec::stored_entries(bytes, *len)

@@ -38,6 +38,15 @@ impl FileRef {
     }
 }
 
+/// The index of the sealed segment that would hold position `p`: the last one whose base is at
+/// most `p` (whether it holds `p` is the caller's check against its count).
+fn holder(sealed: &[Arc<Sealed>], p: u64) -> usize {
+    match sealed.binary_search_by(|s| s.base.cmp(&p)) {
+        Ok(k) => k,
+        Err(k) => k.saturating_sub(1),
+    }
+}
+
 impl Log {
     /// Groups `positions` by segment and finds each record's byte extent.
     fn plan(&self, positions: &[u64]) -> Result<Vec<Part>, StoreError> {
@@ -73,12 +82,8 @@ impl Log {
                 });
                 break;
             }
-            let s = match sealed.binary_search_by(|s| s.base.cmp(&p)) {
-                Ok(k) => k,
-                Err(k) => k.saturating_sub(1),
-            };
             let seg = sealed
-                .get(s)
+                .get(holder(&sealed, p))
                 .ok_or_else(|| corrupt(format!("no segment holds position {p}")))?
                 .clone();
             let end = seg.base + seg.count();
@@ -117,11 +122,9 @@ impl Log {
             let seg = if p >= active.base {
                 (active.base, &active.offsets[..], active.len)
             } else {
-                let s = match sealed.binary_search_by(|s| s.base.cmp(&p)) {
-                    Ok(k) => k,
-                    Err(k) => k.saturating_sub(1),
-                };
-                sealed.get(s).map(|s| (s.base, &s.offsets[..], s.len))?
+                sealed
+                    .get(holder(&sealed, p))
+                    .map(|s| (s.base, &s.offsets[..], s.len))?
             };
             (p >= seg.0 && p - seg.0 < seg.1.len() as u64).then_some(seg)
         };
