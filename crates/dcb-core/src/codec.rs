@@ -197,15 +197,20 @@ pub fn decode_sequenced_spans(
     out: &mut impl EventSink,
 ) -> Result<(), StoreError> {
     let first = out.len();
-    let mut tags = Vec::with_capacity(BATCH);
     let mut batch = Batch {
-        tags: &mut tags,
+        tags: Vec::new(),
+        spans: Vec::with_capacity(BATCH),
+        buffers,
+        buffer: None,
+        current: 0,
+        eager: false,
         last_type: Text::new(),
     };
     let mut failed = None;
-    for (position, buffer, range) in records {
+    for (position, index, range) in records {
         let at = range.start;
-        let Some((buffer, record)) = buffers.get(buffer).and_then(|b| Some((b, b.get(range)?)))
+        batch.current = index;
+        let Some((buffer, record)) = buffers.get(index).and_then(|b| Some((b, b.get(range)?)))
         else {
             failed = Some(undecodable(ENDS_EARLY).at_position(position));
             break;
@@ -225,7 +230,10 @@ pub fn decode_sequenced_spans(
             }
         }
     }
-    let shared = SharedTags::new(tags);
+    let shared = match batch.buffer.and_then(|b| buffers.get(b)) {
+        Some(buffer) if !batch.eager => SharedTags::stored(buffer.clone(), batch.spans),
+        _ => SharedTags::new(batch.tags),
+    };
     out.each_from(first, |e| e.event.tags.attach(&shared));
     failed.map_or(Ok(()), Err)
 }
@@ -302,10 +310,67 @@ fn event_of(
 }
 
 /// What the records of one batch decode into together: one list of their tags (see
-/// [`SharedTags`]) and the type of the record before.
+/// [`SharedTags`]) and the type of the record before. While every tag so far lies in one
+/// buffer (the records of a scan's step do), the list is their byte ranges there, checked, and
+/// the strings are built only when one is looked at ([`SharedTags::stored`]); the first tag in
+/// another buffer (records from the recent-records cache are a buffer each) builds them.
 struct Batch<'a> {
-    tags: &'a mut Vec<Text>,
+    /// The tags so far as strings, once they lie in more than one buffer (`eager`).
+    tags: Vec<Text>,
+    /// Until then, the tags so far as byte ranges of `buffers[buffer]`, checked.
+    spans: Vec<(u32, u32)>,
+    buffers: &'a [Bytes],
+    buffer: Option<usize>,
+    /// The buffer of the record being decoded.
+    current: usize,
+    eager: bool,
     last_type: Text,
+}
+
+impl Batch<'_> {
+    /// Tags pushed so far.
+    #[inline(always)]
+    fn len(&self) -> usize {
+        if self.eager {
+            self.tags.len()
+        } else {
+            self.spans.len()
+        }
+    }
+
+    /// Pushes the tag at `range` of the current record's buffer `buffer`, checked.
+    #[inline(always)]
+    fn push_tag(&mut self, buffer: &Bytes, range: Range<usize>) -> Result<(), &'static str> {
+        if !self.eager && self.buffer.is_none_or(|b| b == self.current) {
+            let bytes = buffer.get(range.clone()).ok_or(NOT_UTF8)?;
+            if std::str::from_utf8(bytes).is_err() {
+                return Err(NOT_UTF8);
+            }
+            if let (Ok(a), Ok(b)) = (u32::try_from(range.start), u32::try_from(range.end)) {
+                self.buffer = Some(self.current);
+                self.spans.push((a, b));
+                return Ok(());
+            }
+        }
+        if !self.eager {
+            self.build_so_far();
+        }
+        self.tags
+            .push(Text::from_utf8_within(buffer, range).ok_or(NOT_UTF8)?);
+        Ok(())
+    }
+
+    /// Builds the tags so far into strings: the batch's tags lie in more than one buffer.
+    #[cold]
+    #[inline(never)]
+    fn build_so_far(&mut self) {
+        self.eager = true;
+        if let Some(buffer) = self.buffer.and_then(|b| self.buffers.get(b)) {
+            self.tags.extend(self.spans.drain(..).map(|(a, b)| {
+                Text::from_utf8_within(buffer, a as usize..b as usize).unwrap_or_default()
+            }));
+        }
+    }
 }
 
 /// [`event_of`] for a record that starts at byte `at` of `buffer` (`body` is the record after
@@ -339,13 +404,13 @@ fn event_in(
         None => text(span)?,
     };
     let n = r.len()?;
-    let tags = match shared.map(|b| &mut *b.tags) {
-        Some(list) => {
-            let start = list.len();
+    let tags = match shared {
+        Some(batch) => {
+            let start = batch.len();
             for _ in 0..n {
-                list.push(text(r.span()?)?);
+                batch.push_tag(buffer, within(r.span()?))?;
             }
-            Tags::pending(start, list.len())
+            Tags::pending(start, batch.len())
         }
         None if n == 1 => Tags::one(text(r.span()?)?),
         None => {
@@ -888,6 +953,111 @@ mod tests {
                 "the event before the bad record, nothing after"
             );
             assert_eq!(out[0].event, events[0]);
+        }
+    }
+
+    /// A record's position, buffer and range in it.
+    type Span = (Position, usize, Range<usize>);
+
+    /// Records of one buffer, back to back: the buffer and each record's span.
+    fn one_buffer(events: &[Event]) -> (Vec<Bytes>, Vec<Span>) {
+        let mut buf = Vec::new();
+        let mut spans = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            let start = buf.len();
+            buf.extend_from_slice(&encode_event(e, 0, 1));
+            spans.push((Position::from_u64(i as u64 + 1), 0, start..buf.len()));
+        }
+        (vec![Bytes::from(buf)], spans)
+    }
+
+    /// The tags of a batch read from one buffer are checked when read and built into strings
+    /// at the first look at any of them, which lets go of the buffer; until then the list holds
+    /// it (events with no data and a short type: nothing else does).
+    #[test]
+    fn a_batchs_tags_are_built_at_the_first_look_and_then_let_go_of_their_buffer() {
+        let events: Vec<Event> = (0..10u64)
+            .map(|i| {
+                let e = Event::new("Seen", Vec::new()).tag(format!("reader:{i}"));
+                if i % 3 == 0 { e.tag("hot") } else { e }
+            })
+            .collect();
+        for look in ["eq", "len", "clone then iter", "serialize", "to_vec"] {
+            let (mut buffers, spans) = one_buffer(&events);
+            let mut out = Vec::new();
+            let r = decode_sequenced_spans(&buffers, spans, &mut out);
+            assert!(r.is_ok(), "{r:?}");
+            let Some(buffer) = buffers.pop() else {
+                panic!("one buffer")
+            };
+            assert!(
+                !buffer.is_unique(),
+                "{look}: the unbuilt list holds the buffer"
+            );
+            let first = &out[0].event.tags;
+            match look {
+                "eq" => assert_eq!(*first, ["reader:0", "hot"]),
+                "len" => assert_eq!(first.len(), 2),
+                "clone then iter" => assert_eq!(first.clone().iter().count(), 2),
+                "serialize" => assert_eq!(
+                    serde_json::to_string(first).ok().as_deref(),
+                    Some(r#"["reader:0","hot"]"#)
+                ),
+                _ => assert_eq!(first.to_vec(), ["reader:0", "hot"]),
+            }
+            assert!(
+                buffer.is_unique(),
+                "{look}: built, the list let go of the buffer"
+            );
+            for (e, got) in events.iter().zip(&out) {
+                assert_eq!(got.event, *e, "{look}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_bad_tag_in_a_batch_from_one_buffer_is_corruption_at_its_position() {
+        let events: Vec<Event> = ["a:1", "xx", "c:3"]
+            .iter()
+            .map(|t| Event::new("T", Vec::new()).tag(*t))
+            .collect();
+        let (buffers, spans) = one_buffer(&events);
+        let mut raw = buffers[0].to_vec();
+        let bad = &spans[1].2;
+        let at = raw[bad.clone()]
+            .windows(2)
+            .position(|w| w == b"xx")
+            .unwrap_or(0);
+        raw[bad.start + at] = 0xff;
+        let buffers = vec![Bytes::from(raw)];
+        let mut out = Vec::new();
+        match decode_sequenced_spans(&buffers, spans, &mut out) {
+            Err(StoreError::Corrupted(m)) => assert!(m.contains("position 2"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            out.len(),
+            1,
+            "the event before the bad record, nothing after"
+        );
+        assert_eq!(out[0].event.tags, ["a:1"]);
+    }
+
+    /// Changing the tags of one event of a batch changes that event only.
+    #[test]
+    fn changing_a_read_events_tags_leaves_the_others_of_its_batch_alone() {
+        let events: Vec<Event> = (0..4)
+            .map(|i| Event::new("T", Vec::new()).tags([format!("a:{i}"), format!("b:{i}")]))
+            .collect();
+        let (buffers, spans) = one_buffer(&events);
+        let mut out = Vec::new();
+        assert!(decode_sequenced_spans(&buffers, spans, &mut out).is_ok());
+        out[1].event.tags[0] = Text::from("changed");
+        out[2].event.tags.push("more");
+        assert_eq!(out[1].event.tags, ["changed", "b:1"]);
+        assert_eq!(out[2].event.tags, ["a:2", "b:2", "more"]);
+        for i in [0, 3] {
+            assert_eq!(out[i].event, events[i]);
         }
     }
 

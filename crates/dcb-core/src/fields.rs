@@ -2,7 +2,8 @@
 //!
 //! Both cost little when an event is read, moved and dropped, which a store does millions of
 //! times a second in a scan: `Tags` is two words, and events read together share one list of
-//! their tags (no allocation per event); `Metadata` is one word and no allocation while it is
+//! their tags (no allocation per event, no string built until one is looked at); `Metadata` is
+//! one word and no allocation while it is
 //! empty, and one allocation with no string copied when it was read from a store (its entries
 //! stay in the record's buffer until something needs them as a map). Together they keep a
 //! [`SequencedEvent`](crate::SequencedEvent) within 128 bytes, which the compiler moves with a
@@ -33,6 +34,12 @@ use crate::Text;
 /// keeps that list, the tags of at most [`codec::BATCH`](crate::codec::BATCH) events. Changing
 /// the tags of an event that shares its list gives it a list of its own first (copy on write).
 ///
+/// Tags read from a store are checked (valid UTF-8) when read, and built into strings the
+/// first time any event of the list is looked at (a reader that never looks at the tags never
+/// pays for them). Until then the list holds the buffer the records were read into, as each
+/// event's `data` does: to keep tags a long time without their events' buffer, look at them
+/// once (any `deref`: `len`, `iter`, a comparison) or keep a copy (`to_vec`).
+///
 /// ```
 /// use dcb_core::Tags;
 /// let mut tags = Tags::from(["book:42"]);
@@ -52,10 +59,57 @@ pub struct Tags {
 }
 
 /// The list behind [`Tags`]: one tag without a second allocation, or many.
-#[derive(Clone)]
 enum List {
     One(Text),
     Many(Vec<Text>),
+    /// The tags of events decoded together, as their records hold them: built into strings
+    /// the first time any of them is looked at (see [`StoredTags`]). Boxed: a list of one tag
+    /// stays as small as it was.
+    Stored(Box<StoredTags>),
+}
+
+impl Clone for List {
+    fn clone(&self) -> List {
+        match self {
+            List::One(t) => List::One(t.clone()),
+            List::Many(v) => List::Many(v.clone()),
+            List::Stored(s) => List::Many(s.texts().to_vec()),
+        }
+    }
+}
+
+/// Tags read from one buffer and checked (valid UTF-8), not yet built into strings: the
+/// buffer and each tag's byte range in it, until the first look at any of them builds them
+/// all and lets go of the buffer. A scan whose reader never looks at the tags builds none:
+/// building a short string costs more than checking it (its bytes are copied into the value
+/// on the stack, then moved twice), and it was a fifth of a scan's decoding.
+pub(crate) struct StoredTags {
+    /// The buffer and the ranges, until the strings are built (the lock is taken once, by the
+    /// first look).
+    source: std::sync::Mutex<Option<Unbuilt>>,
+    built: OnceLock<Vec<Text>>,
+}
+
+/// A buffer and the byte ranges of tags in it.
+type Unbuilt = (Bytes, Vec<(u32, u32)>);
+
+impl StoredTags {
+    /// The strings, built on the first call.
+    #[inline]
+    fn texts(&self) -> &[Text] {
+        self.built.get_or_init(|| {
+            let taken = self.source.lock().unwrap_or_else(|p| p.into_inner()).take();
+            taken.map_or_else(Vec::new, |(buffer, spans)| {
+                spans
+                    .iter()
+                    .map(|&(a, b)| {
+                        // Checked when the record was decoded: never the default.
+                        Text::from_utf8_within(&buffer, a as usize..b as usize).unwrap_or_default()
+                    })
+                    .collect()
+            })
+        })
+    }
 }
 
 impl List {
@@ -64,13 +118,18 @@ impl List {
         match self {
             List::One(t) => std::slice::from_ref(t),
             List::Many(v) => v,
+            List::Stored(s) => s.texts(),
         }
     }
 
     fn as_mut_slice(&mut self) -> &mut [Text] {
+        if let List::Stored(s) = self {
+            *self = List::Many(s.texts().to_vec());
+        }
         match self {
             List::One(t) => std::slice::from_mut(t),
             List::Many(v) => v,
+            List::Stored(_) => &mut [],
         }
     }
 
@@ -78,6 +137,7 @@ impl List {
         match self {
             List::One(t) => vec![t],
             List::Many(v) => v,
+            List::Stored(s) => s.texts().to_vec(),
         }
     }
 }
@@ -93,6 +153,19 @@ impl SharedTags {
     pub(crate) fn new(tags: Vec<Text>) -> SharedTags {
         SharedTags {
             list: (!tags.is_empty()).then(|| Arc::new(List::Many(tags))),
+        }
+    }
+
+    /// The shared list of the tags at `spans` of `buffer`, each checked to be valid UTF-8
+    /// (a range that is not is an empty tag), built into strings when first looked at.
+    pub(crate) fn stored(buffer: Bytes, spans: Vec<(u32, u32)>) -> SharedTags {
+        SharedTags {
+            list: (!spans.is_empty()).then(|| {
+                Arc::new(List::Stored(Box::new(StoredTags {
+                    source: std::sync::Mutex::new(Some((buffer, spans))),
+                    built: OnceLock::new(),
+                })))
+            }),
         }
     }
 
