@@ -48,10 +48,13 @@ fn holder(sealed: &[Arc<Sealed>], p: u64) -> usize {
 }
 
 impl Log {
-    /// Groups `positions` by segment and finds each record's byte extent.
-    fn plan(&self, positions: &[u64]) -> Result<Vec<Part>, StoreError> {
+    /// Groups `positions` by segment and finds each record's byte extent (`sorted`: the
+    /// positions are ascending already, as a scan's are).
+    fn plan(&self, positions: &[u64], sorted: bool) -> Result<Vec<Part>, StoreError> {
         let mut order: Vec<(u64, usize)> = positions.iter().copied().zip(0..).collect();
-        order.sort_unstable();
+        if !sorted {
+            order.sort_unstable();
+        }
         let sealed = self.sealed.read().unwrap_or_else(|p| p.into_inner());
         let active = self.active();
         let head = active.base + active.offsets.len() as u64 - 1;
@@ -183,7 +186,8 @@ impl Log {
         positions: &[u64],
         pool: Option<&ReadPool>,
     ) -> Result<Spans, StoreError> {
-        let parts = self.plan(positions)?;
+        let sorted = positions.is_sorted();
+        let parts = self.plan(positions, sorted)?;
         // Plan the runs first: records close together share one `pread`.
         let mut runs = Vec::new();
         for (k, part) in parts.iter().enumerate() {
@@ -227,7 +231,13 @@ impl Log {
             }
             _ => vec![fetch(&parts, &runs)?],
         };
-        let mut spans = vec![(0, 0..0); positions.len()];
+        // Ascending positions come out in the order asked for: their spans are pushed, not
+        // placed into a list cleared first.
+        let mut spans = if sorted {
+            Vec::with_capacity(positions.len())
+        } else {
+            vec![(0, 0..0); positions.len()]
+        };
         for (g, buf) in buffers.iter().enumerate() {
             let mut at = 0usize;
             for run in &runs[bounds[g]..bounds[g + 1]] {
@@ -235,7 +245,7 @@ impl Log {
                 for &(idx, p, a, b) in &part.items[run.first..=run.last] {
                     let a = at + (a - run.start) as usize;
                     let b = at + (b - run.start) as usize;
-                    spans[idx] = (
+                    let span = (
                         g,
                         record_in(buf, a, b, p).ok_or_else(|| {
                             corrupt(format!(
@@ -244,6 +254,12 @@ impl Log {
                             ))
                         })?,
                     );
+                    if sorted {
+                        debug_assert_eq!(spans.len(), idx, "records come out in order");
+                        spans.push(span);
+                    } else {
+                        spans[idx] = span;
+                    }
                 }
                 at += (run.end - run.start) as usize;
             }
