@@ -824,14 +824,7 @@ mod tests {
             .enumerate()
             .map(|(i, t)| Event::new(*t, vec![i as u8]).tag(format!("t{i}")))
             .collect();
-        let mut buf = Vec::new();
-        let mut records = Vec::new();
-        for (i, e) in events.iter().enumerate() {
-            let start = buf.len();
-            buf.extend_from_slice(&encode_event(e, 0, 1));
-            records.push((Position::from_u64(i as u64 + 1), 0, start..buf.len()));
-        }
-        let buffers = vec![Bytes::from(buf)];
+        let (buffers, records) = one_buffer(&events);
         let mut out = Vec::new();
         let r = decode_sequenced_spans(&buffers, records.iter().cloned(), &mut out);
         assert!(r.is_ok(), "{r:?}");
@@ -947,19 +940,30 @@ mod tests {
             (Position::from_u64(9), 0, first.start..buffers[0].len() + 1),
             (Position::from_u64(9), 2, first.clone()),
         ] {
-            let mut out = Vec::new();
             let batch = [records[0].clone(), bad, records[1].clone()];
-            match decode_sequenced_spans(&buffers, batch, &mut out) {
-                Err(StoreError::Corrupted(m)) => assert!(m.contains("position 9"), "{m}"),
-                other => panic!("{other:?}"),
-            }
-            assert_eq!(
-                out.len(),
-                1,
-                "the event before the bad record, nothing after"
-            );
-            assert_eq!(out[0].event, events[0]);
+            let before = one_event_then_corruption(&buffers, batch, "position 9");
+            assert_eq!(before.event, events[0]);
         }
+    }
+
+    /// Decodes `batch`, which must stop at a damaged record with corruption naming `at` (e.g.
+    /// "position 9") after exactly one event: that event.
+    fn one_event_then_corruption(
+        buffers: &[Bytes],
+        batch: impl IntoIterator<Item = Span>,
+        at: &str,
+    ) -> SequencedEvent {
+        let mut out = Vec::new();
+        match decode_sequenced_spans(buffers, batch, &mut out) {
+            Err(StoreError::Corrupted(m)) => assert!(m.contains(at), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            out.len(),
+            1,
+            "the event before the bad record, nothing after"
+        );
+        out.remove(0)
     }
 
     /// A record's position, buffer and range in it.
@@ -1036,17 +1040,8 @@ mod tests {
             .unwrap_or(0);
         raw[bad.start + at] = 0xff;
         let buffers = vec![Bytes::from(raw)];
-        let mut out = Vec::new();
-        match decode_sequenced_spans(&buffers, spans, &mut out) {
-            Err(StoreError::Corrupted(m)) => assert!(m.contains("position 2"), "{m}"),
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(
-            out.len(),
-            1,
-            "the event before the bad record, nothing after"
-        );
-        assert_eq!(out[0].event.tags, ["a:1"]);
+        let before = one_event_then_corruption(&buffers, spans, "position 2");
+        assert_eq!(before.event.tags, ["a:1"]);
     }
 
     /// Changing the tags of one event of a batch changes that event only.
