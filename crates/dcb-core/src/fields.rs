@@ -3,11 +3,10 @@
 //! Both cost little when an event is read, moved and dropped, which a store does millions of
 //! times a second in a scan: `Tags` is two words, and events read together share one list of
 //! their tags (no allocation per event, no string built until one is looked at); `Metadata` is
-//! one word and no allocation while it is
-//! empty, and one allocation with no string copied when it was read from a store (its entries
-//! stay in the record's buffer until something needs them as a map). Together they keep a
-//! [`SequencedEvent`](crate::SequencedEvent) within 128 bytes, which the compiler moves with a
-//! few vector instructions instead of a call to `memcpy`.
+//! one word and no allocation while it is empty, and one allocation with no string copied when
+//! it was read from a store (its entries stay in the record's buffer until something needs
+//! them as a map). Together they keep a [`SequencedEvent`](crate::SequencedEvent) within 128
+//! bytes, which the compiler moves with a few vector instructions instead of a call to `memcpy`.
 //! Both read like the standard collections they stand for: `Tags` dereferences to a slice of
 //! [`Text`], `Metadata` to a `BTreeMap<String, String>`.
 
