@@ -365,10 +365,10 @@ impl Batch<'_> {
     #[inline(never)]
     fn build_so_far(&mut self) {
         self.eager = true;
+        self.tags.reserve(BATCH);
         if let Some(buffer) = self.buffer.and_then(|b| self.buffers.get(b)) {
-            self.tags.extend(self.spans.drain(..).map(|(a, b)| {
-                Text::from_utf8_within(buffer, a as usize..b as usize).unwrap_or_default()
-            }));
+            self.tags
+                .extend(crate::fields::texts_at(buffer, self.spans.drain(..)));
         }
     }
 }

@@ -67,16 +67,6 @@ enum List {
     Stored(Box<StoredTags>),
 }
 
-impl Clone for List {
-    fn clone(&self) -> List {
-        match self {
-            List::One(t) => List::One(t.clone()),
-            List::Many(v) => List::Many(v.clone()),
-            List::Stored(s) => List::Many(s.texts().to_vec()),
-        }
-    }
-}
-
 /// Tags read from one buffer and checked (valid UTF-8), not yet built into strings: the
 /// buffer and each tag's byte range in it, until the first look at any of them builds them
 /// all and lets go of the buffer. A scan whose reader never looks at the tags builds none:
@@ -92,6 +82,17 @@ pub(crate) struct StoredTags {
 /// A buffer and the byte ranges of tags in it.
 type Unbuilt = (Bytes, Vec<(u32, u32)>);
 
+/// The strings at `spans` of `buffer`, each checked when its record was decoded (one that is
+/// not valid UTF-8 would be an empty string).
+pub(crate) fn texts_at(
+    buffer: &Bytes,
+    spans: impl IntoIterator<Item = (u32, u32)>,
+) -> impl Iterator<Item = Text> {
+    spans.into_iter().map(move |(a, b)| {
+        Text::from_utf8_within(buffer, a as usize..b as usize).unwrap_or_default()
+    })
+}
+
 impl StoredTags {
     /// The strings, built on the first call.
     #[inline]
@@ -99,13 +100,7 @@ impl StoredTags {
         self.built.get_or_init(|| {
             let taken = self.source.lock().unwrap_or_else(|p| p.into_inner()).take();
             taken.map_or_else(Vec::new, |(buffer, spans)| {
-                spans
-                    .iter()
-                    .map(|&(a, b)| {
-                        // Checked when the record was decoded: never the default.
-                        Text::from_utf8_within(&buffer, a as usize..b as usize).unwrap_or_default()
-                    })
-                    .collect()
+                texts_at(&buffer, spans).collect()
             })
         })
     }
