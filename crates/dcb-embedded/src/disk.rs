@@ -43,7 +43,27 @@ fn read_u64(meta: &Keyspace, key: &[u8]) -> Result<u64, StoreError> {
     }
 }
 
+/// Marks the directory of `db` with this build's schema version, durably.
+fn mark(db: &Database, meta: &Keyspace) -> Result<(), StoreError> {
+    meta.insert(keys::SCHEMA_KEY, keys::SCHEMA_VERSION.to_be_bytes())
+        .map_err(fjall_err)?;
+    db.persist(PersistMode::SyncData).map_err(fjall_err)
+}
+
 impl Disk {
+    /// Marks the directory with this build's schema version, durably, unless it is already:
+    /// called before a segment of the current version is started, so that a directory of
+    /// schema 2 (whose segments a build from before reads) becomes schema 3 only once it holds
+    /// a segment that such a build could not check, and that build then refuses it by its
+    /// schema version.
+    pub(crate) fn mark_schema(&self) -> Result<(), StoreError> {
+        let current = self.meta.get(keys::SCHEMA_KEY).map_err(fjall_err)?;
+        if current.as_deref() == Some(&keys::SCHEMA_VERSION.to_be_bytes()[..]) {
+            return Ok(());
+        }
+        mark(&self.db, &self.meta)
+    }
+
     /// Opens the data directory `path`: fjall (creating the keyspaces, checking the schema
     /// version, migrating a version-1 directory), then the segment log (truncating a torn tail),
     /// then replays into fjall the checkpoint moves of frames fjall had not made durable yet.
@@ -77,13 +97,20 @@ impl Disk {
                 let _ = std::fs::remove_dir_all(path.join(MIGRATING));
                 return Err(e);
             }
+        } else if version == keys::SCHEMA_VERSION_2 {
+            // The same layout, its segments all of version 1: read as they are. It is marked
+            // schema 3 when it first holds a segment of version 2 (see `Disk::mark_schema`).
         } else if version != keys::SCHEMA_VERSION {
             return Err(StoreError::Corrupted(format!(
-                "data directory has schema version {version}, this build reads versions 1 (migrated at open) and {}",
+                "data directory has schema version {version}, this build reads versions 1 (migrated at open), 2 and {}",
                 keys::SCHEMA_VERSION
             )));
         }
         let (log, frames) = Log::open(&path.join(segment::DIR), segment_bytes)?;
+        if version == keys::SCHEMA_VERSION_2 && log.holds_current_segments() {
+            // Only when its segments had been removed, so that the log started a new one.
+            mark(&db, &meta)?;
+        }
         let applied = read_u64(&meta, keys::APPLIED_KEY)?;
         let head = log.head();
         if applied > head {

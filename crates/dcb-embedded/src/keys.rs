@@ -1,4 +1,4 @@
-//! The on-disk layout of the embedded store. Schema version 2.
+//! The on-disk layout of the embedded store. Schema version 3.
 //!
 //! ```text
 //! segments/*.seg, *.off  the events, in the segment log (see `segment`): each commit group one
@@ -21,11 +21,21 @@
 //!
 //! Version 1 kept the events in a fjall keyspace `"events"` (key: position as u64 big-endian,
 //! value: the codec record). Opening a version-1 directory migrates it once (see
-//! `crate::disk`); changing the layout again means bumping [`SCHEMA_VERSION`] and teaching `open`
-//! to read (or migrate) the older version; an unknown version refuses to open.
+//! `crate::disk`). Version 2 is version 3's layout with segments of version 1 only (CRC-32
+//! record checks); version 3 starts segments of version 2 (xxh3 record checks) and reads both.
+//! A version-2 directory opens as it is and is marked 3 just before its first segment of
+//! version 2 is started (when its active segment is sealed); a build that reads only segments
+//! of version 1 then refuses it by its schema version. Changing the layout again means bumping
+//! [`SCHEMA_VERSION`] and teaching `open` to read (or migrate) the older version; an unknown
+//! version refuses to open.
 
 /// The layout version written to `meta/schema`.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
+
+/// The schema version whose directories open as they are (their segments, all of version 1,
+/// are read as they are), marked [`SCHEMA_VERSION`] just before their first segment of version
+/// 2 is started.
+pub const SCHEMA_VERSION_2: u32 = 2;
 
 /// Keyspace of events by position in schema version 1 (migrated away at open).
 pub const EVENTS: &str = "events";

@@ -73,3 +73,10 @@ mod store;
 mod writer;
 
 pub use store::{EmbeddedStore, Options, Stats};
+
+/// The segment files seen from outside a store, for tests and fuzzing: a well-formed segment's
+/// bytes ([`segment_file::segment_bytes`]) and a directory of them opened and read back, checked
+/// ([`segment_file::inspect`]).
+pub mod segment_file {
+    pub use crate::segment::{DIR, Inspected, file_name, inspect, segment_bytes};
+}

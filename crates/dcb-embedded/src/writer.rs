@@ -551,6 +551,8 @@ fn write_group(disk: &Disk, g: &Group) -> Result<Vec<bytes::Bytes>, StoreError> 
 /// segment's postings (all that the in-memory index holds) are written to its index file, then
 /// the segment is sealed, then the postings are dropped from memory for the file's summary.
 fn roll(shared: &Shared, disk: &Disk) -> Result<(), StoreError> {
+    // The next segment is of the current version: the directory is marked first.
+    disk.mark_schema()?;
     disk.db.persist(PersistMode::SyncData).map_err(fjall_err)?;
     let base = disk.log.active_base();
     let head = disk.log.head();

@@ -125,15 +125,14 @@ async fn unknown_schema_version_refuses_to_open() {
 }
 
 /// A frame by the segment log's format (see `dcb_embedded`'s `segment` module docs), with
-/// correct checksums around `records` from position `first` on.
+/// correct checksums (those of a version-2 segment) around `records` from position `first` on.
 fn frame(first: u64, records: &[&[u8]]) -> Vec<u8> {
     let mut body = 0u16.to_le_bytes().to_vec();
     for (i, r) in records.iter().enumerate() {
-        let mut h = crc32fast::Hasher::new();
-        h.update(&(first + i as u64).to_le_bytes());
-        h.update(r);
+        let p = (first + i as u64).to_le_bytes();
+        let check = (xxhash_rust::xxh3::xxh3_64(r) ^ xxhash_rust::xxh3::xxh3_64(&p)) as u32;
         body.extend_from_slice(&(r.len() as u32).to_le_bytes());
-        body.extend_from_slice(&h.finalize().to_le_bytes());
+        body.extend_from_slice(&check.to_le_bytes());
         body.extend_from_slice(r);
     }
     let mut out = b"FWFR".to_vec();

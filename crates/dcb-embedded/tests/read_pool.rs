@@ -247,12 +247,13 @@ fn rewrite_record(dir: &Path, position: u64, change: impl Fn(&mut Vec<u8>)) {
                 let len = u32_at(&bytes, r) as usize;
                 let mut record = bytes[r + 8..r + 8 + len].to_vec();
                 change(&mut record);
-                let mut h = crc32fast::Hasher::new();
-                h.update(&position.to_le_bytes());
-                h.update(&record);
+                // A version-2 segment's record check.
+                let check = (xxhash_rust::xxh3::xxh3_64(&record)
+                    ^ xxhash_rust::xxh3::xxh3_64(&position.to_le_bytes()))
+                    as u32;
                 let mut out = bytes[..r].to_vec();
                 out.extend_from_slice(&(record.len() as u32).to_le_bytes());
-                out.extend_from_slice(&h.finalize().to_le_bytes());
+                out.extend_from_slice(&check.to_le_bytes());
                 out.extend_from_slice(&record);
                 out.extend_from_slice(&bytes[r + 8 + len..]);
                 let body_len = body_len + record.len() - len;

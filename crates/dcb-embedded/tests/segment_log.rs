@@ -85,30 +85,37 @@ fn reads() -> Vec<(Query, ReadOptions)> {
     out
 }
 
+/// Asserts that every read of [`reads`] gives the same events from `s` as from `reference`
+/// (`when` names the moment in the failure message).
+async fn reads_like(s: &dyn EventStore, reference: &dyn EventStore, when: &str) {
+    for (q, o) in reads() {
+        let got = read(s, q.clone(), o).await.unwrap();
+        let want = read(reference, q.clone(), o).await.unwrap();
+        assert_eq!(got, want, "{q:?} {o:?} ({when})");
+    }
+}
+
+/// A store of small segments in `dir` and a reference store, both holding events `0..600`.
+async fn filled(dir: &Path) -> (EmbeddedStore, MemoryStore) {
+    let reference = MemoryStore::new();
+    fill(&reference, 0, 600).await;
+    let s = EmbeddedStore::open_with(dir, small()).unwrap();
+    fill(&s, 0, 600).await;
+    (s, reference)
+}
+
 #[tokio::test]
 async fn events_spanning_many_segments_read_like_the_reference_forwards_backwards_and_bounded() {
     let dir = tempfile::tempdir().unwrap();
-    let reference = MemoryStore::new();
-    fill(&reference, 0, 600).await;
-    {
-        let s = EmbeddedStore::open_with(dir.path(), small()).unwrap();
-        fill(&s, 0, 600).await;
-        for (q, o) in reads() {
-            let got = read(&s, q.clone(), o).await.unwrap();
-            let want = read(&reference, q.clone(), o).await.unwrap();
-            assert_eq!(got, want, "{q:?} {o:?} (before reopening)");
-        }
-    }
+    let (s, reference) = filled(dir.path()).await;
+    reads_like(&s, &reference, "before reopening").await;
+    drop(s);
     let segments = files(dir.path(), "seg");
     assert!(segments.len() >= 10, "only {} segments", segments.len());
     // Every sealed segment has its offset table; the active one keeps it in memory.
     assert_eq!(files(dir.path(), "off").len(), segments.len() - 1);
     let s = EmbeddedStore::open_with(dir.path(), small()).unwrap();
-    for (q, o) in reads() {
-        let got = read(&s, q.clone(), o).await.unwrap();
-        let want = read(&reference, q.clone(), o).await.unwrap();
-        assert_eq!(got, want, "{q:?} {o:?} (after reopening)");
-    }
+    reads_like(&s, &reference, "after reopening").await;
     // Appends go on after a reopen, into the same numbering.
     fill(&s, 600, 700).await;
     fill(&reference, 600, 700).await;
@@ -127,6 +134,105 @@ async fn events_spanning_many_segments_read_like_the_reference_forwards_backward
     .await
     .unwrap();
     assert_eq!(got, want);
+}
+
+/// Rewrites the segment file at `path` as format version 1 wrote it: the same frames, each
+/// record's check the CRC-32 of its position (u64 LE) and bytes, the frames' checksums to match.
+fn to_version_1(path: &Path) {
+    let mut b = std::fs::read(path).unwrap();
+    let u32_at = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+    let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
+    assert_eq!(u32_at(&b, 4), 2, "{} is of version 2", path.display());
+    b[4..8].copy_from_slice(&1u32.to_le_bytes());
+    let crc = crc32fast::hash(&b[..16]);
+    b[16..20].copy_from_slice(&crc.to_le_bytes());
+    // Frames: "FWFR" | body_len | first | count | body_crc | header_crc, then a body of
+    // tracking entries and records (len | check | bytes).
+    let mut at = 24;
+    while at < b.len() {
+        assert_eq!(&b[at..at + 4], b"FWFR");
+        let (body_len, first) = (u32_at(&b, at + 4) as usize, u64_at(&b, at + 8));
+        let body = at + 28;
+        let mut r = body + 2;
+        for _ in 0..u16::from_le_bytes([b[body], b[body + 1]]) {
+            r += 1 + usize::from(b[r]) + 12;
+        }
+        for i in 0..u64::from(u32_at(&b, at + 16)) {
+            let len = u32_at(&b, r) as usize;
+            let mut h = crc32fast::Hasher::new();
+            h.update(&(first + i).to_le_bytes());
+            h.update(&b[r + 8..r + 8 + len]);
+            b[r + 4..r + 8].copy_from_slice(&h.finalize().to_le_bytes());
+            r += 8 + len;
+        }
+        assert_eq!(r, body + body_len);
+        let body_crc = crc32fast::hash(&b[body..r]);
+        b[at + 20..at + 24].copy_from_slice(&body_crc.to_le_bytes());
+        let header_crc = crc32fast::hash(&b[at..at + 24]);
+        b[at + 24..at + 28].copy_from_slice(&header_crc.to_le_bytes());
+        at = r;
+    }
+    std::fs::write(path, &b).unwrap();
+}
+
+#[tokio::test]
+async fn a_directory_of_version_1_segments_reads_like_the_reference_and_takes_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, reference) = filled(dir.path()).await;
+    drop(s);
+    // As a build of segment version 1 left it (schema version 2), the active segment included.
+    let old = files(dir.path(), "seg");
+    assert!(old.len() >= 10, "only {} segments", old.len());
+    for path in &old {
+        to_version_1(path);
+    }
+    let schema = |set: Option<u32>| {
+        let db = fjall::Database::builder(dir.path()).open().unwrap();
+        let meta = db
+            .keyspace(keys::META, fjall::KeyspaceCreateOptions::default)
+            .unwrap();
+        if let Some(v) = set {
+            meta.insert(keys::SCHEMA_KEY, v.to_be_bytes()).unwrap();
+            db.persist(fjall::PersistMode::SyncAll).unwrap();
+        }
+        let v = meta.get(keys::SCHEMA_KEY).unwrap().unwrap();
+        u32::from_be_bytes(v.as_ref().try_into().unwrap())
+    };
+    assert_eq!(schema(Some(keys::SCHEMA_VERSION_2)), 2);
+    let version = |path: &Path| std::fs::read(path).unwrap()[4];
+    let last = old.last().unwrap().clone();
+    let last_len = std::fs::metadata(&last).unwrap().len();
+    for reopened in 0..3 {
+        let s = EmbeddedStore::open_with(dir.path(), small()).unwrap();
+        reads_like(&s, &reference, &format!("opened {reopened} times before")).await;
+        if reopened == 0 {
+            // A few appends, into the version-1 active segment: it stays schema 2 (a build from
+            // before still opens it).
+            fill(&s, 600, 603).await;
+            fill(&reference, 600, 603).await;
+            drop(s);
+            assert_eq!(files(dir.path(), "seg"), old, "no segment started");
+            assert_eq!(schema(None), keys::SCHEMA_VERSION_2);
+        } else if reopened == 1 {
+            // Appends fill the version-1 active segment until it is sealed, then go into new
+            // segments of version 2.
+            fill(&s, 603, 900).await;
+            fill(&reference, 603, 900).await;
+        }
+    }
+    // Marked with this build's schema version before its first segment of version 2: a build
+    // reading only version-1 segments refuses it by that.
+    assert_eq!(schema(None), keys::SCHEMA_VERSION);
+    assert!(
+        std::fs::metadata(&last).unwrap().len() > last_len,
+        "appended to"
+    );
+    let now = files(dir.path(), "seg");
+    assert!(now.len() > old.len());
+    for path in &now {
+        let want = if old.contains(path) { 1 } else { 2 };
+        assert_eq!(version(path), want, "{}", path.display());
+    }
 }
 
 #[tokio::test]
@@ -341,11 +447,7 @@ async fn a_schema_1_directory_is_migrated_once_at_open() {
     }
     for round in 0..2 {
         let s = EmbeddedStore::open_with(dir.path(), small()).unwrap();
-        for (q, o) in reads() {
-            let got = read(&s, q.clone(), o).await.unwrap();
-            let want = read(&reference, q.clone(), o).await.unwrap();
-            assert_eq!(got, want, "round {round}: {q:?} {o:?}");
-        }
+        reads_like(&s, &reference, &format!("round {round}")).await;
         assert_eq!(
             s.checkpoint("view").await.unwrap(),
             Some(Position::from_u64(7))
@@ -385,4 +487,49 @@ async fn a_schema_1_directory_that_cannot_be_migrated_is_a_typed_error_and_stays
     let db = fjall::Database::builder(dir.path()).open().unwrap();
     assert!(db.keyspace_exists(keys::EVENTS));
     assert!(!dir.path().join("segments").exists());
+}
+
+#[test]
+fn a_segment_file_built_by_its_format_reads_back_and_a_changed_record_is_corruption() {
+    use dcb_embedded::segment_file::{self, Inspected};
+    let frames: Vec<Vec<Vec<u8>>> = vec![
+        vec![b"one".to_vec(), b"two".to_vec()],
+        vec![Vec::new()],
+        vec![vec![7u8; 300]],
+    ];
+    for version in [1, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let segments = dir.path().join(segment_file::DIR);
+        std::fs::create_dir_all(&segments).unwrap();
+        let path = segments.join(segment_file::file_name(1));
+        let bytes = segment_file::segment_bytes(1, version, &frames);
+        std::fs::write(&path, &bytes).unwrap();
+        let found = segment_file::inspect(&segments).unwrap();
+        assert_eq!(
+            found,
+            Inspected {
+                head: 4,
+                records: 4,
+                bytes: 306
+            },
+            "version {version}"
+        );
+        // The last record's last byte changed: its frame is the last, so at open it is a torn
+        // write, cut off; the frames before it stay.
+        let mut torn = bytes.clone();
+        *torn.last_mut().unwrap() ^= 1;
+        std::fs::write(&path, &torn).unwrap();
+        assert_eq!(segment_file::inspect(&segments).unwrap().head, 3);
+        // The first record changed, with intact frames after it: corruption, never a panic.
+        let mut damaged = bytes.clone();
+        let at = damaged.windows(3).position(|w| w == b"one").unwrap();
+        damaged[at] ^= 1;
+        std::fs::write(&path, &damaged).unwrap();
+        match segment_file::inspect(&segments) {
+            Err(StoreError::Corrupted(m)) => {
+                assert!(m.contains("followed by intact frames"), "{m}")
+            }
+            other => panic!("version {version}: {other:?}"),
+        }
+    }
 }

@@ -4,12 +4,13 @@
 
 use super::*;
 
-/// Encodes one frame: the records of positions `first..` and the tracking updates. Returns the
-/// bytes and the offset of each record inside them.
-pub(crate) fn encode_frame(
+/// Encodes one frame: the records of positions `first..` (checked by `check`, the segment's)
+/// and the tracking updates. Returns the bytes and the offset of each record inside them.
+pub(super) fn encode_frame(
     first: u64,
     records: &[Vec<u8>],
     tracking: &[(String, Position)],
+    check: Check,
 ) -> (Vec<u8>, Vec<u32>) {
     let size = FRAME_HEADER
         + 2
@@ -32,7 +33,7 @@ pub(crate) fn encode_frame(
     for (i, r) in records.iter().enumerate() {
         offsets.push(out.len() as u32);
         out.extend_from_slice(&(r.len() as u32).to_le_bytes());
-        out.extend_from_slice(&record_crc(first + i as u64, r).to_le_bytes());
+        out.extend_from_slice(&check.record(first + i as u64, r).to_le_bytes());
         out.extend_from_slice(r);
     }
     let body_len = (out.len() - FRAME_HEADER) as u32;
@@ -70,8 +71,14 @@ pub(super) fn parse_header(h: &[u8]) -> Option<FrameHeader> {
     })
 }
 
-/// Parses a checked frame body: the tracking updates and each record's offset in the body.
-pub(super) fn parse_body(first: u64, count: u64, body: &[u8]) -> Result<(Moves, Vec<u32>), String> {
+/// Parses a checked frame body, whose records are checked by `check`: the tracking updates and
+/// each record's offset in the body.
+pub(super) fn parse_body(
+    first: u64,
+    count: u64,
+    body: &[u8],
+    check: Check,
+) -> Result<(Moves, Vec<u32>), String> {
     let short = || "frame body ends early".to_string();
     let mut at = 0usize;
     let n = u16::from_le_bytes(
@@ -103,7 +110,7 @@ pub(super) fn parse_body(first: u64, count: u64, body: &[u8]) -> Result<(Moves, 
         let data = body
             .get(at + RECORD_HEADER..at + RECORD_HEADER + len)
             .ok_or_else(short)?;
-        if record_crc(first + i, data) != crc {
+        if check.record(first + i, data) != crc {
             return Err(format!(
                 "record checksum mismatch at position {}",
                 first + i
@@ -129,8 +136,13 @@ pub(super) struct Scanned {
     pub(super) damaged_at: Option<(u64, String)>,
 }
 
-/// Scans the frames of a segment from its header on.
-pub(super) fn scan(file: &File, base: u64, file_len: u64) -> Result<Scanned, StoreError> {
+/// Scans the frames of a segment from its header on (its records checked by `check`).
+pub(super) fn scan(
+    file: &File,
+    base: u64,
+    file_len: u64,
+    check: Check,
+) -> Result<Scanned, StoreError> {
     let mut out = Scanned {
         offsets: Vec::new(),
         len: SEG_HEADER,
@@ -167,7 +179,7 @@ pub(super) fn scan(file: &File, base: u64, file_len: u64) -> Result<Scanned, Sto
             out.damaged_at = Some((at, "frame checksum mismatch".into()));
             break;
         }
-        let (tracking, offsets) = match parse_body(h.first, h.count, &body) {
+        let (tracking, offsets) = match parse_body(h.first, h.count, &body, check) {
             Ok(x) => x,
             Err(e) => {
                 out.damaged_at = Some((at, e));

@@ -10,8 +10,7 @@ use bytes::Bytes;
 use dcb_core::StoreError;
 
 use super::{
-    FAN_OUT_RUNS, GAP, Log, MAX_RUN, RECORD_HEADER, Sealed, corrupt, io, record_crc, seg_name,
-    u32_at,
+    Check, FAN_OUT_RUNS, GAP, Log, MAX_RUN, RECORD_HEADER, Sealed, corrupt, io, seg_name, u32_at,
 };
 use crate::readpool::ReadPool;
 
@@ -19,6 +18,8 @@ use crate::readpool::ReadPool;
 struct Part {
     file: Arc<FileRef>,
     base: u64,
+    /// How the segment's records are checked.
+    check: Check,
     /// (index into the request, position, start, end), ascending by position.
     items: Vec<(usize, u64, u64, u64)>,
 }
@@ -81,6 +82,7 @@ impl Log {
                 parts.push(Part {
                     file: Arc::new(FileRef::Active(active.file.clone())),
                     base: active.base,
+                    check: active.check,
                     items,
                 });
                 break;
@@ -105,6 +107,7 @@ impl Log {
                 .collect();
             parts.push(Part {
                 base: seg.base,
+                check: seg.check,
                 file: Arc::new(FileRef::Sealed(seg)),
                 items,
             });
@@ -247,7 +250,7 @@ impl Log {
                     let b = at + (b - run.start) as usize;
                     let span = (
                         g,
-                        record_in(buf, a, b, p).ok_or_else(|| {
+                        record_in(buf, a, b, p, part.check).ok_or_else(|| {
                             corrupt(format!(
                                 "event at position {p}: record damaged in segment {}",
                                 seg_name(part.base)
@@ -347,8 +350,14 @@ pub(super) fn read_run(file: &File, at: u64, len: usize) -> Result<Bytes, StoreE
 }
 
 /// The range of the checked record at `buf[a..b]` (record header included; `b` may lie past
-/// its end), without its header.
-fn record_in(buf: &[u8], a: usize, b: usize, position: u64) -> Option<std::ops::Range<usize>> {
+/// its end; checked by `check`), without its header.
+fn record_in(
+    buf: &[u8],
+    a: usize,
+    b: usize,
+    position: u64,
+    check: Check,
+) -> Option<std::ops::Range<usize>> {
     let h = buf.get(a..a + RECORD_HEADER)?;
     let len = u32_at(h, 0) as usize;
     let crc = u32_at(h, 4);
@@ -356,5 +365,5 @@ fn record_in(buf: &[u8], a: usize, b: usize, position: u64) -> Option<std::ops::
     if s + len > b {
         return None;
     }
-    (record_crc(position, buf.get(s..s + len)?) == crc).then_some(s..s + len)
+    (check.record(position, buf.get(s..s + len)?) == crc).then_some(s..s + len)
 }

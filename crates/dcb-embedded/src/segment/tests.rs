@@ -331,11 +331,118 @@ fn a_run_is_read_whole_and_a_run_past_the_end_is_an_error() {
 }
 
 #[test]
-fn a_record_checksum_is_the_crc32_of_its_position_and_bytes() {
-    // The stored format: a change here would make every existing record read as damaged.
-    for (p, data) in [(0u64, &b""[..]), (1, b"x"), (u64::MAX, &[7u8; 300][..])] {
-        let mut whole = p.to_le_bytes().to_vec();
-        whole.extend_from_slice(data);
-        assert_eq!(record_crc(p, data), crc32fast::hash(&whole));
+fn record_checks_are_the_stored_formats_of_each_version() {
+    // The stored formats, as known answers: a change here would make every existing record of
+    // that version read as damaged. (XXH3-64 of no bytes is 0x2D06800538D394C2.)
+    let cases: [(u64, &[u8], u32, u32); 4] = [
+        (0, b"", 0x6522_df69, 0x5754_381b),
+        (1, b"x", 0xafac_f9e3, 0xe469_b43f),
+        (
+            42,
+            b"an event record of some length",
+            0x38e0_56eb,
+            0x9c95_9ae2,
+        ),
+        (u64::MAX, &[7u8; 300], 0x88c4_db7d, 0x69a2_9040),
+    ];
+    assert_eq!(xxhash_rust::xxh3::xxh3_64(b""), 0x2D06_8005_38D3_94C2);
+    for (p, data, crc32, xxh3) in cases {
+        assert_eq!(
+            Check::Crc32.record(p, data),
+            crc32,
+            "version 1, position {p}"
+        );
+        assert_eq!(Check::Xxh3.record(p, data), xxh3, "version 2, position {p}");
+    }
+    assert_eq!(Check::of_version(1), Some(Check::Crc32));
+    assert_eq!(Check::of_version(2), Some(Check::Xxh3));
+    assert_eq!(Check::CURRENT.version(), VERSION);
+    assert_eq!(Check::of_version(3), None);
+}
+
+/// The format version in the header of segment `base` of `dir`.
+fn version_of(dir: &Path, base: u64) -> u32 {
+    u32_at(&std::fs::read(dir.join(seg_name(base))).unwrap(), 4)
+}
+
+/// Whether every frame and record of segment `base` of `dir` passes when checked by `check`.
+fn checks_by(dir: &Path, base: u64, check: Check) -> bool {
+    let (file, len) = open_segment(dir, base).unwrap();
+    let scanned = scan(&file, base, len, check).unwrap();
+    scanned.damaged_at.is_none() && !scanned.offsets.is_empty()
+}
+
+#[test]
+fn a_version_1_segment_is_read_and_appended_to_as_such_and_the_segments_after_it_are_version_2() {
+    let dir = tempfile::tempdir().unwrap();
+    // A log written before version 2: its only segment is of version 1.
+    create_segment(dir.path(), 1, Check::Crc32).unwrap();
+    {
+        let (log, _) = Log::open(dir.path(), 4096).unwrap();
+        fill(&log, 1, 10, 3);
+        assert!(log.sealed_segments().is_empty(), "still one segment");
+    }
+    assert_eq!(version_of(dir.path(), 1), 1);
+    assert!(checks_by(dir.path(), 1, Check::Crc32));
+    assert!(
+        !checks_by(dir.path(), 1, Check::Xxh3),
+        "its records carry CRC-32 checks"
+    );
+    {
+        // Reopened: read, appended to (as version 1) until it is sealed, then new segments.
+        let (log, _) = Log::open(dir.path(), 4096).unwrap();
+        check_all(&log, 10);
+        fill(&log, 11, 300, 5);
+        assert!(log.sealed_segments().len() >= 2);
+        check_all(&log, 300);
+    }
+    let (log, _) = Log::open(dir.path(), 4096).unwrap();
+    check_all(&log, 300);
+    let sealed = log.sealed_segments();
+    assert!(
+        sealed[0].1 > 10,
+        "the first segment took appends after the reopen"
+    );
+    assert!(checks_by(dir.path(), 1, Check::Crc32));
+    let mut bases: Vec<u64> = sealed.iter().map(|s| s.0).collect();
+    bases.push(log.active_base());
+    for &base in &bases[1..] {
+        assert_eq!(version_of(dir.path(), base), VERSION, "segment {base}");
+        if base != log.active_base() {
+            assert!(checks_by(dir.path(), base, Check::Xxh3), "segment {base}");
+            assert!(!checks_by(dir.path(), base, Check::Crc32), "segment {base}");
+        }
+    }
+    // Fetched as a read step fetches them, each segment's records checked by its own version.
+    let pool = ReadPool::start(2).unwrap();
+    let all: Vec<u64> = (1..=300).rev().collect();
+    for (p, r) in all.iter().zip(read_with(&log, &all, Some(&pool)).unwrap()) {
+        assert_eq!(r.as_ref(), rec(*p).as_slice());
+    }
+}
+
+#[test]
+fn a_segment_of_a_version_this_build_does_not_know_refuses_to_open_and_is_kept() {
+    for sealed in [false, true] {
+        let dir = written(4096, if sealed { 300 } else { 10 }, 5);
+        // An intact header (its checksum right) of version 3, as a newer build would write.
+        let path = dir.path().join(seg_name(1));
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[4..8].copy_from_slice(&3u32.to_le_bytes());
+        let crc = crc32fast::hash(&bytes[..16]);
+        bytes[16..20].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        match Log::open(dir.path(), 4096) {
+            Err(StoreError::Corrupted(m)) => {
+                assert!(m.contains("format version 3"), "{m}");
+            }
+            Err(e) => panic!("sealed {sealed}: expected Corrupted, got {e:?}"),
+            Ok(_) => panic!("sealed {sealed}: opened"),
+        }
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            bytes,
+            "sealed {sealed}: left as it is"
+        );
     }
 }
