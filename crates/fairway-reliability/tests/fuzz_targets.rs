@@ -164,6 +164,7 @@ fn fuzz_target_bodies_on_seed_inputs() {
         for mode in 0..8u8 {
             store_targets::snapshot(&[&[mode][..], s].concat());
             store_targets::kv_keys(&[&[mode][..], s].concat());
+            store_targets::segment(&[&[mode][..], s].concat());
         }
     }
     let web = web_seeds();
@@ -190,6 +191,7 @@ fn fuzz_target_bodies_on_seed_inputs() {
             "query_json",
             "snapshot",
             "kv_keys",
+            "segment",
             "token",
             "idempotency_record",
             "module_json",
@@ -206,7 +208,7 @@ fn fuzz_target_bodies_on_seed_inputs() {
                 seeds.iter().collect()
             };
             for (i, s) in all.into_iter().enumerate() {
-                let bytes = if matches!(target, "snapshot" | "kv_keys") {
+                let bytes = if matches!(target, "snapshot" | "kv_keys" | "segment") {
                     [&[(i % 8) as u8][..], s].concat()
                 } else {
                     s.clone()
@@ -216,7 +218,7 @@ fn fuzz_target_bodies_on_seed_inputs() {
         }
     }
     eprintln!(
-        "fuzz targets: {} seed inputs through 9 targets",
+        "fuzz targets: {} seed inputs through 10 targets",
         seeds.len()
     );
 }
@@ -231,6 +233,7 @@ proptest! {
         targets::query_json(&data);
         store_targets::snapshot(&data);
         store_targets::kv_keys(&data);
+        store_targets::segment(&data);
     }
 
     #[test]
