@@ -28,12 +28,12 @@
 //! through a wrong offset is detected, never returned.
 //!
 //! Each record is checked each time it is read, so its check is a fast hash (xxh3: 2.5-3x faster
-//! than CRC-32 on records of up to 128 bytes, a little faster up to about 1 KiB, slower on
-//! records of several KiB); the frame's CRC-32 over its whole body, checked at open and whenever
-//! a segment is scanned, is the one with CRC-32's guarantees for short bursts of damage. Segments of version 1 (written before, with CRC-32 record checks) are read as they
-//! are: an active segment of version 1 is appended to as version 1 until it is sealed, and every
-//! segment started after it is of version 2. A segment of an unknown version (from a newer
-//! build) refuses to open.
+//! than CRC-32 on records of up to 128 bytes, a little faster up to about 1 KiB, slower on records
+//! of several KiB); the frame's CRC-32 over its whole body, checked at open and whenever a segment
+//! is scanned, is the one with CRC-32's guarantees for short bursts of damage. Segments of version
+//! 1 (written before, with CRC-32 record checks) are read as they are: an active segment of version
+//! 1 is appended to as version 1 until it is sealed, and every segment started after it is of
+//! version 2. A segment of an unknown version (from a newer build) refuses to open.
 //!
 //! The active segment's file is extended 4 MiB at a time with `fallocate` (its size set, its
 //! space allocated), so that an append's `fdatasync` does not also commit a new file size; the
