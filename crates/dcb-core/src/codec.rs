@@ -343,7 +343,7 @@ impl Batch<'_> {
     fn push_tag(&mut self, buffer: &Bytes, range: Range<usize>) -> Result<(), &'static str> {
         if !self.eager && self.buffer.is_none_or(|b| b == self.current) {
             let bytes = buffer.get(range.clone()).ok_or(NOT_UTF8)?;
-            if std::str::from_utf8(bytes).is_err() {
+            if !valid_utf8(bytes) {
                 return Err(NOT_UTF8);
             }
             if let (Ok(a), Ok(b)) = (u32::try_from(range.start), u32::try_from(range.end)) {
@@ -463,10 +463,12 @@ fn metadata_in(
 ) -> Result<Metadata, &'static str> {
     let start = r.at;
     let mut sorted = true;
-    let mut last: Option<&str> = None;
+    // The keys are compared as bytes (the order of `str`); each string is checked as UTF-8
+    // without being made a `str` (see `valid_utf8`).
+    let mut last: Option<&[u8]> = None;
     for _ in 0..entries {
-        let k = r.str()?;
-        r.str()?;
+        let k = r.utf8()?;
+        r.utf8()?;
         sorted &= last.is_none_or(|l| l < k);
         last = Some(k);
     }
@@ -509,6 +511,14 @@ impl<'a> Iterator for StoredEntries<'a> {
             }
         }
     }
+}
+
+/// Whether `bytes` are valid UTF-8: an ASCII check first (a few word-wide loads for the short
+/// strings of tags and metadata, where `str::from_utf8` goes byte by byte), the full check only
+/// for strings that are not ASCII.
+#[inline(always)]
+fn valid_utf8(bytes: &[u8]) -> bool {
+    bytes.is_ascii() || std::str::from_utf8(bytes).is_ok()
 }
 
 const ENDS_EARLY: &str = "the record ends early";
@@ -588,6 +598,19 @@ impl<'a> Reader<'a> {
     fn str(&mut self) -> Result<&'a str, &'static str> {
         let (a, b) = self.span()?;
         std::str::from_utf8(&self.buf[a..b]).map_err(|_| NOT_UTF8)
+    }
+
+    /// A length-prefixed string's bytes, checked to be UTF-8 (as [`Reader::str`], without
+    /// making them a `str`).
+    #[inline(always)]
+    fn utf8(&mut self) -> Result<&'a [u8], &'static str> {
+        let (a, b) = self.span()?;
+        let bytes = &self.buf[a..b];
+        if valid_utf8(bytes) {
+            Ok(bytes)
+        } else {
+            Err(NOT_UTF8)
+        }
     }
 
     /// An `Option<[u8; 16]>`: tag 0 (none) or 1 then the 16 bytes. The id is read as one
@@ -1083,6 +1106,38 @@ mod tests {
     }
 
     #[test]
+    fn metadata_and_tags_beyond_ascii_decode_and_invalid_utf8_in_metadata_is_corruption() {
+        // The ASCII check is a shortcut: strings that are not ASCII take the full UTF-8 check.
+        let mut e = Event::new("A", Vec::new()).tag("zoë").tag("x");
+        e.metadata = [("clé", "été"), ("k", "v")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into();
+        let good = encode_event(&e, 0, 1);
+        let decoded = decode_event(&good).map(|s| s.event);
+        assert_eq!(decoded.as_ref().ok(), Some(&e), "{decoded:?}");
+        let (buffers, records) = one_buffer(std::slice::from_ref(&e));
+        let mut out = Vec::new();
+        let r = decode_sequenced_spans(&buffers, records.iter().cloned(), &mut out);
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(out.first().map(|s| &s.event), Some(&e));
+        // A key, then a value, made invalid UTF-8 (a lone continuation byte, then a lead byte
+        // with no continuation).
+        for (what, at_byte) in [(&b"cl"[..], 0x80u8), (&b"\xc3\xa9t"[..], 0xc3)] {
+            let mut bad = good.clone();
+            let Some(at) = bad.windows(what.len()).position(|w| w == what) else {
+                panic!("the string is in the record")
+            };
+            bad[at + what.len() - 1] = at_byte;
+            match decode_event(&bad) {
+                Err(StoreError::Corrupted(m)) => assert!(m.contains("UTF-8"), "{m}"),
+                other => panic!("expected corruption, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn garbage_is_corruption_not_panic() {
         assert!(matches!(decode_event(&[]), Err(StoreError::Corrupted(_))));
         assert!(matches!(
@@ -1191,7 +1246,7 @@ mod tests {
         fn the_decoder_agrees_with_postcard_on_damaged_records(
             ty in "[A-Za-z]{1,12}",
             tags in proptest::collection::vec("[a-z:0-9é]{1,10}", 0..4),
-            meta in proptest::collection::btree_map("[a-z]{1,4}", "[a-z]{0,4}", 0..3),
+            meta in proptest::collection::btree_map("[a-zé]{1,4}", "[a-zé]{0,4}", 0..3),
             data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
             id in proptest::option::of(proptest::prelude::any::<u128>()),
             at in proptest::prelude::any::<usize>(),
