@@ -1,6 +1,6 @@
 //! Fuzz target bodies for the storage decoders of the two backends: the embedded store's index
-//! snapshot file and segment files, and the KV engine's key layout. Like `targets.rs`, this file is also compiled
-//! by `crates/fairway-reliability`'s tests (with `#[path]`) and run on stable.
+//! snapshot file and segment files, and the KV engine's key layout. Like `targets.rs`, this file
+//! is also compiled by `crates/fairway-reliability`'s tests (with `#[path]`) and run on stable.
 
 use dcb_core::StoreError;
 use dcb_embedded::{segment_file, snapshot};

@@ -85,9 +85,7 @@ impl Disk {
             // Version 1 created its events keyspace before writing its version.
             None if db.keyspace_exists(keys::EVENTS) => 1,
             None => {
-                meta.insert(keys::SCHEMA_KEY, keys::SCHEMA_VERSION.to_be_bytes())
-                    .map_err(fjall_err)?;
-                db.persist(PersistMode::SyncData).map_err(fjall_err)?;
+                mark(&db, &meta)?;
                 keys::SCHEMA_VERSION
             }
         };
